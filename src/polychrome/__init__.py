@@ -1,0 +1,73 @@
+"""polychrome: colourise black-and-white photographs.
+
+    >>> import polychrome
+    >>> colour = polychrome.colorize(pil_image)          # PIL in, PIL out; numpy in, numpy out
+    >>> model = polychrome.load_model("default")          # bundled, trained weights
+    >>> net = polychrome.create_model("unet-32")          # an untrained architecture
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from polychrome.hub import load_model
+from polychrome.models import create_model, list_models
+
+__version__ = "0.1.0"
+__all__ = ["colorize", "create_model", "list_models", "load_model", "__version__"]
+
+
+@lru_cache(maxsize=4)
+def _cached_model(spec: str):
+    return load_model(spec)
+
+
+def colorize(img, model="default", size: int | None = None):
+    """Colourise a photo at its full resolution and return it in the type it came in.
+
+    Args:
+        img: a PIL image (any mode; EXIF orientation is not applied to an in-memory image), or a
+            numpy array (H, W) or (H, W, 3|4): uint8 0-255, uint16 0-65535, or float in [0, 1].
+        model: a bundled name, weight path, or an already loaded model.
+        size: working size (longest side, px); default from the model's metadata.
+    Returns:
+        PIL input: a PIL RGB (RGBA if it had alpha) image of the same size.
+        Array input: an array of the same shape and dtype.
+    """
+    from PIL import Image
+
+    from polychrome.io import pil_to_rgb_array, rgb_array_to_pil
+    from polychrome.pipeline import colorize_array
+
+    net = _cached_model(str(model)) if not hasattr(model, "forward") else model
+    if isinstance(img, Image.Image):
+        rgb, alpha = pil_to_rgb_array(img)
+        return rgb_array_to_pil(colorize_array(net, rgb, size), alpha)
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"colorize expects a PIL image or a numpy array, got {type(img).__name__}")
+    arr = img
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"colorize expects an array of shape (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        f = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        f = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        f = arr.astype(np.float32)
+    else:
+        raise TypeError(f"colorize expects a uint8, uint16 or float array, got {arr.dtype}")
+    g = f if f.ndim == 3 else f[..., None]
+    rgb = np.repeat(g, 3, axis=2) if g.shape[2] == 1 else g[..., :3]
+    out = colorize_array(net, np.clip(rgb, 0, 1), size)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        out = np.concatenate([out, f[..., 3:4]], axis=2)
+    elif arr.ndim == 2 or arr.shape[2] == 1:
+        # A grey array has no room for colour; return RGB of the same height and width.
+        pass
+    if arr.dtype == np.uint8:
+        return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if arr.dtype == np.uint16:
+        return (np.clip(out, 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return out.astype(arr.dtype)

@@ -1,0 +1,122 @@
+"""Reading and writing photos. The only place that knows about PIL and files.
+
+Errors a person can cause (missing file, not an image, truncated file) are raised as
+:class:`ImageError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: File extensions polychrome reads (lower case, with the dot).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+# Photos can be large; PIL's decompression-bomb guard stays on but at a level that admits 200 MP scans.
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+class ImageError(Exception):
+    """A photo could not be read or written; the message names the file and the problem."""
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """True when the file name has one of :data:`IMAGE_EXTENSIONS`."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """Photos under ``root``: a folder (searched recursively), one image file, or a ``.txt`` list of paths
+    (one per line, relative to the list's folder; blank lines and ``#`` comments ignored). Sorted."""
+    root = Path(root)
+    if root.is_dir():
+        return sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
+    if root.suffix.lower() == ".txt" and root.is_file():
+        lines = [ln.strip() for ln in root.read_text().splitlines()]
+        return [root.parent / ln for ln in lines if ln and not ln.startswith("#")]
+    if root.is_file():
+        return [root]
+    raise ImageError(f"{root}: no such file or folder")
+
+
+def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL mode -> (RGB float32 array (H, W, 3) in [0, 1], alpha float32 (H, W) in [0, 1] or None).
+
+    16-bit and 32-bit greyscale keep their precision; palette, CMYK, LA/RGBA are converted.
+    Transparent pixels keep their colour values; the alpha is returned so a writer can put it back.
+    """
+    alpha = None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if img.mode != "F" and a.max() > 255 else (255.0 if img.mode != "F" else max(1.0, float(a.max())))
+        g = np.clip(a / peak, 0.0, 1.0)
+        return np.repeat(g[..., None], 3, axis=2), None
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0, alpha
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open a photo with its EXIF orientation applied, fully decoded. Raises :class:`ImageError`."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return ImageOps.exif_transpose(im)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file PIL can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: cannot read image ({e})") from None
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """A photo as RGB float32 (H, W, 3) in [0, 1], EXIF orientation applied. Raises :class:`ImageError`."""
+    return pil_to_rgb_array(open_image(path))[0]
+
+
+def rgb_array_to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
+    """RGB float (H, W, 3) in [0, 1] (and optional alpha (H, W)) -> 8-bit PIL image."""
+    u8 = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    img = Image.fromarray(u8, "RGB")
+    if alpha is not None:
+        img.putalpha(Image.fromarray((np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L"))
+    return img
+
+
+def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
+    """Write ``img`` to ``path`` so that ``path`` is either absent or complete: write a temporary file in
+    the same folder, then rename it. The format follows the extension. Raises :class:`ImageError`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown image extension {path.suffix!r}")
+    if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")  # JPEG has no alpha
+    if fmt == "JPEG":
+        save_kwargs.setdefault("quality", 95)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        img.save(tmp, format=fmt, **save_kwargs)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write image ({e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,90 @@
+"""UNet regressor on Lab ab (the classic "Colorizer" design).
+
+Encoder: ``depth`` stages of DoubleConv then 2x2 max-pool, widths ``base * 2**i``; a DoubleConv
+bottleneck; decoder: 2x2 transposed conv up, concatenation with the skip, DoubleConv. A 1x1 head
+maps to 2 channels with tanh (ab / AB_SCALE), or to 3 channels with a sigmoid (sRGB) for the RGB
+head option.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from polychrome.layers import DoubleConv
+from polychrome.models._registry import register_model
+
+
+class UNetColorizer(nn.Module):
+    """Predicts colour from lightness.
+
+    forward(L_net) with L_net (B, 1, H, W) float, L in network units [-1, 1] (see color/lab.py),
+    any H and W (padded internally to a multiple of 2**depth, cropped back).
+    Returns (B, 2, H, W) ab in network units within (-1, 1) for ``head="ab"``, or
+    (B, 3, H, W) sRGB in (0, 1) for ``head="rgb"``.
+    """
+
+    def __init__(self, base: int = 64, depth: int = 4, head: str = "ab"):
+        super().__init__()
+        if head not in ("ab", "rgb"):
+            raise ValueError(f"head must be 'ab' or 'rgb', got {head!r}")
+        self.head_kind = head
+        self.depth = depth
+        widths = [base * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        cin = 1
+        for w in widths[:-1]:
+            self.down.append(DoubleConv(cin, w))
+            cin = w
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = DoubleConv(widths[-2], widths[-1])
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for w_deep, w in zip(widths[:0:-1], widths[-2::-1]):
+            self.up.append(nn.ConvTranspose2d(w_deep, w, 2, stride=2))
+            self.dec.append(DoubleConv(2 * w, w))
+        self.head = nn.Conv2d(widths[0], 2 if head == "ab" else 3, 1)
+
+    def forward(self, L_net: torch.Tensor) -> torch.Tensor:
+        h, w = L_net.shape[-2:]
+        m = 2**self.depth
+        ph, pw = (-h) % m, (-w) % m
+        # Reflect padding so borders see image content rather than a zero frame.
+        x = F.pad(L_net, (0, pw, 0, ph), mode="reflect") if (ph or pw) else L_net
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+            x = dec(torch.cat([up(x), skip], dim=1))
+        x = self.head(x)[..., :h, :w]
+        return torch.tanh(x) if self.head_kind == "ab" else torch.sigmoid(x)
+
+
+@register_model
+def unet_32(**kw) -> UNetColorizer:
+    return UNetColorizer(**{"base": 32, **kw})
+
+
+@register_model
+def unet_64(**kw) -> UNetColorizer:
+    return UNetColorizer(**{"base": 64, **kw})
+
+
+@register_model
+def unet_96(**kw) -> UNetColorizer:
+    return UNetColorizer(**{"base": 96, **kw})
+
+
+@register_model
+def unet_128(**kw) -> UNetColorizer:
+    return UNetColorizer(**{"base": 128, **kw})
+
+
+@register_model
+def simple_unet(**kw) -> UNetColorizer:
+    """A small UNet (base 16, depth 3) for quick experiments and tests."""
+    return UNetColorizer(**{"base": 16, "depth": 3, **kw})

@@ -1,0 +1,101 @@
+"""The one colourisation path, shared by the CLI, the Python API, the web page and evaluation.
+
+    photo -> RGB [0,1] -> L (full resolution)
+    L resized so its longest side is the model's working size -> model -> ab at working size
+    ab upsampled bilinearly to full size, joined with the ORIGINAL full-resolution L
+    -> Lab -> sRGB, clamped to the gamut -> a colour photo of the input's own size.
+
+A colour input is turned grey first (only its L is used): the tool colourises, it does not keep
+old colour.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from polychrome.color.lab import l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
+from polychrome.io import open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
+
+
+def working_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(h, w) scaled so the longest side is ``size`` (never upscaled), aspect ratio kept."""
+    scale = min(1.0, size / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+@torch.no_grad()
+def predict_ab(model: nn.Module, L: torch.Tensor, size: int) -> torch.Tensor:
+    """ab for a batch of L at the model's working size, upsampled back to L's size.
+
+    Args:
+        model: a colouriser: forward(L_net (B,1,h,w)) -> ab_net (B,2,h,w).
+        L: (B, 1, H, W) float, L in [0, 100], full resolution.
+        size: working size, longest side in px.
+    Returns:
+        (B, 2, H, W) float ab in CIE units.
+    """
+    H, W = L.shape[-2:]
+    h, w = working_shape(H, W, size)
+    # Antialiased downscaling: plain bilinear would alias fine texture into the model's input.
+    small = F.interpolate(L, size=(h, w), mode="bilinear", antialias=True, align_corners=False) if (h, w) != (H, W) else L
+    device = next(model.parameters()).device
+    ab = net_to_ab(model(l_to_net(small.to(device))).float()).to(L.device)
+    if (h, w) != (H, W):
+        ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
+    return ab
+
+
+def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Full-resolution L (B,1,H,W) + ab (B,2,H,W) -> sRGB (B,3,H,W) in [0,1], out-of-gamut colours clamped."""
+    return lab_to_rgb(torch.cat([L, ab], dim=1), clip=True)
+
+
+def colorize_array(model: nn.Module, rgb: np.ndarray, size: int | None = None) -> np.ndarray:
+    """Colourise one photo held as an array.
+
+    Args:
+        rgb: (H, W, 3) float in [0, 1] (grey or colour; only its lightness is used).
+        size: working size (longest side, px); defaults to the model's ``meta["infer_size"]``.
+    Returns:
+        (H, W, 3) float32 sRGB in [0, 1], the same H and W.
+    """
+    size = size or getattr(model, "meta", {}).get("infer_size", 256)
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    L = rgb_to_lab(x)[:, :1]
+    ab = predict_ab(model, L, size)
+    return join_lab(L, ab)[0].permute(1, 2, 0).numpy()
+
+
+def gray_array(rgb: np.ndarray) -> np.ndarray:
+    """The grey version of a photo (ab = 0, L kept): (H, W, 3) float in [0, 1] -> same."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    L = rgb_to_lab(x)[:, :1]
+    return join_lab(L, torch.zeros_like(L).repeat(1, 2, 1, 1))[0].permute(1, 2, 0).numpy()
+
+
+def colorize_file(
+    model: nn.Module,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    size: int | None = None,
+    compare: bool = False,
+) -> Path:
+    """Read ``src``, colourise it at full resolution, write ``dst`` atomically (format from its extension).
+
+    EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is
+    kept when the output format has one. ``compare`` writes grey | colour side by side.
+    Raises :class:`polychrome.io.ImageError` for an unreadable input or unwritable output.
+    """
+    rgb, alpha = pil_to_rgb_array(open_image(src))
+    out = colorize_array(model, rgb, size)
+    if compare:
+        out = np.concatenate([gray_array(rgb), out], axis=1)
+        alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
+    save_image_atomic(rgb_array_to_pil(out, alpha), dst)
+    return Path(dst)

@@ -1,0 +1,139 @@
+"""Training configuration: a frozen dataclass, read from TOML/YAML, overridable with key=value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A config file or override is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "unet-32"  # registered architecture name (polychrome models)
+    model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments for the architecture
+    data: str = "../shared/data/train"  # folder tree or .txt list of training photos
+    val_data: str = ""  # validation photos; empty = hold out val_fraction of `data`
+    val_fraction: float = 0.02  # share of `data` held out when val_data is empty
+    val_max_images: int = 256  # cap on validation photos per evaluation (speed)
+    limit_train_images: int = 0  # use a fixed random subset of this many training photos (0 = all)
+    image_size: int = 128  # training crop size (px, square)
+    infer_size: int = 256  # working size (longest side, px) written into exported weights
+    batch_size: int = 32  # per process, per micro-batch
+    grad_accum: int = 1  # micro-batches per optimiser step
+    lr: float = 2e-4  # AdamW peak learning rate
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    betas: tuple = (0.9, 0.999)  # AdamW betas
+    epochs: int = 10  # passes over the training photos
+    max_steps: int = 0  # stop after this many optimiser steps (0 = run all epochs); also sets the schedule length
+    warmup_steps: int = 200  # linear LR warm-up, then cosine decay to lr_min_ratio * lr
+    lr_min_ratio: float = 0.05  # floor of the cosine schedule, as a fraction of lr
+    grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
+    ema_decay: float = 0.999  # EMA of the weights, used for validation and export (0 = off: EMA copies weights)
+    loss: str = "l1"  # "l1" or "smooth_l1", on ab in network units
+    smooth_l1_beta: float = 0.1  # beta of smooth-L1 (network units)
+    precision: str = "auto"  # "auto" (bf16 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16"
+    channels_last: bool = True  # NHWC memory format (faster convs with bf16 on CPU)
+    workers: int = 1  # data-loading processes per training process
+    seed: int = 0  # seeds weights, data order and augmentation
+    out_dir: str = "runs/unet"  # checkpoints (last.pt, best.pt), resolved config and TensorBoard logs
+    ckpt_every_steps: int = 500  # also save last.pt every this many steps (0 = only at epoch ends)
+    log_every_steps: int = 20  # TensorBoard scalar interval
+    num_threads: int = 0  # torch CPU threads per process (0 = torch's default)
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, text_or_value: Any, current: Any) -> Any:
+    """Convert an override (a string from the command line, or a parsed file value) to the field's type."""
+    value = text_or_value
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            if isinstance(current, bool):
+                raise ConfigError(f"{name}: expected true/false, got {text_or_value!r}") from None
+            raise ConfigError(f"{name}: cannot parse {text_or_value!r}") from None
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {text_or_value!r}")
+    elif isinstance(current, int):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{name}: expected an integer, got {text_or_value!r}")
+        value = int(value)
+    elif isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {text_or_value!r}")
+        value = float(value)
+    elif isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {text_or_value!r}")
+        value = tuple(value)
+    elif isinstance(current, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a table/mapping, got {text_or_value!r}")
+    elif isinstance(current, str) and not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {text_or_value!r}")
+    return value
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Read a .toml or .yaml/.yml config into a flat dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: the top level must be a mapping")
+            return data
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    raise ConfigError(f"{path}: config files must be .toml, .yaml or .yml")
+
+
+def make_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """Defaults <- config file <- overrides (``["lr=1e-3", "epochs=2"]`` or a dict). Unknown keys are errors."""
+    cfg = TrainConfig()
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    layers: list[dict] = []
+    if file:
+        layers.append(read_config_file(file))
+    if isinstance(overrides, dict):
+        layers.append(overrides)
+    elif overrides:
+        pairs = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like key=value")
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = v.strip()
+        layers.append(pairs)
+    for layer in layers:
+        changes = {}
+        for k, v in layer.items():
+            if k not in fields:
+                raise ConfigError(f"unknown config key {k!r}; known keys: {', '.join(sorted(fields))}")
+            changes[k] = _coerce(k, v, getattr(cfg, k))
+        cfg = dataclasses.replace(cfg, **changes)
+    if cfg.loss not in ("l1", "smooth_l1"):
+        raise ConfigError(f"loss: must be 'l1' or 'smooth_l1', got {cfg.loss!r}")
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"precision: must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
+    for k in ("batch_size", "grad_accum", "image_size", "infer_size"):
+        if getattr(cfg, k) < 1:
+            raise ConfigError(f"{k}: must be at least 1, got {getattr(cfg, k)}")
+    return cfg
