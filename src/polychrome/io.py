@@ -53,7 +53,12 @@ def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     alpha = None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
-        peak = 65535.0 if img.mode != "F" and a.max() > 255 else (255.0 if img.mode != "F" else max(1.0, float(a.max())))
+        if img.mode.startswith("I;16"):
+            peak = 65535.0  # a 16-bit file is on the 16-bit scale even when it is dark (max <= 255)
+        elif img.mode == "I":
+            peak = 65535.0 if a.max() > 255 else 255.0  # 32-bit ints carry 8- or 16-bit data; guess from the range
+        else:
+            peak = max(1.0, float(a.max()))  # "F"
         g = np.clip(a / peak, 0.0, 1.0)
         return np.repeat(g[..., None], 3, axis=2), None
     if img.mode == "P":
