@@ -1,0 +1,59 @@
+"""Tiny photos made in code, shared by the data, model, hub and training tests (not a conftest: plain helpers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def colour_photo(seed: int, w: int = 48, h: int = 40) -> Image.Image:
+    """A smooth, saturated RGB photo (different colours per seed) with a little noise, w x h."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    chans = []
+    for _ in range(3):
+        fx, fy, ph = rng.uniform(0.02, 0.2), rng.uniform(0.02, 0.2), rng.uniform(0, 2 * np.pi)
+        chans.append(0.5 + 0.45 * np.sin(fx * xx + fy * yy + ph))
+    arr = np.stack(chans, axis=2) + rng.normal(0, 0.02, (h, w, 3))
+    return Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
+
+
+def grey_photo(seed: int, w: int = 48, h: int = 40) -> Image.Image:
+    """An RGB photo with R = G = B exactly."""
+    g = np.asarray(colour_photo(seed, w, h).convert("L"))
+    return Image.fromarray(np.repeat(g[..., None], 3, axis=2), "RGB")
+
+
+def tinted_grey_photo(seed: int, w: int = 48, h: int = 40) -> Image.Image:
+    """A nearly grey RGB photo: a slight warm tint, every pixel's |a| and |b| well below 5 (a toned print)."""
+    g = np.asarray(grey_photo(seed, w, h)).astype(np.int16)
+    g = np.clip(g, 10, 245)
+    tint = np.array([4, 0, -4], dtype=np.int16)  # 8-bit steps; |a|, |b| stay below about 4
+    return Image.fromarray((g + tint).astype(np.uint8), "RGB")
+
+
+def make_photo_tree(root: Path, n: int, size: tuple[int, int] = (40, 36), exts=("png",), start_seed: int = 0) -> list[Path]:
+    """Write ``n`` colour photos under ``root`` (two nested sub-folders), cycling through ``exts``."""
+    paths = []
+    for i in range(n):
+        sub = root / f"set{i % 2}" / ("deep" if i % 3 == 0 else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        ext = exts[i % len(exts)]
+        p = sub / f"img{i:03d}.{ext}"
+        save(colour_photo(start_seed + i, *size), p)
+        paths.append(p)
+    return paths
+
+
+def save(img: Image.Image, path: Path, **kw) -> Path:
+    """Save losslessly where the format allows, so colour tests are not at the mercy of JPEG chroma noise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    if ext == ".webp":
+        kw.setdefault("lossless", True)
+    if ext in (".jpg", ".jpeg"):
+        kw.setdefault("quality", 95)
+    img.save(path, **kw)
+    return path
