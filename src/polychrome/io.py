@@ -103,6 +103,12 @@ def rgb_array_to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.
     return img
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
     """Write ``img`` to ``path`` so that ``path`` is either absent or complete: write a temporary file in
     the same folder, then rename it. The format follows the extension. Raises :class:`ImageError`."""
@@ -119,6 +125,7 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
     os.close(fd)
     try:
         img.save(tmp, format=fmt, **save_kwargs)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get ordinary permissions
         os.replace(tmp, path)
     except OSError as e:
         raise ImageError(f"{path}: cannot write image ({e})") from None
