@@ -1,0 +1,300 @@
+"""Score a colouriser against the colour originals of a folder of photos.
+
+Each photo goes through the one pipeline the CLI uses (:func:`polychrome.pipeline.colorize_array`:
+the model sees only L at its working size; ab is upsampled onto the full-resolution L), and so does a
+grey baseline (:func:`polychrome.pipeline.gray_array`: ab = 0, L kept). Both are quantised to 8 bits as
+a saved file would be, then compared with the original:
+
+* PSNR (dB, peak 255, capped at :data:`polychrome.metrics.PSNR_MAX_DB`) and SSIM on RGB 0-255,
+* colourfulness (Hasler and Suesstrunk 2003) of the prediction, the grey baseline and the original,
+* mean CIEDE2000 between prediction and original.
+
+Exact settings are in :func:`polychrome.metrics` docstrings and in the ``settings`` of the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from polychrome import metrics
+from polychrome.hub import DEFAULT_INFER_SIZE, load_model
+from polychrome.io import ImageError, find_images, load_rgb, save_image_atomic
+from polychrome.pipeline import colorize_array, gray_array
+
+#: Photos shown in the comparison grid, and the height (px) of each panel in it.
+GRID_ROWS = 6
+GRID_HEIGHT = 160
+#: White space (px) between panels and rows of the grid.
+GRID_GAP = 4
+#: Upper bound on torch's intra-op threads while evaluating (the build machines have 2 cores).
+MAX_THREADS = 2
+
+_METRICS = ("psnr", "ssim", "colorfulness", "ciede2000")
+
+
+def run_evaluation(
+    model_spec: str | os.PathLike | nn.Module,
+    data: str | os.PathLike,
+    json_path: str | os.PathLike | None,
+    size: int | None = None,
+    limit: int | None = None,
+    grid_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Colourise every photo under ``data`` and score it against the original.
+
+    Args:
+        model_spec: anything :func:`polychrome.hub.load_model` accepts (bundled name, export folder,
+            ``.safetensors``, checkpoint ``.pt``), or an already loaded ``nn.Module`` (put in eval mode
+            for the run, its mode restored after).
+        data: a folder (searched recursively), one image, or a ``.txt`` list (see :func:`polychrome.io.find_images`).
+            Folder contents are taken in sorted order.
+        json_path: where to write the result as JSON (atomically); None writes nothing.
+        size: working size (longest side, px) the model sees; default the model's ``meta["infer_size"]``.
+        limit: evaluate only the first ``limit`` photos.
+        grid_path: if given, a PNG with one row per photo (the first :data:`GRID_ROWS`):
+            grey | prediction | original, each :data:`GRID_HEIGHT` px high.
+        progress: show a rich progress bar on stderr.
+
+    Returns:
+        ``{"model", "data", "n", "size", "settings", "mean", "grey", "reference", "skipped",
+        "per_image", "seconds", ...}``. ``mean`` / ``grey`` hold ``psnr``, ``ssim``, ``colorfulness``,
+        ``ciede2000`` averaged over the ``n`` scored photos (None when n == 0); ``reference`` holds the
+        originals' mean ``colorfulness``; ``skipped`` lists ``{"file", "reason"}`` for unreadable photos,
+        each also announced by a one-line warning on stderr. Every number is finite (valid JSON).
+
+    Raises:
+        polychrome.io.ImageError: ``data`` does not exist.
+        polychrome.hub.ModelLoadError: ``model_spec`` cannot be loaded.
+    """
+    t0 = time.perf_counter()
+    if isinstance(model_spec, nn.Module):
+        model, model_name = model_spec, _module_name(model_spec)
+    else:
+        model, model_name = load_model(model_spec), str(model_spec)
+    meta = getattr(model, "meta", {}) or {}
+    work_size = int(size or meta.get("infer_size") or DEFAULT_INFER_SIZE)
+
+    paths = find_images(data)
+    if limit is not None:
+        paths = paths[: max(0, limit)]
+    root = Path(data)
+
+    per_image: list[dict] = []
+    skipped: list[dict] = []
+    thumbs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    console = Console(stderr=True, highlight=False)
+    bar = Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=not progress,
+    )
+    with _eval_mode(model), _max_threads(MAX_THREADS), bar:
+        task = bar.add_task("evaluate", total=len(paths), status="")
+        for path in paths:
+            name = _display_name(path, root)
+            try:
+                row, panels = _score_one(model, path, work_size)
+            except (ImageError, ValueError) as e:  # unreadable file, or a photo too small for SSIM
+                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+                skipped.append({"file": name, "reason": reason})
+                console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
+            else:
+                per_image.append({"file": name, **row})
+                if len(thumbs) < GRID_ROWS:
+                    thumbs.append(tuple(_thumb(p, GRID_HEIGHT) for p in panels))
+                status = f"PSNR {_mean(per_image, 'psnr'):.2f} dB (grey {_mean(per_image, 'grey_psnr'):.2f})"
+                bar.update(task, status=status)
+            bar.advance(task)
+
+    if grid_path is not None and thumbs:
+        save_image_atomic(comparison_grid(thumbs), grid_path)
+
+    result = {
+        "model": model_name,
+        "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
+        "data": str(data),
+        "n": len(per_image),
+        "size": work_size,
+        "limit": limit,
+        "settings": _settings(work_size),
+        "mean": {k: _mean(per_image, k) for k in _METRICS},
+        "grey": {k: _mean(per_image, f"grey_{k}") for k in _METRICS},
+        "reference": {"colorfulness": _mean(per_image, "ref_colorfulness")},
+        "skipped": skipped,
+        "per_image": per_image,
+        "grid": None if grid_path is None or not thumbs else str(grid_path),
+    }
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    result["seconds_per_image"] = round(result["seconds"] / len(per_image), 4) if per_image else None
+    if json_path is not None:
+        write_json_atomic(result, json_path)
+    return result
+
+
+def _score_one(model: nn.Module, path: Path, size: int) -> tuple[dict, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Metrics for one photo, and its (grey, prediction, original) uint8 panels."""
+    rgb = load_rgb(path)
+    orig = metrics.to_uint8(rgb)
+    pred = metrics.to_uint8(colorize_array(model, rgb, size))
+    grey = metrics.to_uint8(gray_array(rgb))
+    row = {
+        "height": int(orig.shape[0]),
+        "width": int(orig.shape[1]),
+        "psnr": metrics.psnr(pred, orig),
+        "ssim": metrics.ssim(pred, orig),
+        "colorfulness": metrics.colorfulness(pred),
+        "ciede2000": metrics.ciede2000(pred, orig),
+        "grey_psnr": metrics.psnr(grey, orig),
+        "grey_ssim": metrics.ssim(grey, orig),
+        "grey_colorfulness": metrics.colorfulness(grey),
+        "grey_ciede2000": metrics.ciede2000(grey, orig),
+        "ref_colorfulness": metrics.colorfulness(orig),
+    }
+    return row, (grey, pred, orig)
+
+
+def comparison_grid(rows: list[tuple[np.ndarray, ...]], gap: int = GRID_GAP) -> Image.Image:
+    """Panels (uint8 (h, w, 3) arrays of one height per row) laid out row by row on white, ``gap`` px apart.
+    Rows of different widths are left-aligned; the canvas is as wide as the widest row."""
+    widths = [sum(p.shape[1] for p in r) + gap * (len(r) - 1) for r in rows]
+    heights = [max(p.shape[0] for p in r) for r in rows]
+    canvas = Image.new("RGB", (max(widths), sum(heights) + gap * (len(rows) - 1)), "white")
+    y = 0
+    for r, h in zip(rows, heights):
+        x = 0
+        for p in r:
+            canvas.paste(Image.fromarray(p, "RGB"), (x, y))
+            x += p.shape[1] + gap
+        y += h + gap
+    return canvas
+
+
+def write_json_atomic(obj: dict, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as strict JSON (no NaN/Infinity) to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; a report gets ordinary permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _settings(size: int) -> dict:
+    import skimage
+
+    import polychrome
+
+    return {
+        "pipeline": "polychrome.pipeline.colorize_array at full resolution (model sees L only, at the working size)",
+        "grey_baseline": "polychrome.pipeline.gray_array (ab = 0, L kept)",
+        "working_size": size,
+        "quantisation": "uint8 = floor(clip(x, 0, 1) * 255 + 0.5), as a saved 8-bit file",
+        "psnr": {
+            "function": "skimage.metrics.peak_signal_noise_ratio",
+            "space": "RGB 0-255",
+            "data_range": 255,
+            "max_db": metrics.PSNR_MAX_DB,
+        },
+        "ssim": {
+            "function": "skimage.metrics.structural_similarity",
+            "space": "RGB 0-255",
+            "channel_axis": 2,
+            "data_range": 255,
+            "win_size": metrics.SSIM_WIN_SIZE,
+            "gaussian_weights": False,
+            "note": "win_size shrinks to the largest odd size that fits photos under 7 px",
+        },
+        "colorfulness": (
+            "Hasler & Suesstrunk 2003 on RGB 0-255 (prediction, grey and original alike): rg = R - G, "
+            "yb = (R + G) / 2 - B, sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), population std"
+        ),
+        "ciede2000": "mean of skimage.color.deltaE_ciede2000 (kL=kC=kH=1) on skimage.color.rgb2lab (D65, 2 deg)",
+        "versions": {
+            "polychrome": polychrome.__version__,
+            "scikit-image": skimage.__version__,
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
+    }
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    if not rows:
+        return None
+    value = float(np.mean([r[key] for r in rows]))
+    return value if math.isfinite(value) else None
+
+
+def _thumb(u8: np.ndarray, height: int) -> np.ndarray:
+    h, w = u8.shape[:2]
+    width = max(1, round(w * height / h))
+    return np.asarray(Image.fromarray(u8, "RGB").resize((width, height), Image.Resampling.LANCZOS))
+
+
+def _display_name(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() if root.is_dir() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _module_name(model: nn.Module) -> str:
+    meta = getattr(model, "meta", None) or {}
+    return str(meta.get("model") or getattr(model, "registry_name", None) or type(model).__name__)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def _max_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
