@@ -2,8 +2,9 @@
 
 Encoder: ``depth`` stages of DoubleConv then 2x2 max-pool, widths ``base * 2**i``; a DoubleConv
 bottleneck; decoder: 2x2 transposed conv up, concatenation with the skip, DoubleConv. A 1x1 head
-maps to 2 channels with tanh (ab / AB_SCALE), or to 3 channels with a sigmoid (sRGB) for the RGB
-head option.
+maps to 2 channels with tanh (ab / AB_SCALE), or, for the RGB head option, to 3 channels with a
+sigmoid (sRGB) that is converted to ab: the prediction then always lies inside the sRGB gamut, and
+the model keeps the one contract every caller (trainer, pipeline, export) relies on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from polychrome.color.lab import ab_to_net, rgb_to_lab
 from polychrome.layers import DoubleConv
 from polychrome.models._registry import register_model
 
@@ -21,8 +23,8 @@ class UNetColorizer(nn.Module):
 
     forward(L_net) with L_net (B, 1, H, W) float, L in network units [-1, 1] (see color/lab.py),
     any H and W (padded internally to a multiple of 2**depth, cropped back).
-    Returns (B, 2, H, W) ab in network units within (-1, 1) for ``head="ab"``, or
-    (B, 3, H, W) sRGB in (0, 1) for ``head="rgb"``.
+    Returns (B, 2, H, W) ab in network units within (-1, 1), for either head: ``head="rgb"``
+    predicts sRGB in (0, 1) and returns its ab (its own lightness is discarded; the caller's L is kept).
     """
 
     def __init__(self, base: int = 64, depth: int = 4, head: str = "ab"):
@@ -50,8 +52,10 @@ class UNetColorizer(nn.Module):
         h, w = L_net.shape[-2:]
         m = 2**self.depth
         ph, pw = (-h) % m, (-w) % m
-        # Reflect padding so borders see image content rather than a zero frame.
-        x = F.pad(L_net, (0, pw, 0, ph), mode="reflect") if (ph or pw) else L_net
+        # Reflect padding so borders see image content rather than a zero frame; reflect cannot pad
+        # more than the input's own size, so very small or thin inputs (a panorama's height) replicate.
+        mode = "reflect" if (ph < h and pw < w) else "replicate"
+        x = F.pad(L_net, (0, pw, 0, ph), mode=mode) if (ph or pw) else L_net
         skips = []
         for block in self.down:
             x = block(x)
@@ -61,7 +65,12 @@ class UNetColorizer(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], dim=1))
         x = self.head(x)[..., :h, :w]
-        return torch.tanh(x) if self.head_kind == "ab" else torch.sigmoid(x)
+        if self.head_kind == "ab":
+            return torch.tanh(x)
+        # fp32 for the colour conversion even under autocast: its matrix and cube root are too coarse in bf16.
+        with torch.autocast(x.device.type, enabled=False):
+            rgb = torch.sigmoid(x.float())  # (B, 3, H, W) sRGB
+            return ab_to_net(rgb_to_lab(rgb)[:, 1:])  # (B, 2, H, W)
 
 
 @register_model
