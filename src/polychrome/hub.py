@@ -27,6 +27,13 @@ class ModelLoadError(Exception):
     """A model name or weight file could not be loaded; the message says which and why."""
 
 
+def _one_line(e: Exception, limit: int = 500) -> str:
+    """An exception's message on one line. ``load_state_dict`` names the missing, unexpected and mis-shaped
+    keys on the lines after its first, so keeping only the first line would hide what is wrong."""
+    text = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def bundled_names() -> list[str]:
     """Names of the weight sets shipped inside the package (``polychrome/weights/NAME.safetensors``)."""
     root = resources.files("polychrome") / "weights"
@@ -77,7 +84,7 @@ def load_model(spec: str | os.PathLike = "default", device: str | torch.device =
         try:
             model.load_state_dict(load_file(st), strict=True)
         except Exception as e:  # safetensors header errors and strict-load mismatches alike
-            raise ModelLoadError(f"{st}: cannot load weights ({str(e).splitlines()[0]})") from None
+            raise ModelLoadError(f"{st}: cannot load weights ({_one_line(e)})") from None
     elif Path(spec).suffix in (".pt", ".ckpt", ".pth") and Path(spec).is_file():
         model, meta = _load_checkpoint(Path(spec))
     else:
@@ -108,7 +115,7 @@ def _load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     try:
         model.load_state_dict(ema_to_model_state(ckpt["ema"]), strict=True)
     except RuntimeError as e:
-        raise ModelLoadError(f"{path}: weights do not fit {meta['model']} ({str(e).splitlines()[0]})") from None
+        raise ModelLoadError(f"{path}: weights do not fit {meta['model']} ({_one_line(e)})") from None
     return model, meta
 
 
