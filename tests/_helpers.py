@@ -57,3 +57,34 @@ def save(img: Image.Image, path: Path, **kw) -> Path:
         kw.setdefault("quality", 95)
     img.save(path, **kw)
     return path
+
+
+def tiny_train_config(tmp_path: Path, n_photos: int = 38, **overrides):
+    """A :class:`TrainConfig` for a seconds-long run: simple-unet, 32 px, fp32, no workers, photos made in
+    ``tmp_path/data`` (written once). 38 photos with ``val_fraction=0.2`` split 30 train / 8 val, so with
+    batch 8 an epoch is 3 steps and 6 photos are left out (a different 6 each epoch)."""
+    from polychrome.train import make_config
+
+    data = tmp_path / "data"
+    if not data.exists():
+        make_photo_tree(data, n_photos, size=(40, 36), exts=("png", "jpg"))
+    base = {
+        "model": "simple-unet",
+        "data": str(data),
+        "val_fraction": 0.2,
+        "val_max_images": 8,
+        "image_size": 32,
+        "infer_size": 48,
+        "batch_size": 8,
+        "epochs": 2,
+        "warmup_steps": 2,
+        "lr": 1e-3,
+        "ema_decay": 0.9,
+        "precision": "fp32",
+        "channels_last": False,
+        "workers": 0,
+        "log_every_steps": 1,
+        "ckpt_every_steps": 0,
+        "out_dir": str(tmp_path / "run"),
+    }
+    return make_config(overrides={**base, **overrides})
