@@ -189,6 +189,15 @@ def test_nothing_readable_gives_a_valid_empty_report(tmp_path, model_dir):
     assert not (tmp_path / "g.png").exists()
 
 
+def test_photo_too_thin_for_ssim_is_skipped_not_fatal(tmp_path):
+    root = tmp_path / "thin"
+    save(colour_photo(1, 40, 2), root / "a_strip.png")  # 2 px high: no SSIM window fits
+    save(colour_photo(2, 40, 36), root / "b_photo.png")
+    res = run_evaluation(ZeroAb(), root, None, progress=False)
+    assert res["n"] == 1 and res["per_image"][0]["file"] == "b_photo.png"
+    assert res["skipped"] == [{"file": "a_strip.png", "reason": "SSIM needs a photo of at least 3x3 px, got 2x40"}]
+
+
 def test_missing_data_folder_is_an_image_error(tmp_path, model_dir):
     with pytest.raises(ImageError, match="no such file"):
         run_evaluation(str(model_dir), tmp_path / "nowhere", None, progress=False)
