@@ -88,7 +88,8 @@ def run_evaluation(
         "per_image", "seconds", ...}``. ``mean`` / ``grey`` hold ``psnr``, ``ssim``, ``colorfulness``,
         ``ciede2000`` averaged over the ``n`` scored photos (None when n == 0); ``reference`` holds the
         originals' mean ``colorfulness``; ``skipped`` lists ``{"file", "reason"}`` for unreadable photos
-        (and any under 3 px a side), each also announced by a one-line warning on stderr. Every number is finite (valid JSON).
+        (and any under 3 px a side), each also announced by a one-line warning on stderr. Every number
+        is finite (valid JSON).
 
     Raises:
         polychrome.io.ImageError: ``data`` does not exist.
