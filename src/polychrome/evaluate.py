@@ -163,9 +163,6 @@ def run_evaluation(
         if pending is not None:
             collect(*pending)
 
-    if grid_path is not None and thumbs:
-        save_image_atomic(comparison_grid(thumbs), grid_path)
-
     result = {
         "model": model_name,
         "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
@@ -185,6 +182,9 @@ def run_evaluation(
     result["seconds_per_image"] = round(result["seconds"] / len(per_image), 4) if per_image else None
     if json_path is not None:
         write_json_atomic(result, json_path)
+    # After the JSON, so an unwritable grid path costs the picture, not the scores.
+    if grid_path is not None and thumbs:
+        save_image_atomic(comparison_grid(thumbs), grid_path)
     return result
 
 
