@@ -96,7 +96,10 @@ def read_config_file(path: str | Path) -> dict:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(path.read_text()) or {}
+            try:
+                data = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as e:  # not a ValueError, so the handler below would miss it
+                raise ConfigError(f"{path}: {e}") from None
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: the top level must be a mapping")
             return data
