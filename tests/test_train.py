@@ -1,0 +1,388 @@
+"""train/: config files and overrides, exact resume, checkpoint contents, TensorBoard logs, DDP on CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _helpers import tiny_train_config
+
+import polychrome.train.loop as loop
+from polychrome.train import ConfigError, TrainConfig, Trainer, make_config, train
+from polychrome.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Bitwise comparisons and speed: one intra-op thread (the machine has two cores, shared).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- config
+
+TOML = """
+# a comment
+model = "simple-unet"
+lr = 1e-3
+epochs = 3
+channels_last = false
+betas = [0.8, 0.95]
+model_kwargs = { depth = 2, head = "rgb" }
+"""
+
+YAML = """
+model: simple-unet
+lr: 0.001
+epochs: 3
+channels_last: false
+betas: [0.8, 0.95]
+model_kwargs:
+  depth: 2
+  head: rgb
+"""
+
+
+@pytest.mark.parametrize("name,text", [("cfg.toml", TOML), ("cfg.yaml", YAML), ("cfg.yml", YAML)])
+def test_config_file_and_overrides(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    cfg = make_config(path)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.model == "simple-unet" and cfg.lr == 1e-3 and cfg.epochs == 3 and cfg.channels_last is False
+    assert cfg.betas == (0.8, 0.95) and cfg.model_kwargs == {"depth": 2, "head": "rgb"}
+    assert cfg.batch_size == TrainConfig().batch_size  # untouched keys keep their defaults
+    # key=value overrides win over the file and are typed by the field.
+    cfg = make_config(
+        path,
+        ["lr=5e-4", "epochs=7", "channels_last=true", "betas=[0.5, 0.6]", "out_dir=runs/x=y", 'model_kwargs={"depth": 3}',
+         "warmup_steps=1e2", "precision = bf16"],
+    )
+    assert cfg.lr == 5e-4 and isinstance(cfg.lr, float)
+    assert cfg.epochs == 7 and isinstance(cfg.epochs, int)
+    assert cfg.channels_last is True and cfg.betas == (0.5, 0.6)
+    assert cfg.out_dir == "runs/x=y"  # only the first '=' splits
+    assert cfg.model_kwargs == {"depth": 3} and cfg.warmup_steps == 100 and cfg.precision == "bf16"
+    assert cfg.model == "simple-unet"
+    # A dict of overrides works the same way; the resolved config round-trips through it.
+    again = make_config(overrides=json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_config_is_frozen_and_documented():
+    cfg = make_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 1.0  # type: ignore[misc]
+    source = (Path(loop.__file__).parent / "config.py").read_text()
+    for f in dataclasses.fields(TrainConfig):
+        line = next(ln for ln in source.splitlines() if ln.strip().startswith(f"{f.name}:"))
+        assert "#" in line, f"TrainConfig.{f.name} has no comment"
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'lerning_rate'"):
+        make_config(overrides=["lerning_rate=1e-3"])
+    (tmp_path / "c.toml").write_text('model = "unet-32"\nbatchsize = 4\n')
+    with pytest.raises(ConfigError, match="'batchsize'"):
+        make_config(tmp_path / "c.toml")
+    (tmp_path / "c.yaml").write_text("optimiser: adam\n")
+    with pytest.raises(ConfigError, match="'optimiser'"):
+        make_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="'nope'"):
+        make_config(overrides={"nope": 1})
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("epochs=two", "epochs"),
+        ("epochs=1.5", "epochs"),
+        ("epochs=true", "epochs"),
+        ("lr=fast", "lr"),
+        ("lr=[1]", "lr"),
+        ("channels_last=maybe", "channels_last"),
+        ("channels_last=1", "channels_last"),
+        ("betas=0.9", "betas"),
+        ("model_kwargs=[1, 2]", "model_kwargs"),
+        ("loss=l2", "loss"),
+        ("precision=fp8", "precision"),
+        ("batch_size=0", "batch_size"),
+    ],
+)
+def test_wrong_type_or_value_is_a_config_error(override, key):
+    with pytest.raises(ConfigError, match=rf"^{key}\b"):
+        make_config(overrides=[override])
+
+
+def test_wrong_types_in_files(tmp_path):
+    (tmp_path / "a.toml").write_text("model = 3\n")
+    with pytest.raises(ConfigError, match="model: expected a string"):
+        make_config(tmp_path / "a.toml")
+    (tmp_path / "b.yaml").write_text("epochs: [1, 2]\n")
+    with pytest.raises(ConfigError, match="epochs: expected an integer"):
+        make_config(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        make_config(tmp_path / "c.yaml")
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        make_config(tmp_path / "missing.toml")
+    (tmp_path / "a.json").write_text("{}")
+    with pytest.raises(ConfigError, match=".toml, .yaml or .yml"):
+        make_config(tmp_path / "a.json")
+    (tmp_path / "broken.toml").write_text("model = \n")
+    with pytest.raises(ConfigError, match="broken.toml"):
+        make_config(tmp_path / "broken.toml")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        make_config(tmp_path / "broken.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        make_config(overrides=["lr"])
+
+
+def test_repository_configs_parse():
+    for path in sorted((TESTS.parent / "configs").glob("*")):
+        if path.suffix in (".toml", ".yaml", ".yml"):
+            assert isinstance(make_config(path), TrainConfig), path
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def _assert_same(a, b, path="state"):
+    """Bitwise equality of nested checkpoint structures (tensors with torch.equal)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        assert torch.equal(a, b), f"{path} differs (max |diff| {(a.double() - b.double()).abs().max().item():.3g})"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{path}: keys {set(a) ^ set(b)}"
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), path
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+# Data: 38 photos -> 30 train / 8 val; batch 8 -> 3 steps an epoch (6 photos left out, a different 6
+# each epoch). N = 8 steps crosses two epoch boundaries (after steps 3 and 6); the interruption at
+# step 4 falls in the middle of epoch 1.
+N_STEPS, STOP = 8, 4
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_resume_is_exact(tmp_path, channels_last):
+    straight = tiny_train_config(tmp_path, max_steps=N_STEPS, channels_last=channels_last, out_dir=str(tmp_path / "a"))
+    broken = dataclasses.replace(straight, out_dir=str(tmp_path / "b"))
+    train(straight, progress=False)
+
+    first = Trainer(broken, progress=False)
+    assert first.steps_per_epoch == 3 and len(first.train_set) == 30 and len(first.val_set) == 8
+    try:
+        first.fit(stop_at_step=STOP)
+    finally:
+        first.close()
+    mid = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (mid["step"], mid["epoch"]) == (STOP, 1)  # stopped mid-epoch, after one epoch boundary
+
+    # A fresh Trainer (as after a restart) resumes from last.pt. Disturb the global RNGs first:
+    # everything the run needs must come from the checkpoint.
+    torch.manual_seed(1234)
+    random.seed(99)
+    np.random.seed(7)
+    second = Trainer(broken, resume=True, progress=False)
+    assert (second.step, second.epoch) == (STOP, 1)
+    try:
+        second.fit()
+    finally:
+        second.close()
+
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == N_STEPS
+    for key in ("model", "ema", "optimizer", "scheduler", "scaler", "epoch", "step", "best_val_psnr"):
+        _assert_same(a[key], b[key], key)
+    # The resumed run also trained: its weights moved away from the step-4 weights.
+    assert not torch.equal(mid["model"]["head.weight"], b["model"]["head.weight"])
+
+
+def test_resume_after_a_crash_with_grad_accum(tmp_path, monkeypatch):
+    """A run that dies mid-epoch (no clean stop) resumes from the periodic last.pt and ends exactly
+    where an uninterrupted run ends; with gradient accumulation (2 micro-batches of 4 a step)."""
+    over = dict(max_steps=N_STEPS, batch_size=4, grad_accum=2, ckpt_every_steps=2, channels_last=True)
+    straight = tiny_train_config(tmp_path, out_dir=str(tmp_path / "a"), **over)
+    crashing = tiny_train_config(tmp_path, out_dir=str(tmp_path / "b"), **over)
+    train(straight, progress=False)
+
+    real_step = Trainer.train_step
+
+    def dies_at_step_5(self, micro_batches):
+        if self.step == 5:  # the 6th step: after last.pt of step 4 was written, mid-epoch 1
+            raise RuntimeError("simulated crash")
+        return real_step(self, micro_batches)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "train_step", dies_at_step_5)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(crashing, progress=False)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
+
+    train(crashing, progress=False, resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for key in ("model", "ema", "optimizer", "scheduler", "epoch", "step"):
+        _assert_same(a[key], b[key], key)
+
+
+def test_resume_without_checkpoint_or_with_another_model(tmp_path):
+    cfg = tiny_train_config(tmp_path, max_steps=1)
+    with pytest.raises(FileNotFoundError, match="nothing to resume from"):
+        Trainer(cfg, resume=True, progress=False)
+    train(cfg, progress=False)
+    with pytest.raises(ValueError, match="checkpoint is a simple-unet, config asks for unet-32"):
+        Trainer(dataclasses.replace(cfg, model="unet-32"), resume=True, progress=False)
+
+
+# ----------------------------------------------------------------------------- checkpoints and logs
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """An 8-step run (three validations) with TensorBoard logging every step."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = tiny_train_config(tmp, max_steps=N_STEPS, ckpt_every_steps=2)
+    summary = train(cfg, progress=False)
+    torch.set_num_threads(before)
+    return cfg, summary, Path(cfg.out_dir)
+
+
+def test_checkpoint_contents(finished_run):
+    cfg, summary, out = finished_run
+    assert summary["step"] == N_STEPS and np.isfinite(summary["loss"]) and np.isfinite(summary["psnr"])
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "tb"]
+    ck = load_checkpoint(out / "last.pt")  # weights_only=True: plain containers and tensors only
+    for key in ("model", "ema", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "rng"):
+        assert key in ck, key
+    assert ck["model_name"] == "simple-unet" and ck["model_kwargs"] == {}
+    assert ck["step"] == N_STEPS and ck["epoch"] == 3
+    assert ck["config"] == cfg.to_dict()
+    assert make_config(overrides=ck["config"]) == cfg  # the resolved config rebuilds the run
+    assert set(ck["rng"]) >= {"python", "numpy", "torch"}
+    assert isinstance(ck["best_val_psnr"], float) and np.isfinite(ck["best_val_psnr"])
+    assert int(ck["ema"]["n_averaged"]) == N_STEPS
+    assert ck["optimizer"]["state"] and ck["scheduler"]["last_epoch"] == N_STEPS
+    best = load_checkpoint(out / "best.pt")
+    assert best["best_val_psnr"] == ck["best_val_psnr"]
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["model"] == "simple-unet" and resolved["image_size"] == 32
+
+
+def test_no_partial_files_left(finished_run):
+    _, _, out = finished_run
+    assert [p for p in out.rglob("*") if p.name.endswith(".part")] == []
+
+
+def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "last.pt"
+    save_atomic({"step": 1, "w": torch.ones(3)}, target)
+    with pytest.raises(Exception):
+        save_atomic({"step": 2, "bad": lambda: None}, target)  # a lambda cannot be pickled
+    assert load_checkpoint(target)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    random.random(), np.random.rand(), torch.rand(5)
+    set_rng_state(state)
+    got = (random.random(), np.random.rand(), torch.rand(2))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_tensorboard_logs(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, out = finished_run
+    events = list((out / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(out / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in ("train/loss", "train/lr", "val/psnr", "val/psnr_grey", "val/chroma_pred", "val/chroma_true"):
+        assert tag in tags["scalars"], tag
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, N_STEPS + 1))
+    assert all(np.isfinite(e.value) and e.value > 0 for e in acc.Scalars("train/loss"))
+    assert [e.step for e in acc.Scalars("val/psnr")] == [3, 6, 8]  # each epoch end, and the end of the run
+    assert all(e.value > 0 for e in acc.Scalars("val/chroma_true"))
+    assert "val/grey_pred_true" in tags["images"]
+    img = acc.Images("val/grey_pred_true")[-1]
+    # Rows grey | prediction | truth, 8 validation photos of 32 px side by side.
+    assert (img.height, img.width) == (3 * 32, 8 * 32)
+
+
+# ----------------------------------------------------------------------------- DDP
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(tmp_path):
+    """torchrun, two CPU processes (gloo): exits 0, only rank 0 writes, both ranks end identical."""
+    cfg = tiny_train_config(tmp_path, batch_size=2, grad_accum=2, max_steps=4, num_threads=1)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    report = tmp_path / "report"
+    report.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(TESTS / "ddp_worker.py"), str(tmp_path / "cfg.json"), str(report)]  # fmt: skip
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert time.time() - t0 < 120
+
+    r0, r1 = (json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    assert r0["step"] == r1["step"] == 4 and r0["epoch"] == r1["epoch"]
+    # 30 photos, 15 a rank, 7 micro-batches of 2, 3 steps of 2 micro-batches: step 4 is in epoch 1.
+    assert r0["steps_per_epoch"] == 3
+    assert r0["model"] == r1["model"], "ranks ended with different weights"
+    assert r0["ema"] == r1["ema"], "ranks ended with different EMA weights"
+    assert r0["loss"] != r1["loss"]  # ... although each saw its own shard of the data
+
+    assert (report / "saves-rank0.txt").read_text().split() and "last.pt" in (report / "saves-rank0.txt").read_text()
+    assert (report / "saves-rank1.txt").read_text() == ""
+    out = Path(cfg.out_dir)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "tb"]
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
+    assert [p for p in out.rglob("*") if p.name.endswith(".part")] == []
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["step"] == 4
+    # The checkpoint rank 0 wrote holds the weights both ranks ended with.
+    sys.path.insert(0, str(TESTS))
+    try:
+        from ddp_worker import params_digest
+    finally:
+        sys.path.remove(str(TESTS))
+    from polychrome.models import create_model
+
+    model = create_model("simple-unet")
+    model.load_state_dict(ck["model"])
+    assert params_digest(model) == r0["model"]
