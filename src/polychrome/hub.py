@@ -56,10 +56,14 @@ def _weight_files(spec: str | os.PathLike) -> tuple[Path, Path] | None:
 
 def build_from_meta(meta: dict) -> nn.Module:
     """Rebuild the architecture a weight file's metadata names."""
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise ModelLoadError("weight metadata has no 'model' entry naming the architecture")
     try:
         return create_model(meta["model"], **meta.get("model_kwargs", {}))
     except KeyError as e:
         raise ModelLoadError(f"weight metadata names no known model: {e}") from None
+    except (TypeError, ValueError) as e:  # model_kwargs the architecture does not take
+        raise ModelLoadError(f"weight metadata does not fit {meta['model']}: {e}") from None
 
 
 def load_model(spec: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
@@ -138,9 +142,15 @@ def ema_to_model_state(ema_state: dict) -> dict:
     return {k[len("module.") :]: v for k, v in ema_state.items() if k.startswith("module.")}
 
 
-def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, half: bool = False) -> Path:
-    """Write ``model.safetensors`` (EMA weights, fp16 if ``half``) and ``config.json`` from a checkpoint."""
+def export_checkpoint(
+    ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, half: bool = False, infer_size: int | None = None
+) -> Path:
+    """Write ``model.safetensors`` (EMA weights, fp16 if ``half``) and ``config.json`` from a checkpoint.
+
+    ``infer_size`` replaces the working size recorded by the training config."""
     model, meta = _load_checkpoint(Path(ckpt_path))
+    if infer_size is not None:
+        meta["infer_size"] = int(infer_size)
     return save_weights(model, meta, out_dir, half=half)
 
 
