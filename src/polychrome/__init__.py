@@ -34,7 +34,8 @@ def colorize(img, model="default", size: int | None = None):
         size: working size (longest side, px); default from the model's metadata.
     Returns:
         PIL input: a PIL RGB (RGBA if it had alpha) image of the same size.
-        Array input: an array of the same shape and dtype.
+        Array input: an array of the same dtype, height and width; (H, W, 3|4) keeps its shape
+        (alpha passed through), a grey (H, W) or (H, W, 1) array comes back as (H, W, 3).
     """
     from PIL import Image
 
