@@ -1,0 +1,464 @@
+"""The ``polychrome`` command line: colorize, train, export, models, evaluate, demo.
+
+Every mistake a person can make (a missing file, a corrupt photo, a bad model path, an unknown
+config key) ends as ONE line on stderr and a non-zero exit code, never a traceback:
+
+    exit 0  everything asked for was done
+    exit 1  some photos failed (the rest were still written), or a run failed
+    exit 2  the command could not start: bad model, bad config, bad option
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+app = typer.Typer(
+    name="polychrome",
+    help="Colourise black-and-white photographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Locals of a colourisation frame are whole tensors and images: never print them.
+    pretty_exceptions_show_locals=False,
+)
+
+#: Sample colour photos shipped inside scikit-image's wheel (no download needed) used by `demo`.
+DEMO_SAMPLES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _err_console() -> Console:
+    # Made per call, not at import: test runners and rich's progress swap sys.stderr.
+    return Console(stderr=True, highlight=False)
+
+
+def _say_error(message: str, console: Console | None = None) -> None:
+    """One line on stderr; soft_wrap so rich never breaks a long path across lines."""
+    (console or _err_console()).print(Text(f"error: {message}", style="red"), soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    _say_error(message)
+    return typer.Exit(code)
+
+
+def _pick_device(device: Device) -> str:
+    import torch
+
+    if device is Device.auto:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise _fail("--device cuda: no CUDA device is available to PyTorch here")
+    return device.value
+
+
+def _load(spec: str, device: str):
+    """hub.load_model with a one-line error (exit 2) for anything a person can get wrong."""
+    from polychrome import hub
+
+    if spec == "default" and "default" not in hub.bundled_names() and not Path(spec).exists():
+        raise _fail(
+            "the bundled 'default' model is not in this installation (polychrome/weights/default.safetensors "
+            "is missing); train one and pass --model PATH"
+        )
+    try:
+        return hub.load_model(spec, device=device)
+    except hub.ModelLoadError as e:
+        raise _fail(f"--model {e}") from None
+
+
+# --------------------------------------------------------------------------- colorize
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob is anchored at: its leading path parts without wildcards."""
+    parts = Path(pattern).parts
+    base = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
+    """Expand INPUT arguments into (source, output) pairs, and one-line problems for inputs that give none.
+
+    A folder is searched recursively and mirrored under ``out_dir``; a file lands as ``out_dir/NAME``;
+    a glob (one the shell left alone) keeps the path below its first wildcard. Photos already inside
+    ``out_dir`` (when it sits inside an input folder) are earlier outputs, not inputs.
+    """
+    from polychrome.io import ImageError, find_images, is_image_path
+
+    jobs: list[Job] = []
+    problems: list[str] = []
+    for arg in inputs:
+        p = Path(arg)
+        if p.is_dir():
+            if p.resolve() == out_dir.resolve():
+                problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
+                continue
+            found = [f for f in find_images(p) if not _inside(f, out_dir)]
+            pairs = [(f, f.relative_to(p)) for f in found]
+            if not pairs:
+                problems.append(f"{arg}: no photos found (looked for {', '.join(_extensions())})")
+        elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
+            try:
+                listed = find_images(p)
+            except ImageError as e:
+                problems.append(str(e))
+                continue
+            pairs = [(f, f.relative_to(p.parent) if _inside(f, p.parent) else Path(f.name)) for f in listed]
+            if not pairs:
+                problems.append(f"{arg}: the list names no photos")
+        elif p.is_file():
+            pairs = [(p, Path(p.name))]
+        elif _GLOB_CHARS & set(arg):
+            base = _glob_base(arg)
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
+            files = [m for m in matches if m.is_file() and is_image_path(m) and not _inside(m, out_dir)]
+            pairs = [(m, m.relative_to(base)) for m in files]
+            if not pairs:
+                problems.append(f"{arg}: no photos match this pattern")
+        else:
+            problems.append(f"{arg}: no such file or folder")
+            continue
+        jobs.extend(Job(src, out_dir / rel) for src, rel in pairs)
+    return jobs, problems
+
+
+def _extensions() -> list[str]:
+    from polychrome.io import IMAGE_EXTENSIONS
+
+    return list(IMAGE_EXTENSIONS)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _progress(console: Console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]colorize"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[name]}", style="dim"),
+        console=console,
+        # A bar is for people; logs and pipes get the error lines and the summary only.
+        disable=not console.is_terminal,
+    )
+
+
+@app.command()
+def colorize(
+    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or globs.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the colour photos.", show_default=False)],
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or training checkpoint .pt.")] = "default",
+    size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Write grey | colour side by side.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+) -> None:
+    """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format.
+
+    Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
+    --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
+    is 1 if any failed.
+    """
+    from polychrome.io import ImageError
+    from polychrome.pipeline import colorize_file
+
+    err = _err_console()
+    if output.exists() and not output.is_dir():
+        raise _fail(f"-o {output}: exists and is not a folder")
+    jobs, problems = plan_jobs(inputs, output)
+    net = _load(model, _pick_device(device)) if jobs else None
+
+    input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
+    failed = len(problems)
+    for msg in problems:
+        _say_error(msg, err)
+    written = skipped = 0
+    claimed: dict[Path, Path] = {}
+    seen: set[tuple[Path, Path]] = set()
+    with _progress(err) as bar:
+        task = bar.add_task("colorize", total=len(jobs), name="")
+        for job in jobs:
+            bar.update(task, name=job.src.name)
+            try:
+                dst_key = job.dst.resolve()
+                if (job.src.resolve(), dst_key) in seen:
+                    continue  # the same photo named twice (a folder and a file in it)
+                seen.add((job.src.resolve(), dst_key))
+                if dst_key in claimed:
+                    raise ImageError(f"{job.src}: its output {job.dst} is already the output of {claimed[dst_key]}")
+                claimed[dst_key] = job.src
+                if job.dst.exists() and _file_id(job.dst) in input_ids:
+                    raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
+                if job.dst.exists() and not overwrite:
+                    skipped += 1
+                    continue
+                colorize_file(net, job.src, job.dst, size=size, compare=compare)
+                written += 1
+            except ImageError as e:
+                failed += 1
+                _say_error(str(e), err)
+            except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
+                failed += 1
+                _say_error(f"{job.src}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", err)
+            finally:
+                bar.advance(task)
+    note = " (already there; --overwrite to redo them)" if skipped else ""
+    typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {output}")
+    if failed:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- train
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    # Under torchrun only rank 0 talks; the others would repeat every line.
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    console = Console(stderr=True)
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        # Log files (nohup, SLURM) want one unwrapped, timestamped line per record.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    logging.getLogger("polychrome").setLevel(level)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment config, .toml or .yaml.", show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE settings that replace the file's.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT_DIR/last.pt.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (for logs).")] = False,
+) -> None:
+    """Train a colouriser. Works as is under `torchrun --nproc_per_node N -m polychrome train ...`."""
+    from polychrome.io import ImageError
+    from polychrome.models import list_models
+    from polychrome.train import ConfigError, make_config
+    from polychrome.train import train as run_training
+
+    _setup_logging()
+    try:
+        cfg = make_config(config, overrides or [])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    if cfg.model not in list_models():
+        raise _fail(f"model: unknown architecture {cfg.model!r}; registered: {', '.join(list_models())}")
+    try:
+        summary = run_training(cfg, resume=resume, progress=not no_progress)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    except (ImageError, FileNotFoundError, ValueError) as e:
+        # Set-up problems a person can fix: no data, too few photos for a batch, nothing to resume.
+        if os.environ.get("POLYCHROME_DEBUG"):
+            raise
+        raise _fail(str(e).splitlines()[0] if str(e) else type(e).__name__, code=1) from None
+    if os.environ.get("RANK", "0") == "0":
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+        typer.echo(f"done: {shown}; checkpoints in {cfg.out_dir}")
+
+
+# --------------------------------------------------------------------------- export
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint .pt, or a run folder (uses best.pt).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write model.safetensors + config.json.", show_default=False)],
+    half: Annotated[bool, typer.Option("--half", help="Store the weights as fp16 (half the size).")] = False,
+    infer_size: Annotated[int | None, typer.Option(min=8, help="Working size to record (longest side, px).")] = None,
+) -> None:
+    """Turn a training checkpoint into release weights (EMA weights, safetensors + JSON)."""
+    from polychrome import hub
+
+    if checkpoint.is_dir():
+        picked = next((checkpoint / n for n in ("best.pt", "last.pt") if (checkpoint / n).is_file()), None)
+        if picked is None:
+            raise _fail(f"{checkpoint}: a folder without best.pt or last.pt")
+        checkpoint = picked
+    if not checkpoint.is_file():
+        raise _fail(f"{checkpoint}: no such checkpoint file")
+    try:
+        out = hub.export_checkpoint(checkpoint, output, half=half, infer_size=infer_size)
+    except hub.ModelLoadError as e:
+        raise _fail(str(e)) from None
+    import json
+
+    meta = json.loads((out / "config.json").read_text())
+    weights = out / "model.safetensors"
+    typer.echo(f"{weights}  ({weights.stat().st_size / 1e6:.1f} MB, {'fp16' if half else 'fp32'})")
+    typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']})")
+    typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
+
+
+# --------------------------------------------------------------------------- models
+@app.command()
+def models() -> None:
+    """List the registered architectures and the bundled trained weights."""
+    import json
+    from importlib import resources
+
+    from polychrome import hub
+    from polychrome.models import list_models
+
+    out = Console(highlight=False)
+    out.print("[bold]architectures[/] (polychrome.create_model(NAME), train with model = NAME):")
+    for name in list_models():
+        out.print(f"  {name}", soft_wrap=True)
+    names = hub.bundled_names()
+    out.print("[bold]bundled weights[/] (--model NAME, polychrome.load_model(NAME)):")
+    if not names:
+        out.print("  none in this installation", soft_wrap=True)
+    for name in names:
+        side = resources.files("polychrome") / "weights" / f"{name}.json"
+        try:
+            meta = json.loads(side.read_text())
+            about = f"{meta.get('model', '?')}, infer_size {meta.get('infer_size', '?')}"
+        except (OSError, ValueError):
+            about = "metadata missing"
+        out.print(f"  {name}  ({about})", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- evaluate
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.", show_default=False)],
+    data: Annotated[Path, typer.Option(help="Folder (or .txt list) of colour photos to score against.", show_default=False)],
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the summary JSON.", show_default=False)],
+    size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N photos.")] = None,
+    grid: Annotated[Path | None, typer.Option(help="Also write a grey | predicted | true grid PNG here.")] = None,
+) -> None:
+    """Score a model on colour photos (turned grey, colourised, compared with the truth)."""
+    from polychrome import hub
+    from polychrome.io import ImageError
+
+    try:
+        evaluation = importlib.import_module("polychrome.evaluate")
+    except ImportError as e:
+        raise _fail(f"evaluation is not available in this installation ({e})") from None
+    try:
+        summary = evaluation.run_evaluation(
+            str(model), str(data), str(json_path), size=size, limit=limit,
+            grid_path=str(grid) if grid else None, progress=_err_console().is_terminal,
+        )
+    except hub.ModelLoadError as e:
+        raise _fail(f"--model {e}") from None
+    except (ImageError, FileNotFoundError) as e:
+        raise _fail(str(e)) from None
+    mean, grey = summary.get("mean") or {}, summary.get("grey") or {}
+    reference = summary.get("reference") or {}
+    table = Table(title=f"{model} on {data} ({summary.get('n', '?')} photos)")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("grey baseline", justify="right")
+    if reference:
+        table.add_column("originals", justify="right")
+    for key in list(mean) + [k for k in grey if k not in mean]:
+        row = [key, _fmt(mean.get(key)), _fmt(grey.get(key))]
+        table.add_row(*row, *([_fmt(reference.get(key))] if reference else []))
+    Console(highlight=False).print(table)
+    if summary.get("skipped"):
+        typer.echo(f"{len(summary['skipped'])} unreadable photos skipped (listed in the JSON)")
+    typer.echo(f"summary written to {json_path}")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+# --------------------------------------------------------------------------- demo
+def _demo_sources() -> list[Path]:
+    import skimage.data
+
+    root = Path(skimage.data.__file__).parent
+    return [root / n for n in DEMO_SAMPLES if (root / n).is_file()]
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Argument(help="Folder for the demo photos.", show_default=False)],
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.")] = "default",
+    size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+) -> None:
+    """Colourise scikit-image's sample photos: NAME_original / NAME_grey / NAME_colour .png in OUTPUT."""
+    from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
+    from polychrome.pipeline import colorize_file, gray_array
+
+    net = _load(model, _pick_device(device))
+    sources = _demo_sources()
+    if not sources:
+        raise _fail("scikit-image's sample photos are not installed (skimage/data/*.png)", code=1)
+    written = []
+    try:
+        for src in sources:
+            name = src.stem
+            rgb, _ = pil_to_rgb_array(open_image(src))
+            original, grey, colour = (output / f"{name}_{kind}.png" for kind in ("original", "grey", "colour"))
+            save_image_atomic(rgb_array_to_pil(rgb), original)
+            save_image_atomic(rgb_array_to_pil(gray_array(rgb)), grey)
+            # From the grey file, through the very path `polychrome colorize` takes.
+            colorize_file(net, grey, colour, size=size)
+            written.append(name)
+    except ImageError as e:
+        raise _fail(str(e), code=1) from None
+    typer.echo(f"colourised {len(written)} sample photos ({', '.join(written)}) into {output}/")
+    typer.echo(f"  each as NAME_original.png (true colour), NAME_grey.png (input), NAME_colour.png (polychrome, model {model})")
+
+
+def main() -> None:
+    """Console-script entry point (``polychrome``) and ``python -m polychrome``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
