@@ -1,0 +1,329 @@
+"""The command line, driven the way a person drives it: folders of photos, a broken file, re-runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from polychrome import hub
+from polychrome.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str | os.PathLike):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def error_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def assert_one_line_error(result, *must_contain: str, code: int | None = None) -> str:
+    """Exactly one non-empty stderr line, naming what it must, and no traceback."""
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    for text in must_contain:
+        assert text in lines[0], lines[0]
+    if code is not None:
+        assert result.exit_code == code, result.output
+    else:
+        assert result.exit_code != 0
+    return lines[0]
+
+
+@pytest.fixture
+def album(tmp_path, make_photo):
+    """in/: two good photos and one corrupt 'photo'."""
+    root = tmp_path / "in"
+    make_photo(root / "a.jpg", 64, 48, seed=1)
+    make_photo(root / "b.png", 37, 51, seed=2)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return root
+
+
+# --------------------------------------------------------------------------- colorize
+def test_subprocess_batch_with_a_corrupt_file(album, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "polychrome", "colorize", str(album), "-o", str(out), "--model", str(tiny_model_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and "broken.jpg" in lines[0], proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
+    assert "2 written, 0 skipped, 1 failed" in proc.stdout
+    with Image.open(out / "a.jpg") as a, Image.open(out / "b.png") as b:
+        assert (a.format, a.size) == ("JPEG", (64, 48))
+        assert (b.format, b.size) == ("PNG", (37, 51))
+
+
+def test_rerun_skips_finished_outputs_and_overwrite_redoes_them(album, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    first = invoke("colorize", album, "-o", out, "--model", tiny_model_dir)
+    assert first.exit_code == 1
+    old = 1_000_000_000  # 2001: any rewrite moves the mtime far from this
+    for p in out.iterdir():
+        os.utime(p, (old, old))
+    (out / "b.png").unlink()  # as if the first run had been interrupted
+
+    again = invoke("colorize", album, "-o", out, "--model", tiny_model_dir)
+    assert again.exit_code == 1  # the corrupt file still fails
+    assert "1 written, 1 skipped" in again.stdout
+    assert (out / "a.jpg").stat().st_mtime == old
+    assert (out / "b.png").exists()
+
+    forced = invoke("colorize", album, "-o", out, "--model", tiny_model_dir, "--overwrite")
+    assert "2 written, 0 skipped, 1 failed" in forced.stdout
+    assert (out / "a.jpg").stat().st_mtime != old
+
+
+def test_folders_are_mirrored_files_and_globs_named(tmp_path, make_photo, tiny_model_dir):
+    make_photo(tmp_path / "in" / "x" / "y" / "deep.png", 20, 20)
+    make_photo(tmp_path / "in" / "top.jpg", 20, 20)
+    single = make_photo(tmp_path / "elsewhere" / "single.webp", 20, 20)
+    make_photo(tmp_path / "g" / "2020" / "one.png", 20, 20)
+    make_photo(tmp_path / "g" / "2021" / "two.png", 20, 20)
+    (tmp_path / "in" / "notes.txt").write_text("not a photo, and not picked up from a folder")
+    out = tmp_path / "out"
+    r = invoke("colorize", tmp_path / "in", single, f"{tmp_path}/g/**/*.png", "-o", out, "--model", tiny_model_dir)
+    assert r.exit_code == 0, r.output
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["2020/one.png", "2021/two.png", "single.webp", "top.jpg", "x/y/deep.png"]
+
+
+def test_compare_doubles_the_width(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "p.png", 45, 30)
+    r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--compare")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "out" / "p.png") as im:
+        assert im.size == (90, 30)
+
+
+def test_large_photo_keeps_its_size(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "big.jpg", 1200, 800, quality=90)
+    r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--size", "48")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "out" / "big.jpg") as im:
+        assert (im.format, im.size) == ("JPEG", (1200, 800))
+
+
+def test_never_overwrites_an_input(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "in" / "p.png", 20, 20)
+    before = src.read_bytes()
+    # The output folder is the input folder.
+    r = invoke("colorize", tmp_path / "in", "-o", tmp_path / "in", "--model", tiny_model_dir)
+    assert_one_line_error(r, "output folder", code=1)
+    # A file whose output would land on itself, even with --overwrite.
+    r = invoke("colorize", src, "-o", tmp_path / "in", "--model", tiny_model_dir, "--overwrite")
+    assert_one_line_error(r, "p.png", "input", code=1)
+    # Through a symlinked output folder.
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    r = invoke("colorize", src, "-o", tmp_path / "link", "--model", tiny_model_dir, "--overwrite")
+    assert_one_line_error(r, "refusing", code=1)
+    assert src.read_bytes() == before
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["p.png"]
+
+
+def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path, make_photo, tiny_model_dir):
+    make_photo(tmp_path / "in" / "p.png", 20, 20)
+    out = tmp_path / "in" / "colour"
+    assert invoke("colorize", tmp_path / "in", "-o", out, "--model", tiny_model_dir).exit_code == 0
+    r = invoke("colorize", tmp_path / "in", "-o", out, "--model", tiny_model_dir)
+    assert r.exit_code == 0 and "0 written, 1 skipped" in r.stdout
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["p.png"]
+
+
+def test_two_inputs_with_one_output_name(tmp_path, make_photo, tiny_model_dir):
+    a = make_photo(tmp_path / "a" / "same.png", 20, 20)
+    b = make_photo(tmp_path / "b" / "same.png", 20, 20, seed=5)
+    r = invoke("colorize", a, b, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert_one_line_error(r, str(b), "already the output of", code=1)
+    assert "1 written" in r.stdout
+
+
+def test_missing_input_is_one_line_and_the_rest_is_done(tmp_path, make_photo, tiny_model_dir):
+    good = make_photo(tmp_path / "good.png", 20, 20)
+    r = invoke("colorize", tmp_path / "nope.png", good, tmp_path / "none*.jpg", "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert r.exit_code == 1
+    lines = error_lines(r.stderr)
+    assert len(lines) == 2 and "nope.png" in lines[0] and "none*.jpg" in lines[1]
+    assert (tmp_path / "out" / "good.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty-folder", "corrupt-weights", "architecture-name"])
+def test_bad_model_is_a_one_line_error(tmp_path, make_photo, tiny_model_dir, kind):
+    src = make_photo(tmp_path / "p.png", 20, 20)
+    if kind == "missing":
+        spec = tmp_path / "no-such-model"
+    elif kind == "empty-folder":
+        spec = tmp_path / "empty"
+        spec.mkdir()
+    elif kind == "corrupt-weights":
+        spec = tmp_path / "corrupt"
+        shutil.copytree(tiny_model_dir, spec)
+        (spec / "model.safetensors").write_bytes(b"garbage")
+    else:
+        spec = "unet-32"
+    r = invoke("colorize", src, "-o", tmp_path / "out", "--model", spec)
+    assert_one_line_error(r, "--model", code=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_option_errors_are_one_line(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "p.png", 20, 20)
+    (tmp_path / "file").write_text("x")
+    r = invoke("colorize", src, "-o", tmp_path / "file", "--model", tiny_model_dir)
+    assert_one_line_error(r, "not a folder", code=2)
+    if not torch.cuda.is_available():
+        r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--device", "cuda")
+        assert_one_line_error(r, "CUDA", code=2)
+
+
+def test_default_model_missing_says_so(tmp_path, make_photo, monkeypatch):
+    monkeypatch.setattr(hub, "bundled_names", lambda: [])
+    monkeypatch.chdir(tmp_path)
+    src = make_photo(tmp_path / "p.png", 20, 20)
+    r = invoke("colorize", src, "-o", tmp_path / "out")
+    assert_one_line_error(r, "'default' model", code=2)
+    r = invoke("demo", tmp_path / "demo")
+    assert_one_line_error(r, "'default' model", code=2)
+
+
+# --------------------------------------------------------------------------- train / export
+def _train_setup(tmp_path: Path, photo, n: int = 40) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(n):
+        Image.fromarray(photo(40, 40, seed=i)).save(data / f"{i:03d}.png")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        f'model = "simple-unet"\ndata = "{data}"\nout_dir = "{tmp_path / "run"}"\n'
+        "image_size = 32\ninfer_size = 64\nbatch_size = 8\nepochs = 3\nwarmup_steps = 2\n"
+    )
+    return cfg
+
+
+def test_train_unknown_key_and_bad_value(tmp_path, photo):
+    cfg = _train_setup(tmp_path, photo, n=0)
+    assert_one_line_error(invoke("train", cfg, "learning_rate=1"), "learning_rate", code=2)
+    assert_one_line_error(invoke("train", cfg, "epochs=many"), "epochs", code=2)
+    assert_one_line_error(invoke("train", cfg, "model=no-such-net"), "no-such-net", code=2)
+    assert_one_line_error(invoke("train", tmp_path / "missing.toml"), "missing.toml", code=2)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_resume_without_checkpoint(tmp_path, photo):
+    cfg = _train_setup(tmp_path, photo)
+    r = invoke("train", cfg, "workers=0", "--resume", "--no-progress")
+    assert_one_line_error(r, "last.pt", code=1)
+
+
+def test_train_then_export_then_colorize(tmp_path, photo, make_photo):
+    cfg = _train_setup(tmp_path, photo)
+    r = invoke("train", cfg, "epochs=1", "workers=0", "--no-progress")
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+    assert json.loads((run / "config.json").read_text())["epochs"] == 1  # the override won over the file
+
+    r = invoke("export", run / "last.pt", "-o", tmp_path / "export", "--infer-size", "48")
+    assert r.exit_code == 0, r.output
+    assert "model.safetensors" in r.stdout
+    meta = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert meta["model"] == "simple-unet" and meta["infer_size"] == 48
+
+    r = invoke("export", run, "-o", tmp_path / "half", "--half")  # a run folder: uses best.pt
+    assert r.exit_code == 0, r.output
+    full, half = (tmp_path / d / "model.safetensors" for d in ("export", "half"))
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+
+    src = make_photo(tmp_path / "photo.png", 50, 30)
+    for model in (tmp_path / "export", tmp_path / "half", run / "last.pt"):
+        out = tmp_path / f"out-{model.name}"
+        r = invoke("colorize", src, "-o", out, "--model", model)
+        assert r.exit_code == 0, r.output
+        with Image.open(out / "photo.png") as im:
+            assert im.size == (50, 30)
+
+
+def test_export_errors(tmp_path):
+    assert_one_line_error(invoke("export", tmp_path / "nope.pt", "-o", tmp_path / "x"), "nope.pt", code=2)
+    (tmp_path / "fake.pt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(invoke("export", tmp_path / "fake.pt", "-o", tmp_path / "x"), "fake.pt", code=2)
+
+
+@pytest.mark.slow
+def test_train_under_torchrun_two_processes(tmp_path, photo):
+    cfg = _train_setup(tmp_path, photo)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "polychrome", "train", str(cfg), "epochs=1", "workers=0", "num_threads=1", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = hub.load_model(tmp_path / "run" / "last.pt")
+    assert ckpt.meta["step"] == 2  # 39 training photos // (8 per batch x 2 processes)
+
+
+# --------------------------------------------------------------------------- models / evaluate / demo
+def test_models_lists_architectures_and_weights():
+    r = invoke("models")
+    assert r.exit_code == 0
+    assert "simple-unet" in r.stdout and "unet-32" in r.stdout
+    for name in hub.bundled_names():
+        assert name in r.stdout
+
+
+def test_evaluate_is_wired_to_run_evaluation(tmp_path, monkeypatch):
+    calls = {}
+
+    def run_evaluation(model_spec, data, json_path, size=None, limit=None, grid_path=None, progress=True):
+        calls.update(model_spec=model_spec, data=data, json_path=json_path, size=size, limit=limit, grid_path=grid_path)
+        return {"n": 3, "mean": {"psnr": 24.5, "ssim": 0.91}, "grey": {"psnr": 22.25, "ssim": 0.9}, "reference": {"ssim": 1.0}}
+
+    monkeypatch.setitem(sys.modules, "polychrome.evaluate", types.SimpleNamespace(run_evaluation=run_evaluation))
+    r = invoke("evaluate", "--model", "m", "--data", tmp_path, "--json", tmp_path / "s.json", "--limit", "5",
+               "--size", "128", "--grid", tmp_path / "g.png")
+    assert r.exit_code == 0, r.output
+    assert calls == {"model_spec": "m", "data": str(tmp_path), "json_path": str(tmp_path / "s.json"),
+                     "size": 128, "limit": 5, "grid_path": str(tmp_path / "g.png")}
+    assert "24.5000" in r.stdout and "22.2500" in r.stdout and "1.0000" in r.stdout and "ssim" in r.stdout
+
+
+def test_demo_writes_original_grey_and_colour(tmp_path, tiny_model_dir, lab):
+    r = invoke("demo", tmp_path / "demo", "--model", tiny_model_dir)
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    samples = sorted({n.rsplit("_", 1)[0] for n in names})
+    assert len(samples) >= 3 and "astronaut" in samples
+    assert names == sorted(f"{s}_{k}.png" for s in samples for k in ("original", "grey", "colour"))
+    for s in samples:
+        orig, grey, colour = (np.asarray(Image.open(tmp_path / "demo" / f"{s}_{k}.png")) for k in ("original", "grey", "colour"))
+        assert orig.shape == grey.shape == colour.shape
+        assert np.abs(lab(orig)[..., 1:]).mean() > 3  # a real colour photo
+        assert np.abs(lab(grey)[..., 1:]).max() < 1.0
+        assert np.median(np.abs(lab(colour)[..., 0] - lab(grey)[..., 0])) < 0.5
+    assert str(tmp_path / "demo") in r.stdout
+
+
+def test_python_dash_m_help_lists_the_commands():
+    proc = subprocess.run([sys.executable, "-m", "polychrome", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    for cmd in ("colorize", "train", "export", "models", "evaluate", "demo"):
+        assert cmd in proc.stdout
