@@ -166,7 +166,7 @@ def test_missing_input_is_one_line_and_the_rest_is_done(tmp_path, make_photo, ti
     assert (tmp_path / "out" / "good.png").exists()
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty-folder", "corrupt-weights", "architecture-name"])
+@pytest.mark.parametrize("kind", ["missing", "empty-folder", "corrupt-weights", "bad-kwargs", "architecture-name"])
 def test_bad_model_is_a_one_line_error(tmp_path, make_photo, tiny_model_dir, kind):
     src = make_photo(tmp_path / "p.png", 20, 20)
     if kind == "missing":
@@ -178,6 +178,10 @@ def test_bad_model_is_a_one_line_error(tmp_path, make_photo, tiny_model_dir, kin
         spec = tmp_path / "corrupt"
         shutil.copytree(tiny_model_dir, spec)
         (spec / "model.safetensors").write_bytes(b"garbage")
+    elif kind == "bad-kwargs":
+        spec = tmp_path / "bad-kwargs"
+        shutil.copytree(tiny_model_dir, spec)
+        (spec / "config.json").write_text(json.dumps({"model": "simple-unet", "model_kwargs": {"nonsense": 1}}))
     else:
         spec = "unet-32"
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", spec)
