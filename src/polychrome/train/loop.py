@@ -155,11 +155,14 @@ class Trainer:
         limit = cfg.limit_train_images or None
         self.train_set = ColorPhotoFolder(train_src, cfg.image_size, train=True, seed=cfg.seed, limit=limit)
         self.val_set = ColorPhotoFolder(val_src, cfg.image_size, train=False, seed=cfg.seed, limit=cfg.val_max_images)
-        if len(self.train_set) < cfg.batch_size * self.dist.world:
+        # An epoch must hold at least one optimiser step, or fit() would loop over empty epochs forever.
+        if len(self.train_set) // self.dist.world // cfg.batch_size < cfg.grad_accum:
             raise ValueError(
-                f"{cfg.data}: {len(self.train_set)} usable colour photos, fewer than one batch "
-                f"({cfg.batch_size} x {self.dist.world} processes)"
+                f"{cfg.data}: {len(self.train_set)} usable colour photos, fewer than one optimiser step "
+                f"({cfg.batch_size} x {cfg.grad_accum} micro-batches x {self.dist.world} processes)"
             )
+        if len(self.val_set) == 0:
+            raise ValueError(f"{cfg.val_data or cfg.data}: no usable colour photos to validate on")
         self.batches_per_epoch = len(self.train_set) // self.dist.world // cfg.batch_size
         self.steps_per_epoch = max(1, self.batches_per_epoch // cfg.grad_accum)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
@@ -303,9 +306,13 @@ class Trainer:
                         self.save("last.pt")
                     if self.step >= end:
                         break
-                if self.step >= end and self.step < (self.epoch + 1) * self.steps_per_epoch and self.step < self.total_steps:
+                epoch_done = self.step >= (self.epoch + 1) * self.steps_per_epoch
+                if not epoch_done and self.step < self.total_steps:
                     break  # interrupted mid-epoch: last.pt records where
-                self.epoch += 1
+                # A run that ends mid-epoch (max_steps) still validates, but stays in that epoch, so
+                # resuming it with a larger max_steps continues with the epoch's remaining batches.
+                if epoch_done:
+                    self.epoch += 1
                 summary = self.validate()
                 if self.dist.main:
                     if summary["psnr"] > self.best_psnr:
