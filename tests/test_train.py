@@ -251,6 +251,35 @@ def test_resume_after_a_crash_with_grad_accum(tmp_path, monkeypatch):
         _assert_same(a[key], b[key], key)
 
 
+def test_extending_a_finished_run_is_exact(tmp_path):
+    """A run that ended mid-epoch at max_steps, resumed with a larger max_steps, continues with that
+    epoch's remaining batches: with a constant LR (the schedule does not depend on max_steps) it
+    ends where a run that was given the larger max_steps from the start ends."""
+    constant_lr = dict(warmup_steps=0, lr_min_ratio=1.0)
+    long = tiny_train_config(tmp_path, max_steps=10, out_dir=str(tmp_path / "a"), **constant_lr)
+    short = tiny_train_config(tmp_path, max_steps=N_STEPS, out_dir=str(tmp_path / "b"), **constant_lr)
+    train(long, progress=False)
+    train(short, progress=False)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 2
+    train(dataclasses.replace(short, max_steps=10), progress=False, resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for key in ("model", "ema", "optimizer", "epoch", "step"):
+        _assert_same(a[key], b[key], key)
+
+
+def test_too_little_data_is_a_clear_error(tmp_path):
+    # 30 training photos make 3 batches of 8: fewer than one step of 4 accumulated micro-batches.
+    with pytest.raises(ValueError, match="fewer than one optimiser step"):
+        Trainer(tiny_train_config(tmp_path, grad_accum=4), progress=False)
+    with pytest.raises(ValueError, match="fewer than one optimiser step"):
+        Trainer(tiny_train_config(tmp_path, batch_size=31), progress=False)
+    from _helpers import grey_photo, save
+
+    save(grey_photo(0), tmp_path / "grey_val" / "g.png")
+    with pytest.raises(ValueError, match="grey_val: no usable colour photos to validate on"):
+        Trainer(tiny_train_config(tmp_path, val_data=str(tmp_path / "grey_val")), progress=False)
+
+
 def test_resume_without_checkpoint_or_with_another_model(tmp_path):
     cfg = tiny_train_config(tmp_path, max_steps=1)
     with pytest.raises(FileNotFoundError, match="nothing to resume from"):
@@ -283,7 +312,7 @@ def test_checkpoint_contents(finished_run):
     for key in ("model", "ema", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "rng"):
         assert key in ck, key
     assert ck["model_name"] == "simple-unet" and ck["model_kwargs"] == {}
-    assert ck["step"] == N_STEPS and ck["epoch"] == 3
+    assert ck["step"] == N_STEPS and ck["epoch"] == 2  # 8 steps of 3 an epoch: it ended inside epoch 2
     assert ck["config"] == cfg.to_dict()
     assert make_config(overrides=ck["config"]) == cfg  # the resolved config rebuilds the run
     assert set(ck["rng"]) >= {"python", "numpy", "torch"}
