@@ -34,7 +34,9 @@ def tinted_grey_photo(seed: int, w: int = 48, h: int = 40) -> Image.Image:
     return Image.fromarray((g + tint).astype(np.uint8), "RGB")
 
 
-def make_photo_tree(root: Path, n: int, size: tuple[int, int] = (40, 36), exts=("png",), start_seed: int = 0) -> list[Path]:
+def make_photo_tree(
+    root: Path, n: int, size: tuple[int, int] = (40, 36), exts=("png",), start_seed: int = 0
+) -> list[Path]:
     """Write ``n`` colour photos under ``root`` (two nested sub-folders), cycling through ``exts``."""
     paths = []
     for i in range(n):

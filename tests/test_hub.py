@@ -99,7 +99,8 @@ def test_strict_loading_rejects_mismatched_keys(tmp_path, change):
     save_file(state, str(st))
     with pytest.raises(hub.ModelLoadError, match="model.safetensors: cannot load weights") as info:
         hub.load_model(tmp_path)
-    assert {"missing": "Missing key", "extra": "Unexpected key", "wrong_shape": "size mismatch"}[change] in str(info.value)
+    expected = {"missing": "Missing key", "extra": "Unexpected key", "wrong_shape": "size mismatch"}[change]
+    assert expected in str(info.value) and "head." in str(info.value)  # the message names the key
 
 
 def test_load_errors_are_model_load_errors(tmp_path):

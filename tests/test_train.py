@@ -68,8 +68,10 @@ def test_config_file_and_overrides(tmp_path, name, text):
     # key=value overrides win over the file and are typed by the field.
     cfg = make_config(
         path,
-        ["lr=5e-4", "epochs=7", "channels_last=true", "betas=[0.5, 0.6]", "out_dir=runs/x=y", 'model_kwargs={"depth": 3}',
-         "warmup_steps=1e2", "precision = bf16"],
+        [
+            "lr=5e-4", "epochs=7", "channels_last=true", "betas=[0.5, 0.6]", "out_dir=runs/x=y",
+            'model_kwargs={"depth": 3}', "warmup_steps=1e2", "precision = bf16",
+        ],  # fmt: skip
     )
     assert cfg.lr == 5e-4 and isinstance(cfg.lr, float)
     assert cfg.epochs == 7 and isinstance(cfg.epochs, int)
