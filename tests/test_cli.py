@@ -115,6 +115,19 @@ def test_compare_doubles_the_width(tmp_path, make_photo, tiny_model_dir):
         assert im.size == (90, 30)
 
 
+def test_precision_bf16_colourises_like_fp32(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "in" / "p.png", 70, 50)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        r = invoke("colorize", src, "-o", tmp_path / precision, "--model", tiny_model_dir, "--precision", precision)
+        assert r.exit_code == 0, r.output
+        outs[precision] = np.asarray(Image.open(tmp_path / precision / "p.png")).astype(int)
+    assert outs["bf16"].shape == outs["fp32"].shape == (50, 70, 3)
+    assert np.abs(outs["bf16"] - outs["fp32"]).max() <= 2  # 8-bit levels; see test_pipeline for the ab tolerance
+    r = invoke("colorize", src, "-o", tmp_path / "x", "--model", tiny_model_dir, "--precision", "fp16")
+    assert r.exit_code == 2 and "fp16" in r.output
+
+
 def test_large_photo_keeps_its_size(tmp_path, make_photo, tiny_model_dir):
     src = make_photo(tmp_path / "big.jpg", 1200, 800, quality=90)
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--size", "48")

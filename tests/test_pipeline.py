@@ -125,3 +125,43 @@ def test_compare_puts_grey_left_of_colour(tiny_model, make_photo, tmp_path, lab)
     assert both.shape == (30, 82, 3)
     np.testing.assert_array_equal(both[:, 41:], colour)
     assert np.abs(lab(both[:, :41])[..., 1:]).max() < 1.0  # the left half is grey
+
+
+# --------------------------------------------------------------------------- precision
+def test_bf16_is_close_to_fp32_and_returns_fp32(tiny_model_dir, photo, lab):
+    """bf16 autocast changes only the model call. Tolerance: ab within 0.5 CIE units of fp32 (a
+    just-noticeable difference is about 2.3; measured about 0.12 on this model), sRGB within 0.005
+    (about 1 level of 8 bits), L unchanged but for float rounding (the full-resolution L is fp32 either way)."""
+    from polychrome.hub import load_model
+
+    model = load_model(tiny_model_dir)  # its own copy: bf16 turns the weights channels_last in place
+    rgb = photo(90, 120, seed=4).astype(np.float32) / 255.0
+    fp32 = colorize_array(model, rgb)
+    bf16 = colorize_array(model, rgb, precision="bf16")
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert np.abs(bf16 - fp32).max() < 0.005
+    lab32, lab16 = lab(fp32), lab(bf16)
+    assert np.abs(lab16[..., 1:] - lab32[..., 1:]).max() < 0.5
+    assert np.abs(lab16[..., 0] - lab32[..., 0]).max() < 0.05
+    assert np.abs(lab32[..., 1:]).mean() > 2.0  # there is colour to compare
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+
+
+def test_fp32_is_the_default_and_leaves_the_model_alone(tiny_model_dir, photo):
+    from polychrome.hub import load_model
+    from polychrome.pipeline import predict_ab
+
+    model = load_model(tiny_model_dir)
+    rgb = photo(40, 50, seed=5).astype(np.float32) / 255.0
+    np.testing.assert_array_equal(colorize_array(model, rgb), colorize_array(model, rgb, precision="fp32"))
+    assert all(p.is_contiguous() for p in model.parameters())
+    L = torch.full((1, 1, 30, 20), 50.0)
+    assert predict_ab(model, L, 16, precision="bf16").dtype == torch.float32
+
+
+def test_unknown_precision_is_a_value_error(tiny_model, tmp_path, make_photo):
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        colorize_array(tiny_model, np.zeros((8, 8, 3), np.float32), precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        colorize_file(tiny_model, make_photo(tmp_path / "a.png", 8, 8), tmp_path / "b.png", precision="half")
+    assert not (tmp_path / "b.png").exists()

@@ -43,6 +43,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 def _err_console() -> Console:
     # Made per call, not at import: test runners and rich's progress swap sys.stderr.
     return Console(stderr=True, highlight=False)
@@ -198,6 +203,10 @@ def colorize(
     compare: Annotated[bool, typer.Option("--compare", help="Write grey | colour side by side.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="Model arithmetic: fp32, or bf16 autocast + channels_last (faster on CPUs with bf16 units)."),
+    ] = Precision.fp32,
 ) -> None:
     """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format.
 
@@ -238,7 +247,7 @@ def colorize(
                 if job.dst.exists() and not overwrite:
                     skipped += 1
                     continue
-                colorize_file(net, job.src, job.dst, size=size, compare=compare)
+                colorize_file(net, job.src, job.dst, size=size, compare=compare, precision=precision.value)
                 written += 1
             except ImageError as e:
                 failed += 1

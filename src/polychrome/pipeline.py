@@ -7,6 +7,11 @@
 
 A colour input is turned grey first (only its L is used): the tool colourises, it does not keep
 old colour.
+
+``precision`` picks how the model runs: ``"fp32"`` (the default, plain eager float32) or ``"bf16"``
+(``torch.autocast`` to bfloat16 with the model in ``channels_last``; about 3-4x faster for conv nets on
+CPUs with AVX-512 BF16/AMX). Only the model call changes: the full-resolution Lab conversion,
+the ab upsampling and the join stay float32, and ab always comes back float32.
 """
 
 from __future__ import annotations
@@ -29,23 +34,62 @@ def working_shape(h: int, w: int, size: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+#: Values of the ``precision`` argument of :func:`predict_ab`, :func:`colorize_array` and :func:`colorize_file`.
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`; else a ValueError naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def run_model(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """``model(x)`` in the given precision, returned as contiguous float32.
+
+    ``"bf16"`` autocasts to bfloat16 on the model's device type, with input and weights in
+    ``channels_last``: oneDNN's bf16 convolutions run in NHWC, and NCHW tensors would be reordered at
+    every layer (measured on the 2-core build machine, unet-32 at 256 px, 1 thread: fp32 0.31 s, bf16 with
+    an NHWC input only 0.17 s, bf16 with NHWC weights too 0.08 s). So the first bf16 call converts the
+    model's weights to ``channels_last`` IN PLACE (once; later calls find them converted). That leaves its
+    results unchanged but for float rounding: later fp32 calls on the same model differ by about 1e-7.
+    ``"fp32"`` never touches the model.
+    """
+    if check_precision(precision) == "fp32":
+        return model(x).float()  # exactly the pipeline before precision existed
+    to_channels_last(model)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        out = model(x)
+    return out.float().contiguous()
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Convert ``model``'s 4-D weights to ``channels_last`` in place, unless they already are; returns it."""
+    if any(p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters()):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 @torch.no_grad()
-def predict_ab(model: nn.Module, L: torch.Tensor, size: int) -> torch.Tensor:
+def predict_ab(model: nn.Module, L: torch.Tensor, size: int, precision: str = "fp32") -> torch.Tensor:
     """ab for a batch of L at the model's working size, upsampled back to L's size.
 
     Args:
         model: a colouriser: forward(L_net (B,1,h,w)) -> ab_net (B,2,h,w).
         L: (B, 1, H, W) float, L in [0, 100], full resolution.
         size: working size, longest side in px.
+        precision: ``"fp32"`` or ``"bf16"`` for the model call only (see :func:`run_model`).
     Returns:
-        (B, 2, H, W) float ab in CIE units.
+        (B, 2, H, W) float32 ab in CIE units.
     """
     H, W = L.shape[-2:]
     h, w = working_shape(H, W, size)
     # Antialiased downscaling: plain bilinear would alias fine texture into the model's input.
     small = F.interpolate(L, size=(h, w), mode="bilinear", antialias=True, align_corners=False) if (h, w) != (H, W) else L
     device = next(model.parameters()).device
-    ab = net_to_ab(model(l_to_net(small.to(device))).float()).to(L.device)
+    ab = net_to_ab(run_model(model, l_to_net(small.to(device)), precision)).to(L.device)
     if (h, w) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
     return ab
@@ -56,19 +100,21 @@ def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return lab_to_rgb(torch.cat([L, ab], dim=1), clip=True)
 
 
-def colorize_array(model: nn.Module, rgb: np.ndarray, size: int | None = None) -> np.ndarray:
+def colorize_array(model: nn.Module, rgb: np.ndarray, size: int | None = None, precision: str = "fp32") -> np.ndarray:
     """Colourise one photo held as an array.
 
     Args:
         rgb: (H, W, 3) float in [0, 1] (grey or colour; only its lightness is used).
         size: working size (longest side, px); defaults to the model's ``meta["infer_size"]``.
+        precision: ``"fp32"`` (default) or ``"bf16"`` for the model call (see :func:`run_model`).
     Returns:
         (H, W, 3) float32 sRGB in [0, 1], the same H and W.
     """
+    check_precision(precision)
     size = size or getattr(model, "meta", {}).get("infer_size", 256)
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
     L = rgb_to_lab(x)[:, :1]
-    ab = predict_ab(model, L, size)
+    ab = predict_ab(model, L, size, precision)
     return join_lab(L, ab)[0].permute(1, 2, 0).numpy()
 
 
@@ -85,15 +131,18 @@ def colorize_file(
     dst: str | os.PathLike,
     size: int | None = None,
     compare: bool = False,
+    precision: str = "fp32",
 ) -> Path:
     """Read ``src``, colourise it at full resolution, write ``dst`` atomically (format from its extension).
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is
-    kept when the output format has one. ``compare`` writes grey | colour side by side.
+    kept when the output format has one. ``compare`` writes grey | colour side by side. ``precision``
+    is ``"fp32"`` (default) or ``"bf16"`` for the model call (see :func:`run_model`).
     Raises :class:`polychrome.io.ImageError` for an unreadable input or unwritable output.
     """
+    check_precision(precision)
     rgb, alpha = pil_to_rgb_array(open_image(src))
-    out = colorize_array(model, rgb, size)
+    out = colorize_array(model, rgb, size, precision)
     if compare:
         out = np.concatenate([gray_array(rgb), out], axis=1)
         alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
