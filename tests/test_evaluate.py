@@ -207,3 +207,42 @@ def test_every_reported_number_is_finite(photos, model_dir):
     res = run_evaluation(str(model_dir), photos, None, progress=False)
     for r in res["per_image"]:
         assert all(math.isfinite(v) for k, v in r.items() if k != "file")
+
+
+class CountingZeroAb(ZeroAb):
+    """ZeroAb that counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, L_net):
+        self.calls += 1
+        return super().forward(L_net)
+
+
+def test_score_photos_reads_each_photo_once_for_several_models(photos, model_dir, monkeypatch):
+    import polychrome.evaluate as ev
+
+    reads = []
+    real_load = ev.load_rgb
+    monkeypatch.setattr(ev, "load_rgb", lambda p: reads.append(Path(p).name) or real_load(p))
+    zero, loaded = CountingZeroAb(), ev.load_model(model_dir)
+    paths = ev.photo_paths(photos)
+    models, sizes = {"zero": zero, "tiny": loaded}, {"zero": 64, "tiny": 64}
+    scores = ev.score_photos(models, paths, photos, sizes, keep=2, progress=False)
+
+    assert sorted(reads) == sorted(p.name for p in paths)  # each file decoded once, for both models
+    assert zero.calls == 3  # one forward pass per readable photo
+    assert [s["file"] for s in scores.skipped] == ["broken.jpg"]
+    names = ["a.png", "b.png", "sub/c.png"]
+    assert [r["file"] for r in scores.rows["zero"]] == [r["file"] for r in scores.rows["tiny"]] == names
+    assert [name for name, *_ in scores.panels] == ["a.png", "b.png"]
+    assert all(set(preds) == {"zero", "tiny"} for _, _, preds, _ in scores.panels)
+
+    # The same numbers as one run_evaluation per model (timings aside).
+    alone = run_evaluation(str(model_dir), photos, None, progress=False)
+    untimed = [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in scores.rows["tiny"]]
+    assert untimed == [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in alone["per_image"]]
+    for row in scores.rows["zero"]:
+        assert row["psnr"] == row["grey_psnr"] and row["colorize_seconds"] > 0 and row["grey_seconds"] > 0

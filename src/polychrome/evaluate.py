@@ -22,8 +22,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +91,8 @@ def run_evaluation(
         ``ciede2000`` averaged over the ``n`` scored photos (None when n == 0); ``reference`` holds the
         originals' mean ``colorfulness``; ``skipped`` lists ``{"file", "reason"}`` for unreadable photos
         (and any under 3 px a side), each also announced by a one-line warning on stderr. Every number
-        is finite (valid JSON).
+        is finite (valid JSON). ``colorize_seconds_per_image`` / ``grey_seconds_per_image`` time the
+        pipeline alone (decoded photo in, 8-bit colour photo out; no file I/O, no scoring).
 
     Raises:
         polychrome.io.ImageError: ``data`` does not exist.
@@ -100,21 +103,93 @@ def run_evaluation(
         model, model_name = model_spec, _module_name(model_spec)
     else:
         model, model_name = load_model(model_spec), str(model_spec)
+    work_size = working_size(model, size)
+    paths = photo_paths(data, limit)
+
+    scores = score_photos({model_name: model}, paths, Path(data), {model_name: work_size}, progress=progress)
+    thumbs = [(grey, preds[model_name], orig) for _, grey, preds, orig in scores.panels]
+    result = summarise(
+        model_name,
+        model,
+        data,
+        work_size,
+        limit,
+        scores.rows[model_name],
+        scores.skipped,
+        grid=None if grid_path is None or not thumbs else str(grid_path),
+    )
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    result["seconds_per_image"] = round(result["seconds"] / result["n"], 4) if result["n"] else None
+    if json_path is not None:
+        write_json_atomic(result, json_path)
+    # After the JSON, so an unwritable grid path costs the picture, not the scores.
+    if grid_path is not None and thumbs:
+        save_image_atomic(comparison_grid(thumbs), grid_path)
+    return result
+
+
+# --------------------------------------------------------------------------- reusable pieces
+# run_evaluation is these pieces for one model; `polychrome benchmark` (polychrome.benchmark) runs them
+# for several models at once, so each photo is decoded, made grey and scored against its original once.
+
+
+def working_size(model: nn.Module, size: int | None = None) -> int:
+    """The working size (longest side, px) a model is evaluated at: ``size``, else its ``meta["infer_size"]``."""
     meta = getattr(model, "meta", {}) or {}
-    work_size = int(size or meta.get("infer_size") or DEFAULT_INFER_SIZE)
+    return int(size or meta.get("infer_size") or DEFAULT_INFER_SIZE)
 
+
+def photo_paths(data: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """The photos of ``data`` in evaluation order (:func:`polychrome.io.find_images`), the first ``limit`` only.
+    Raises :class:`polychrome.io.ImageError` when ``data`` does not exist."""
     paths = find_images(data)
-    if limit is not None:
-        paths = paths[: max(0, limit)]
-    root = Path(data)
+    return paths if limit is None else paths[: max(0, limit)]
 
-    per_image: list[dict] = []
+
+@dataclass
+class PhotoScores:
+    """What :func:`score_photos` found, photo by photo, for each model (keyed by its label)."""
+
+    #: label -> per-image rows in ``run_evaluation``'s ``per_image`` format, in photo order. Every label has
+    #: a row for the same photos: a photo that fails for one model is skipped for all.
+    rows: dict[str, list[dict]]
+    #: ``{"file", "reason"}`` of each photo that could not be read, colourised or scored.
+    skipped: list[dict]
+    #: (file, grey, {label: prediction}, original) thumbnails, uint8, :data:`GRID_HEIGHT` px high, of the first
+    #: ``keep`` scored photos.
+    panels: list[tuple[str, np.ndarray, dict[str, np.ndarray], np.ndarray]]
+
+
+def score_photos(
+    models: Mapping[str, nn.Module],
+    paths: list[Path],
+    root: Path,
+    sizes: Mapping[str, int],
+    keep: int = GRID_ROWS,
+    progress: bool = True,
+    title: str = "evaluating",
+) -> PhotoScores:
+    """Colourise each photo once with each model and score every result, the grey baseline and the original.
+
+    Args:
+        models: label -> colouriser. Each is put in eval mode for the call (its mode restored after).
+        paths: the photos, in order; ``root`` names them in the rows (path relative to it when it is a folder).
+        sizes: label -> working size (longest side, px).
+        keep: thumbnails are kept for the first ``keep`` scored photos (for grids).
+        progress: show a rich progress bar on stderr, titled ``title``.
+
+    Each photo is read once; its grey baseline and the originals' colourfulness are scored once and copied
+    into every model's row. Runs on two threads: torch at one intra-op thread (restored after) colourises
+    photo i+1 with every model while a worker thread scores photo i.
+    """
+    rows: dict[str, list[dict]] = {label: [] for label in models}
     skipped: list[dict] = []
-    thumbs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    panels: list[tuple[str, np.ndarray, dict[str, np.ndarray], np.ndarray]] = []
+    first = next(iter(models), None)
 
     console = Console(stderr=True, highlight=False)
     bar = Progress(
-        TextColumn("evaluating"),
+        TextColumn(title),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -130,84 +205,134 @@ def run_evaluation(
         console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
         bar.advance(task)
 
-    def collect(name: str, job: Future, panels: tuple[np.ndarray, ...]) -> None:
+    def collect(name: str, job: Future, photo: _Colourised) -> None:
         try:
-            row = job.result()
+            reference, per_model = job.result()
         except ValueError as e:  # a photo too small for SSIM
             skip(name, e)
             return
-        per_image.append({"file": name, **row})
-        if len(thumbs) < GRID_ROWS:
-            thumbs.append(tuple(_thumb(p, GRID_HEIGHT) for p in panels))
-        status = f"PSNR {_mean(per_image, 'psnr'):.2f} dB (grey {_mean(per_image, 'grey_psnr'):.2f})"
-        bar.update(task, status=status)
+        for label, scored in per_model.items():
+            timing = {"colorize_seconds": photo.seconds[label], "grey_seconds": photo.grey_seconds}
+            rows[label].append({"file": name, **scored, **reference, **timing})
+        if len(panels) < keep:
+            panels.append(
+                (
+                    name,
+                    _thumb(photo.grey, GRID_HEIGHT),
+                    {label: _thumb(p, GRID_HEIGHT) for label, p in photo.preds.items()},
+                    _thumb(photo.orig, GRID_HEIGHT),
+                )
+            )
+        if first is not None:
+            done = rows[first]
+            status = f"PSNR {_mean(done, 'psnr'):.2f} dB (grey {_mean(done, 'grey_psnr'):.2f})"
+            bar.update(task, status=status if len(models) == 1 else f"{first}: {status}")
         bar.advance(task)
 
     # Two threads: this one colourises photo i+1 (torch, one intra-op thread) while a worker scores photo i
     # (scikit-image, which dominates the time). Measured on the 2-core build machine next to a training
     # job: torch with 2 intra-op threads ran this loop ~7x slower than with 1 (oversubscribed OpenMP).
-    with _eval_mode(model), _torch_threads(1), bar, ThreadPoolExecutor(max_workers=MAX_THREADS - 1) as pool:
-        task = bar.add_task("evaluate", total=len(paths), status="")
+    with ExitStack() as stack:
+        for model in models.values():
+            stack.enter_context(_eval_mode(model))
+        stack.enter_context(_torch_threads(1))
+        stack.enter_context(bar)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=MAX_THREADS - 1))
+        task = bar.add_task(title, total=len(paths), status="")
         pending = None
         for path in paths:
             name = _display_name(path, root)
             try:
-                panels = _colourise_one(model, path, work_size)
+                photo = _colourise_all(models, path, sizes)
             except (ImageError, ValueError) as e:  # unreadable file
                 skip(name, e)
                 continue
-            job = pool.submit(_score, *panels)
+            job = pool.submit(_score_all, photo)
             if pending is not None:
                 collect(*pending)
-            pending = (name, job, panels)
+            pending = (name, job, photo)
         if pending is not None:
             collect(*pending)
+    return PhotoScores(rows, skipped, panels)
 
-    result = {
+
+def summarise(
+    model_name: str,
+    model: nn.Module,
+    data: str | os.PathLike,
+    size: int,
+    limit: int | None,
+    per_image: list[dict],
+    skipped: list[dict],
+    grid: str | None = None,
+) -> dict:
+    """The summary ``run_evaluation`` returns, from one model's rows of :func:`score_photos` (less the
+    ``seconds`` fields, which the caller knows)."""
+    meta = getattr(model, "meta", {}) or {}
+    return {
         "model": model_name,
         "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
         "data": str(data),
         "n": len(per_image),
-        "size": work_size,
+        "size": size,
         "limit": limit,
-        "settings": _settings(work_size),
+        "settings": _settings(size),
         "mean": {k: _mean(per_image, k) for k in _METRICS},
         "grey": {k: _mean(per_image, f"grey_{k}") for k in _METRICS},
         "reference": {"colorfulness": _mean(per_image, "ref_colorfulness")},
+        "colorize_seconds_per_image": _round(_mean(per_image, "colorize_seconds"), 4),
+        "grey_seconds_per_image": _round(_mean(per_image, "grey_seconds"), 4),
         "skipped": skipped,
         "per_image": per_image,
-        "grid": None if grid_path is None or not thumbs else str(grid_path),
+        "grid": grid,
     }
-    result["seconds"] = round(time.perf_counter() - t0, 3)
-    result["seconds_per_image"] = round(result["seconds"] / len(per_image), 4) if per_image else None
-    if json_path is not None:
-        write_json_atomic(result, json_path)
-    # After the JSON, so an unwritable grid path costs the picture, not the scores.
-    if grid_path is not None and thumbs:
-        save_image_atomic(comparison_grid(thumbs), grid_path)
-    return result
 
 
-def _colourise_one(model: nn.Module, path: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grey baseline, prediction, original) of one photo, each uint8 (H, W, 3) as a saved file holds it."""
+@dataclass
+class _Colourised:
+    """One photo as a saved 8-bit file would hold it: grey baseline, each model's colourisation, the original."""
+
+    grey: np.ndarray
+    preds: dict[str, np.ndarray]
+    orig: np.ndarray
+    seconds: dict[str, float]
+    grey_seconds: float
+
+
+def _colourise_all(models: Mapping[str, nn.Module], path: Path, sizes: Mapping[str, int]) -> _Colourised:
     rgb = load_rgb(path)
-    pred = metrics.to_uint8(colorize_array(model, rgb, size))
-    return metrics.to_uint8(gray_array(rgb)), pred, metrics.to_uint8(rgb)
+    t = time.perf_counter()
+    grey = metrics.to_uint8(gray_array(rgb))
+    grey_seconds = time.perf_counter() - t
+    preds, seconds = {}, {}
+    for label, model in models.items():
+        t = time.perf_counter()
+        preds[label] = metrics.to_uint8(colorize_array(model, rgb, sizes[label]))
+        seconds[label] = time.perf_counter() - t
+    return _Colourised(grey, preds, metrics.to_uint8(rgb), seconds, grey_seconds)
 
 
-def _score(grey: np.ndarray, pred: np.ndarray, orig: np.ndarray) -> dict:
-    """The per-image row of the report (numpy and scikit-image only, so it can run beside torch)."""
+def _score_all(photo: _Colourised) -> tuple[dict, dict[str, dict]]:
+    """(reference row: size, grey baseline and originals' scores; label -> the model's scores) of one photo
+    (numpy and scikit-image only, so it can run beside torch)."""
+    per_model = {label: _score_pred(p, photo.orig) for label, p in photo.preds.items()}
+    return _score_reference(photo.grey, photo.orig), per_model
+
+
+def _score_pred(pred: np.ndarray, orig: np.ndarray) -> dict:
     return {
-        "height": int(orig.shape[0]),
-        "width": int(orig.shape[1]),
         "psnr": metrics.psnr(pred, orig),
         "ssim": metrics.ssim(pred, orig),
         "colorfulness": metrics.colorfulness(pred),
         "ciede2000": metrics.ciede2000(pred, orig),
-        "grey_psnr": metrics.psnr(grey, orig),
-        "grey_ssim": metrics.ssim(grey, orig),
-        "grey_colorfulness": metrics.colorfulness(grey),
-        "grey_ciede2000": metrics.ciede2000(grey, orig),
+    }
+
+
+def _score_reference(grey: np.ndarray, orig: np.ndarray) -> dict:
+    return {
+        "height": int(orig.shape[0]),
+        "width": int(orig.shape[1]),
+        **{f"grey_{k}": v for k, v in _score_pred(grey, orig).items()},
         "ref_colorfulness": metrics.colorfulness(orig),
     }
 
@@ -291,6 +416,10 @@ def _mean(rows: list[dict], key: str) -> float | None:
         return None
     value = float(np.mean([r[key] for r in rows]))
     return value if math.isfinite(value) else None
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _thumb(u8: np.ndarray, height: int) -> np.ndarray:
