@@ -205,7 +205,7 @@ def score_photos(
         console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
         bar.advance(task)
 
-    def collect(name: str, job: Future, photo: _Colourised) -> None:
+    def collect(name: str, job: Future, photo: ColourisedPhoto) -> None:
         try:
             reference, per_model = job.result()
         except ValueError as e:  # a photo too small for SSIM
@@ -218,9 +218,9 @@ def score_photos(
             panels.append(
                 (
                     name,
-                    _thumb(photo.grey, GRID_HEIGHT),
-                    {label: _thumb(p, GRID_HEIGHT) for label, p in photo.preds.items()},
-                    _thumb(photo.orig, GRID_HEIGHT),
+                    thumbnail(photo.grey, GRID_HEIGHT),
+                    {label: thumbnail(p, GRID_HEIGHT) for label, p in photo.preds.items()},
+                    thumbnail(photo.orig, GRID_HEIGHT),
                 )
             )
         if first is not None:
@@ -234,16 +234,16 @@ def score_photos(
     # job: torch with 2 intra-op threads ran this loop ~7x slower than with 1 (oversubscribed OpenMP).
     with ExitStack() as stack:
         for model in models.values():
-            stack.enter_context(_eval_mode(model))
-        stack.enter_context(_torch_threads(1))
+            stack.enter_context(eval_mode(model))
+        stack.enter_context(torch_threads(1))
         stack.enter_context(bar)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=MAX_THREADS - 1))
         task = bar.add_task(title, total=len(paths), status="")
         pending = None
         for path in paths:
-            name = _display_name(path, root)
+            name = display_name(path, root)
             try:
-                photo = _colourise_all(models, path, sizes)
+                photo = colourise_photo(models, path, sizes)
             except (ImageError, ValueError) as e:  # unreadable file
                 skip(name, e)
                 continue
@@ -289,7 +289,7 @@ def summarise(
 
 
 @dataclass
-class _Colourised:
+class ColourisedPhoto:
     """One photo as a saved 8-bit file would hold it: grey baseline, each model's colourisation, the original."""
 
     grey: np.ndarray
@@ -299,7 +299,9 @@ class _Colourised:
     grey_seconds: float
 
 
-def _colourise_all(models: Mapping[str, nn.Module], path: Path, sizes: Mapping[str, int]) -> _Colourised:
+def colourise_photo(models: Mapping[str, nn.Module], path: Path, sizes: Mapping[str, int]) -> ColourisedPhoto:
+    """Read one photo and colourise it once with each model (label -> model, label -> working size), timing
+    each pipeline call. Raises :class:`polychrome.io.ImageError` for an unreadable file."""
     rgb = load_rgb(path)
     t = time.perf_counter()
     grey = metrics.to_uint8(gray_array(rgb))
@@ -309,10 +311,10 @@ def _colourise_all(models: Mapping[str, nn.Module], path: Path, sizes: Mapping[s
         t = time.perf_counter()
         preds[label] = metrics.to_uint8(colorize_array(model, rgb, sizes[label]))
         seconds[label] = time.perf_counter() - t
-    return _Colourised(grey, preds, metrics.to_uint8(rgb), seconds, grey_seconds)
+    return ColourisedPhoto(grey, preds, metrics.to_uint8(rgb), seconds, grey_seconds)
 
 
-def _score_all(photo: _Colourised) -> tuple[dict, dict[str, dict]]:
+def _score_all(photo: ColourisedPhoto) -> tuple[dict, dict[str, dict]]:
     """(reference row: size, grey baseline and originals' scores; label -> the model's scores) of one photo
     (numpy and scikit-image only, so it can run beside torch)."""
     per_model = {label: _score_pred(p, photo.orig) for label, p in photo.preds.items()}
@@ -422,13 +424,15 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _thumb(u8: np.ndarray, height: int) -> np.ndarray:
+def thumbnail(u8: np.ndarray, height: int) -> np.ndarray:
+    """uint8 (h, w, 3) -> uint8 (height, w * height / h, 3), Lanczos, aspect ratio kept."""
     h, w = u8.shape[:2]
     width = max(1, round(w * height / h))
     return np.asarray(Image.fromarray(u8, "RGB").resize((width, height), Image.Resampling.LANCZOS))
 
 
-def _display_name(path: Path, root: Path) -> str:
+def display_name(path: Path, root: Path) -> str:
+    """How a photo is named in reports: its path relative to ``root`` when ``root`` is a folder."""
     try:
         return path.relative_to(root).as_posix() if root.is_dir() else str(path)
     except ValueError:
@@ -441,7 +445,8 @@ def _module_name(model: nn.Module) -> str:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module):
+def eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block, its train/eval mode restored after."""
     was_training = model.training
     model.eval()
     try:
@@ -451,7 +456,8 @@ def _eval_mode(model: nn.Module):
 
 
 @contextmanager
-def _torch_threads(n: int):
+def torch_threads(n: int):
+    """torch at ``n`` intra-op threads inside the block, the previous number restored after."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
