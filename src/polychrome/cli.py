@@ -1,4 +1,5 @@
-"""The ``polychrome`` command line: colorize, train, export, models, evaluate, demo.
+"""The ``polychrome`` command line: colorize, train, export, models, evaluate, benchmark, report,
+benchmark-speed, demo.
 
 Every mistake a person can make (a missing file, a corrupt photo, a bad model path, an unknown
 config key) ends as ONE line on stderr and a non-zero exit code, never a traceback:
@@ -422,6 +423,228 @@ def _fmt(v) -> str:
     if v is None:
         return "-"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+# --------------------------------------------------------------------------- benchmark
+def _parse_models(models: str) -> list[str]:
+    specs = [m.strip() for m in models.split(",") if m.strip()]
+    if not specs:
+        raise _fail("--models: give at least one model (comma-separated)")
+    return specs
+
+
+def _table(title: str, rows: list[tuple[str, dict]], columns) -> Table:
+    from polychrome.benchmark import format_value
+
+    table = Table(title=title)
+    table.add_column("")
+    for _, _, head, _ in columns:
+        table.add_column(head, justify="right")
+    for name, row in rows:
+        table.add_row(name, *(format_value(k, row.get(k)) for k, _, _, _ in columns))
+    return table
+
+
+_BENCH_HELP = {
+    "models": "Comma-separated models: bundled names, export folders, .safetensors files, checkpoints .pt.",
+    "data": "Photo set(s) with colour originals: folders or .txt lists; several may follow one --data.",
+    "out": "Folder for results.json, report.md, grids/ and params/.",
+    "size": "Working size (longest side, px) for every model; default: each model's.",
+    "historical": "Black-and-white photos without ground truth, for a grey | models grid "
+    "[default: ../shared/data/historical if it exists].",
+    "params": "Write each model's parameter report into OUT/params/.",
+}
+
+
+@app.command()
+def benchmark(
+    models: Annotated[str, typer.Option(help=_BENCH_HELP["models"], show_default=False)],
+    data: Annotated[list[Path], typer.Option(help=_BENCH_HELP["data"], show_default=False)],
+    out: Annotated[Path, typer.Option(help=_BENCH_HELP["out"], show_default=False)],
+    # `--data A B`: click options take one value each, so the photo sets after the first arrive here.
+    more_data: Annotated[list[Path] | None, typer.Argument(hidden=True, show_default=False)] = None,
+    size: Annotated[int | None, typer.Option(min=8, help=_BENCH_HELP["size"])] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N photos of each set.")] = None,
+    historical: Annotated[Path | None, typer.Option(help=_BENCH_HELP["historical"], show_default=False)] = None,
+    no_historical: Annotated[bool, typer.Option("--no-historical", help="No historical grid.")] = False,
+    grid_rows: Annotated[int, typer.Option(min=1, help="Photos per grid.")] = 6,
+    params: Annotated[bool, typer.Option("--params/--no-params", help=_BENCH_HELP["params"])] = True,
+) -> None:
+    """Score several models and the grey baseline on photo sets in one run: JSON, Markdown report, image grids.
+
+    Each photo is colourised once per model; the same results are scored and drawn in the grids.
+    """
+    from polychrome import benchmark as bench
+    from polychrome.io import ImageError
+
+    specs = _parse_models(models)
+    sets = [*data, *(more_data or [])]
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out}: exists and is not a folder")
+    for d in sets:
+        if not d.exists():
+            raise _fail(f"--data {d}: no such file or folder")
+    if no_historical:
+        historical = None
+    elif historical is None:
+        historical = bench.DEFAULT_HISTORICAL if bench.DEFAULT_HISTORICAL.is_dir() else None
+    elif not historical.exists():
+        raise _fail(f"--historical {historical}: no such file or folder")
+    loaded = {spec: _load(spec, "cpu") for spec in specs}
+    try:
+        result = bench.run_benchmark(
+            loaded, [str(d) for d in sets], out, size=size, limit=limit,
+            historical=str(historical) if historical is not None else None,
+            grid_rows=grid_rows, params=params, progress=_err_console().is_terminal,
+        )
+    except (ImageError, ValueError) as e:
+        raise _fail(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    console = _out_console()
+    for name, entry in result["sets"].items():
+        console.print(_table(f"{name} ({entry['n']} photos)", bench.table_rows(entry), bench.COLUMNS))
+        ref = entry["reference"].get("colorfulness")
+        console.print(f"originals' colourfulness: {bench.format_value('colorfulness', ref)}", soft_wrap=True)
+    typer.echo(f"report: {out / 'report.md'}  (results.json, grids/ beside it)")
+
+
+# --------------------------------------------------------------------------- report
+@app.command()
+def report(
+    model: Annotated[
+        str,
+        typer.Option(help="Bundled name, export folder, .safetensors, .pt, or an architecture (random weights).",
+                     show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for params.json, params.md and weight_histograms.png.", show_default=False)
+    ],
+) -> None:
+    """Where a model's parameters are: count per layer and module, the largest layers' share, weight histograms."""
+    from polychrome import hub
+    from polychrome.models import create_model, list_models
+    from polychrome.param_report import write_parameter_report
+
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out}: exists and is not a folder")
+    if model in list_models() and model not in hub.bundled_names() and not Path(model).exists():
+        net, title = create_model(model), f"{model} (random weights: counts only)"
+    else:
+        net, title = _load(model, "cpu"), model
+    rep = write_parameter_report(net, out, title=title)
+    table = Table(title=f"{title}: {rep['total']:,} parameters")
+    table.add_column("largest layers")
+    table.add_column("type")
+    table.add_column("parameters", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("cumulative", justify="right")
+    for x in rep["largest"]:
+        table.add_row(x["name"], x["type"], f"{x['parameters']:,}", f"{x['share']:.1%}", f"{x['cumulative_share']:.1%}")
+    Console(highlight=False).print(table)
+    typer.echo(f"report: {out / 'params.md'}  (params.json, weight_histograms.png beside it)")
+
+
+# --------------------------------------------------------------------------- benchmark-speed
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in text.split(","):
+        try:
+            w, h = (int(v) for v in part.lower().split("x"))
+        except ValueError:
+            raise _fail(f"--sizes: {part!r} is not WIDTHxHEIGHT") from None
+        if w < 1 or h < 1:
+            raise _fail(f"--sizes: {part!r} must be positive")
+        sizes.append((w, h))
+    return sizes
+
+
+@app.command("benchmark-speed")
+def benchmark_speed(
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.")] = "default",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs per configuration (after the warm-up).")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch threads [default: torch's own].", show_default=False)
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results here.", show_default=False)
+    ] = None,
+    sizes: Annotated[str | None, typer.Option(hidden=True, help="WxH,WxH photo sizes (tests).")] = None,
+) -> None:
+    """Time the model end to end on this machine (photo file in, colour file out): a 256x256 image and a
+    12-megapixel photo, fp32 against bf16 autocast + channels_last, with peak memory and where the time goes."""
+    from polychrome import speed
+
+    _load(model, "cpu")  # a missing or broken model is one line now, not a worker's traceback later
+    size_list = _parse_sizes(sizes) if sizes else list(speed.SIZES)
+    err = _err_console()
+    with err.status("timing") as status:
+        try:
+            result = speed.run_speed(
+                model, repeats=repeats, warmup=warmup, sizes=size_list, threads=threads,
+                on_start=lambda what: status.update(f"timing {what}"),
+            )
+        except RuntimeError as e:
+            raise _fail(str(e), code=1) from None
+    if json_path is not None:
+        from polychrome.evaluate import write_json_atomic
+
+        write_json_atomic(result, json_path)
+    _print_speed(result)
+    if json_path is not None:
+        typer.echo(f"results written to {json_path}")
+
+
+def _out_console() -> Console:
+    """stdout for tables; when it is a file or a pipe (a README, a log), wide enough not to cut columns."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    return console
+
+
+def _print_speed(result: dict) -> None:
+    from polychrome import speed
+    from polychrome.sysinfo import describe
+
+    console = _out_console()
+    table = Table(title=f"polychrome benchmark-speed: {result['model']}, photo file -> colour file, "
+                        f"median of {result['repeats']} runs after {result['warmup']} warm-up")
+    for head in ("photo", "precision", "median s", "min-max s", "model s", "pre/post s", "peak RSS MiB (+photo)",
+                 "fp32/bf16"):
+        table.add_column(head, justify="left" if head in ("photo", "precision") else "right")
+    for r in result["runs"]:
+        pre_post = sum(r["stages"][k] for k in speed.PRE_POST)
+        up = result["speedup"].get(r["size"], {}).get("end_to_end") if r["precision"] == "bf16" else None
+        table.add_row(
+            r["size"], r["precision"], f"{r['median']:.3f}", f"{r['min']:.3f}-{r['max']:.3f}",
+            f"{r['stages']['model']:.3f}", f"{pre_post:.3f}", f"{r['peak_rss_mib']:.0f} (+{r['photo_rss_mib']:.0f})",
+            f"{up:.2f}x" if up else "",
+        )
+    console.print(table)
+
+    stages = Table(title="where the time goes: median seconds per stage")
+    stages.add_column("stage")
+    for r in result["runs"]:
+        stages.add_column(f"{r['size']} {r['precision']}", justify="right")
+    stages.add_column("what it covers")
+    for key, what in speed.STAGES:
+        stages.add_row(key, *(f"{r['stages'][key]:.3f}" for r in result["runs"]), what)
+    console.print(stages)
+    for r in result["runs"]:
+        pre_post = sum(r["stages"][k] for k in speed.PRE_POST)
+        lab = r["stages"]["rgb_to_lab"] + r["stages"]["lab_to_rgb"]
+        top = max(speed.PRE_POST, key=lambda k: r["stages"][k])
+        console.print(
+            f"{r['size']} {r['precision']}: model {r['stages']['model']:.3f} s ({r['model_share']:.0%}), "
+            f"pre/post-processing {pre_post:.3f} s ({pre_post / r['median']:.0%}), of which the full-resolution "
+            f"Lab conversions {lab:.3f} s ({lab / r['median']:.0%}); the largest non-model stage is {top}",
+            soft_wrap=True,
+        )
+    info = result["system"]
+    console.print(f"machine: {describe(info)}", soft_wrap=True)
+    console.print(f"photos: {result['photo_format']}", soft_wrap=True)
+    console.print(f"memory: {result['memory_method']}", soft_wrap=True)
+    console.print(", ".join(f"{k} {v}" for k, v in info["versions"].items()), soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo

@@ -1,0 +1,259 @@
+"""``polychrome benchmark-speed``: how fast the real colourisation path runs on this machine, end to end.
+
+One photo file in, one colour photo file out, through :func:`polychrome.pipeline.colorize_file` (read and
+decode, RGB -> Lab at full resolution, L down to the working size, the model, ab up to full size, Lab ->
+RGB, 8-bit, encode and write), for a small and a 12-megapixel photo, in fp32 and in bf16 (autocast +
+channels_last), timed over repeats after a warm-up.
+
+Each (photo, precision) runs in a fresh Python process, so that its peak memory is its own: the worker
+reports ``getrusage(RUSAGE_SELF).ru_maxrss`` (the process's peak resident set, which includes Python,
+torch and the model) and the peak it had reached before the first photo, after the imports and the model
+load; the difference is what colourising that photo costs.
+
+The split between the model and everything around it is measured in the same timed runs: inside the
+worker (and only there) the stage functions of :mod:`polychrome.pipeline` are wrapped in timers, so the
+path timed is the real one and the stage times add up to the end-to-end time but for glue code ("other").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+#: (width, height) of the photos timed: a 256x256 image and a 12-megapixel photo.
+SIZES: tuple[tuple[int, int], ...] = ((256, 256), (4000, 3000))
+PRECISIONS = ("fp32", "bf16")
+#: Stages of the pipeline, in order: (key, what it covers). "other" is the end-to-end time less the rest.
+STAGES = (
+    ("decode", "read + decode the file (PIL, EXIF orientation)"),
+    ("to_float", "8-bit image -> float RGB array"),
+    ("rgb_to_lab", "RGB -> Lab at full resolution"),
+    ("resize", "L down to the working size, ab up to full size"),
+    ("model", "the model (bf16: autocast + channels_last)"),
+    ("lab_to_rgb", "join L + ab, Lab -> RGB at full resolution"),
+    ("to_8bit", "float RGB -> 8-bit image"),
+    ("encode", "encode + write the file"),
+    ("other", "everything else (array copies, glue)"),
+)
+#: Stages that are not the model: the pre/post-processing, at full resolution.
+PRE_POST = tuple(k for k, _ in STAGES if k != "model")
+MEMORY_METHOD = (
+    "peak resident set (getrusage RUSAGE_SELF ru_maxrss) of a fresh process per configuration, at its end; "
+    "'+photo' is that peak less the peak after imports and model load, before the first photo"
+)
+
+
+def make_photo(path: str | os.PathLike, width: int, height: int, seed: int = 0) -> Path:
+    """Write a synthetic black-and-white photo (8-bit grey JPEG, quality 95): smooth shapes, edges and grain,
+    so decoding, encoding and the model see photo-like content rather than a flat field."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    img = 0.35 + 0.25 * x + 0.15 * np.sin(9.0 * x + 5.0 * y) * np.cos(7.0 * y)
+    img = img + 0.2 * ((x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.04)  # a hard-edged disc
+    img = img + rng.normal(0.0, 0.03, (height, width)).astype(np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(path, quality=95)
+    return path
+
+
+def run_speed(
+    model_spec: str,
+    repeats: int = 5,
+    warmup: int = 1,
+    sizes: Sequence[tuple[int, int]] = SIZES,
+    precisions: Sequence[str] = PRECISIONS,
+    threads: int | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> dict:
+    """Time ``model_spec`` (anything :func:`polychrome.hub.load_model` accepts) end to end on photos of
+    ``sizes`` ((width, height) each) in each precision; every configuration in its own process.
+
+    Args:
+        repeats: timed runs per configuration (median, min and max reported).
+        warmup: untimed runs first (the first call allocates, and bf16 converts the weights to channels_last).
+        threads: torch intra-op threads in the workers; None keeps torch's default (``OMP_NUM_THREADS`` or
+            the cores).
+        on_start: called with a short description as each configuration starts (for a progress line).
+
+    Returns:
+        ``{"model", "system", "repeats", "warmup", "memory_method", "stages", "runs": [...],
+        "speedup": {"WxH": {"end_to_end", "model"}}}``; each run holds ``size``, ``precision``, ``seconds``
+        (every repeat), ``median``/``min``/``max``, ``stages`` (median seconds per stage), ``model_share``,
+        ``peak_rss_mib``, ``photo_rss_mib``, ``threads`` and ``model_load_seconds``. ``speedup`` is the fp32
+        median over the bf16 median, measured in this run.
+
+    Raises:
+        RuntimeError: a worker failed (its last error line is in the message).
+    """
+    from polychrome.sysinfo import system_info
+
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be at least 1 and warmup at least 0")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {p!r}")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="polychrome-speed-") as tmp:
+        total = len(sizes) * len(precisions)
+        for (w, h) in sizes:
+            src = make_photo(Path(tmp) / f"photo_{w}x{h}.jpg", w, h)
+            for precision in precisions:
+                if on_start is not None:
+                    on_start(f"{w}x{h} {precision} ({len(runs) + 1}/{total})")
+                cfg = {
+                    "model": str(model_spec),
+                    "src": str(src),
+                    "dst": str(Path(tmp) / f"out_{w}x{h}_{precision}.jpg"),
+                    "precision": precision,
+                    "repeats": repeats,
+                    "warmup": warmup,
+                    "threads": threads,
+                }
+                run = _spawn(cfg)
+                run["size"] = f"{w}x{h}"
+                runs.append(run)
+    speedup = {}
+    for (w, h) in sizes:
+        by_p = {r["precision"]: r for r in runs if r["size"] == f"{w}x{h}"}
+        if "fp32" in by_p and "bf16" in by_p:
+            speedup[f"{w}x{h}"] = {
+                "end_to_end": by_p["fp32"]["median"] / by_p["bf16"]["median"],
+                "model": _ratio(by_p["fp32"]["stages"]["model"], by_p["bf16"]["stages"]["model"]),
+            }
+    info = system_info()
+    if runs:
+        info["torch_threads"] = runs[0]["threads"]  # what the workers ran with
+    return {
+        "model": str(model_spec),
+        "system": info,
+        "repeats": repeats,
+        "warmup": warmup,
+        "photo_format": "8-bit grey JPEG in, RGB JPEG (quality 95) out",
+        "memory_method": MEMORY_METHOD,
+        "stages": dict(STAGES),
+        "runs": runs,
+        "speedup": speedup,
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _spawn(cfg: dict) -> dict:
+    """Run one configuration in a fresh interpreter; its result is the last line of its stdout."""
+    cmd = [sys.executable, "-m", "polychrome.speed", json.dumps(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        raise RuntimeError(f"speed worker for {cfg['precision']} failed: {lines[-1] if lines else proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- the worker (a fresh process)
+class _StageTimer:
+    """Wraps functions of a module in timers that add to a per-stage total (seconds)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, module, name: str, stage: str) -> None:
+        fn = getattr(module, name)  # an AttributeError here means the pipeline was refactored: update STAGES
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - t0
+
+        setattr(module, name, timed)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _worker(cfg: dict) -> dict:
+    import torch
+
+    from polychrome import pipeline
+    from polychrome.hub import load_model
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+    t0 = time.perf_counter()
+    model = load_model(cfg["model"])
+    load_seconds = time.perf_counter() - t0
+    rss_ready = _peak_rss_mib()
+
+    timer = _StageTimer()
+    # predict_ab contains run_model: its own time is the resizing (exclusive time computed below).
+    for name, stage in [
+        ("open_image", "decode"),
+        ("pil_to_rgb_array", "to_float"),
+        ("rgb_to_lab", "rgb_to_lab"),
+        ("predict_ab", "predict_ab"),
+        ("run_model", "model"),
+        ("join_lab", "lab_to_rgb"),
+        ("rgb_array_to_pil", "to_8bit"),
+        ("save_image_atomic", "encode"),
+    ]:
+        timer.wrap(pipeline, name, stage)
+
+    def once() -> tuple[float, dict[str, float]]:
+        timer.seconds.clear()
+        t = time.perf_counter()
+        pipeline.colorize_file(model, cfg["src"], cfg["dst"], precision=cfg["precision"])
+        total = time.perf_counter() - t
+        s = dict(timer.seconds)
+        stages = {k: s.get(k, 0.0) for k, _ in STAGES if k not in ("resize", "other")}
+        stages["resize"] = s.get("predict_ab", 0.0) - s.get("model", 0.0)
+        stages["other"] = total - sum(stages.values())
+        return total, stages
+
+    for _ in range(cfg["warmup"]):
+        once()
+    totals, per_stage = [], defaultdict(list)
+    for _ in range(cfg["repeats"]):
+        total, stages = once()
+        totals.append(total)
+        for k, v in stages.items():
+            per_stage[k].append(v)
+    peak = _peak_rss_mib()
+    median_stages = {k: statistics.median(per_stage[k]) for k, _ in STAGES}
+    median = statistics.median(totals)
+    return {
+        "precision": cfg["precision"],
+        "seconds": totals,
+        "median": median,
+        "min": min(totals),
+        "max": max(totals),
+        "stages": median_stages,
+        "model_share": median_stages["model"] / median if median > 0 else None,
+        "peak_rss_mib": round(peak, 1),
+        "photo_rss_mib": round(peak - rss_ready, 1),
+        "threads": torch.get_num_threads(),
+        "model_load_seconds": load_seconds,
+        "working_size": int((getattr(model, "meta", {}) or {}).get("infer_size", 0)) or None,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_worker(json.loads(sys.argv[1]))))
