@@ -199,6 +199,15 @@ def test_benchmark_without_historical_folder(bench_setup, monkeypatch):
     assert not (root / "rep" / "params").exists()
 
 
+def test_an_output_folder_inside_a_photo_folder_is_not_scored(bench_setup):
+    root, model_a, _ = bench_setup
+    for _ in range(2):  # the second run finds the first run's grids inside set_a and leaves them alone
+        res = run_benchmark({str(model_a): hub.load_model(model_a)}, [root / "set_a"], root / "set_a" / "rep",
+                            params=False, progress=False)
+        assert [row["file"] for row in res["sets"]["set_a"]["models"][model_label(model_a)]["per_image"]] == [
+            "p0.png", "p1.png"]
+
+
 # --------------------------------------------------------------------------- parameter report
 class Tied(nn.Module):
     """Two layers sharing one weight: counted once, like model.parameters() does."""

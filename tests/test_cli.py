@@ -342,5 +342,5 @@ def test_demo_writes_original_grey_and_colour(tmp_path, tiny_model_dir, lab):
 def test_python_dash_m_help_lists_the_commands():
     proc = subprocess.run([sys.executable, "-m", "polychrome", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
-    for cmd in ("colorize", "train", "export", "models", "evaluate", "demo"):
+    for cmd in ("colorize", "train", "export", "models", "evaluate", "benchmark", "report", "benchmark-speed", "demo"):
         assert cmd in proc.stdout

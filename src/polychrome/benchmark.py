@@ -116,9 +116,12 @@ def run_benchmark(
     by_label = dict(zip(labels, models.values()))
     specs = dict(zip(labels, models))
     sizes = {label: ev.working_size(m, size) for label, m in by_label.items()}
-    # Every path is checked before the first photo is colourised, so a typo costs nothing.
-    set_paths = {str(d): ev.photo_paths(d, limit) for d in data}
-    hist_paths = find_images(historical)[: max(0, grid_rows)] if historical is not None else None
+    # Every path is checked before the first photo is colourised, so a typo costs nothing. Files under
+    # out_dir are earlier grids (out_dir may sit inside a photo folder), never photos to score.
+    set_paths = {str(d): [p for p in ev.photo_paths(d) if not _inside(p, out)][:limit] for d in data}
+    hist_paths = None
+    if historical is not None:
+        hist_paths = [p for p in find_images(historical) if not _inside(p, out)][: max(0, grid_rows)]
     set_names = _unique([_set_name(d) for d in data], taken={"historical"} if historical is not None else set())
 
     info = system_info()
@@ -375,6 +378,14 @@ def _unique(names: list[str], taken: set[str] | None = None) -> list[str]:
         seen.add(candidate)
         out.append(candidate)
     return out
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _slug(name: str) -> str:
