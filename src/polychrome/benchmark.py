@@ -32,7 +32,7 @@ from rich.console import Console
 
 from polychrome import evaluate as ev
 from polychrome.hub import load_model
-from polychrome.io import ImageError, find_images, save_image_atomic
+from polychrome.io import ImageError, find_images, is_inside, save_image_atomic
 from polychrome.param_report import write_parameter_report
 from polychrome.sysinfo import describe, system_info
 
@@ -118,10 +118,10 @@ def run_benchmark(
     sizes = {label: ev.working_size(m, size) for label, m in by_label.items()}
     # Every path is checked before the first photo is colourised, so a typo costs nothing. Files under
     # out_dir are earlier grids (out_dir may sit inside a photo folder), never photos to score.
-    set_paths = {str(d): [p for p in ev.photo_paths(d) if not _inside(p, out)][:limit] for d in data}
+    set_paths = {str(d): [p for p in ev.photo_paths(d) if not is_inside(p, out)][:limit] for d in data}
     hist_paths = None
     if historical is not None:
-        hist_paths = [p for p in find_images(historical) if not _inside(p, out)][: max(0, grid_rows)]
+        hist_paths = [p for p in find_images(historical) if not is_inside(p, out)][: max(0, grid_rows)]
     set_names = _unique([_set_name(d) for d in data], taken={"historical"} if historical is not None else set())
 
     info = system_info()
@@ -378,14 +378,6 @@ def _unique(names: list[str], taken: set[str] | None = None) -> list[str]:
         seen.add(candidate)
         out.append(candidate)
     return out
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _slug(name: str) -> str:

@@ -110,14 +110,6 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
     """Expand INPUT arguments into (source, output) pairs, and one-line problems for inputs that give none.
 
@@ -125,7 +117,7 @@ def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
     a glob (one the shell left alone) keeps the path below its first wildcard. Photos already inside
     ``out_dir`` (when it sits inside an input folder) are earlier outputs, not inputs.
     """
-    from polychrome.io import ImageError, find_images, is_image_path
+    from polychrome.io import ImageError, find_images, is_image_path, is_inside
 
     jobs: list[Job] = []
     problems: list[str] = []
@@ -135,7 +127,7 @@ def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
             if p.resolve() == out_dir.resolve():
                 problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
                 continue
-            found = [f for f in find_images(p) if not _inside(f, out_dir)]
+            found = [f for f in find_images(p) if not is_inside(f, out_dir)]
             pairs = [(f, f.relative_to(p)) for f in found]
             if not pairs:
                 problems.append(f"{arg}: no photos found (looked for {', '.join(_extensions())})")
@@ -145,7 +137,7 @@ def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
             except ImageError as e:
                 problems.append(str(e))
                 continue
-            pairs = [(f, f.relative_to(p.parent) if _inside(f, p.parent) else Path(f.name)) for f in listed]
+            pairs = [(f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name)) for f in listed]
             if not pairs:
                 problems.append(f"{arg}: the list names no photos")
         elif p.is_file():
@@ -153,7 +145,7 @@ def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
         elif _GLOB_CHARS & set(arg):
             base = _glob_base(arg)
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
-            files = [m for m in matches if m.is_file() and is_image_path(m) and not _inside(m, out_dir)]
+            files = [m for m in matches if m.is_file() and is_image_path(m) and not is_inside(m, out_dir)]
             pairs = [(m, m.relative_to(base)) for m in files]
             if not pairs:
                 problems.append(f"{arg}: no photos match this pattern")

@@ -30,6 +30,15 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` resolves to somewhere under ``folder`` (symlinks followed)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def find_images(root: str | os.PathLike) -> list[Path]:
     """Photos under ``root``: a folder (searched recursively), one image file, or a ``.txt`` list of paths
     (one per line, relative to the list's folder; blank lines and ``#`` comments ignored). Sorted."""
