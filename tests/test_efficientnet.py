@@ -103,7 +103,9 @@ def test_remap_block_numbering_follows_the_stages():
     ]
 
 
-@pytest.mark.parametrize("key", ["_blocks.16._bn0.weight", "_blocks.3._se_reduce.weight", "_swish.x", "module._fc.weight"])
+@pytest.mark.parametrize(
+    "key", ["_blocks.16._bn0.weight", "_blocks.3._se_reduce.weight", "_swish.x", "module._fc.weight", "_blocks.x._bn0.bias", "_blocks.3"]
+)
 def test_remap_rejects_keys_outside_the_scheme(key):
     with pytest.raises(ValueError, match="unexpected key") as info:
         remap_lukemelas_lite0({"_conv_stem.weight": torch.zeros(1), key: torch.zeros(1)})

@@ -151,7 +151,9 @@ class EfficientNetLite0(nn.Module):
         self.stages = nn.ModuleList()
         cin = _STEM
         for repeats, kernel, stride, expand, cout in _STAGES:
-            blocks = [MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand) for i in range(repeats)]
+            # Only a stage's first block changes the stride and the width.
+            blocks = [MBConv(cin, cout, kernel, stride, expand)]
+            blocks += [MBConv(cout, cout, kernel, 1, expand) for _ in range(repeats - 1)]
             self.stages.append(nn.Sequential(*blocks))
             cin = cout
         self.has_head = head
@@ -217,7 +219,8 @@ def remap_lukemelas_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     ``_conv_head``/``_bn1`` -> ``head.conv``/``head.bn``; ``_fc`` -> ``classifier``. Tensors are not
     copied. Any key outside this scheme is a ValueError naming it: nothing is dropped silently.
     """
-    top = {"_conv_stem.": "stem.conv.", "_bn0.": "stem.bn.", "_conv_head.": "head.conv.", "_bn1.": "head.bn.", "_fc.": "classifier."}
+    top = {"_conv_stem.": "stem.conv.", "_bn0.": "stem.bn.", "_conv_head.": "head.conv.", "_bn1.": "head.bn.",
+           "_fc.": "classifier."}  # fmt: skip
     inner = {"_expand_conv.": "expand.conv.", "_bn0.": "expand.bn.", "_depthwise_conv.": "dw.conv.",
              "_bn1.": "dw.bn.", "_project_conv.": "project.conv.", "_bn2.": "project.bn."}  # fmt: skip
     where = _lukemelas_block_index()
@@ -225,10 +228,11 @@ def remap_lukemelas_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     for key, value in state.items():
         new = None
         if key.startswith("_blocks."):
-            _, n, rest = key.split(".", 2)
+            _, n, rest = (key.split(".", 2) + [""])[:3]
             if n.isdigit() and int(n) < len(where):
                 s, b = where[int(n)]
-                new = next((f"stages.{s}.{b}.{to}{rest[len(frm):]}" for frm, to in inner.items() if rest.startswith(frm)), None)
+                frm = next((f for f in inner if rest.startswith(f)), None)
+                new = f"stages.{s}.{b}.{inner[frm]}{rest[len(frm):]}" if frm else None
         else:
             new = next((to + key[len(frm) :] for frm, to in top.items() if key.startswith(frm)), None)
         if new is None:
