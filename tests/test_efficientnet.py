@@ -104,7 +104,15 @@ def test_remap_block_numbering_follows_the_stages():
 
 
 @pytest.mark.parametrize(
-    "key", ["_blocks.16._bn0.weight", "_blocks.3._se_reduce.weight", "_swish.x", "module._fc.weight", "_blocks.x._bn0.bias", "_blocks.3"]
+    "key",
+    [
+        "_blocks.16._bn0.weight",  # Lite0 has 16 blocks, 0-15
+        "_blocks.3._se_reduce.weight",  # squeeze-excite: a B0 checkpoint, not a Lite0
+        "_swish.x",
+        "module._fc.weight",  # a DataParallel prefix
+        "_blocks.x._bn0.bias",
+        "_blocks.3",
+    ],
 )
 def test_remap_rejects_keys_outside_the_scheme(key):
     with pytest.raises(ValueError, match="unexpected key") as info:
