@@ -10,6 +10,7 @@ from skimage.color import lab2rgb, rgb2lab
 from polychrome.color.lab import (
     AB_SCALE,
     ab_to_net,
+    l_to_gray_rgb,
     l_to_net,
     lab_to_rgb,
     net_to_ab,
@@ -115,6 +116,20 @@ def test_split_lab_and_gray_l():
     assert L.shape == (2, 1, 4, 4) and ab.shape == (2, 2, 4, 4)
     torch.testing.assert_close(torch.cat([L, ab], 1), lab)
     torch.testing.assert_close(rgb_to_gray_l(rgb), L)
+
+
+def test_l_to_gray_rgb_inverts_the_lightness_of_a_grey_photo():
+    # A grey sRGB value g (R = G = B) has some L; the neutral grey of that L is g again.
+    g = torch.linspace(0, 1, 101).view(1, 1, 1, 101)
+    L = rgb_to_gray_l(g.expand(1, 3, 1, 101))
+    out = l_to_gray_rgb(L)
+    assert out.shape == (1, 1, 1, 101) and out.dtype == torch.float32
+    torch.testing.assert_close(out, g, atol=2e-4, rtol=0)
+    # skimage agrees: L 50 is sRGB 0.4663 (119 of 255), far from the linear L/100 = 0.5.
+    ref = lab2rgb(np.array([[[50.0, 0.0, 0.0]]]))[0, 0, 0]
+    assert abs(l_to_gray_rgb(torch.full((1, 1, 1, 1), 50.0)).item() - ref) < 1e-4
+    with pytest.raises(ValueError, match="L must have shape"):
+        l_to_gray_rgb(torch.zeros(1, 3, 2, 2))
 
 
 def test_gradcheck_rgb_to_lab():

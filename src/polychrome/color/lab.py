@@ -33,6 +33,7 @@ __all__ = [
     "rgb_to_lab",
     "split_lab",
     "rgb_to_gray_l",
+    "l_to_gray_rgb",
 ]
 
 
@@ -80,6 +81,18 @@ def split_lab(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def rgb_to_gray_l(rgb: torch.Tensor) -> torch.Tensor:
     """The L channel of an sRGB image: (B, 3, H, W) in [0, 1] -> (B, 1, H, W) in [0, 100]."""
     return split_lab(rgb_to_lab(rgb))[0]
+
+
+def l_to_gray_rgb(L: torch.Tensor) -> torch.Tensor:
+    """The neutral sRGB grey of lightness L: (B, 1, H, W) L in [0, 100] -> (B, 1, H, W) sRGB in [0, 1].
+
+    It is what an RGB network trained on colour photos sees of a grey photo (R = G = B), which
+    ``L_net`` itself is not: L is a cube-root scale, sRGB a gamma curve. Computed in fp32."""
+    check_image(L, 1, "L")
+    L = L.float()
+    zeros = torch.zeros_like(L)
+    rgb = lab_to_rgb(torch.cat([L, zeros, zeros], dim=-3))  # (B, 3, H, W), channels equal up to rounding
+    return rgb.mean(dim=-3, keepdim=True)
 
 
 def l_to_net(L: torch.Tensor) -> torch.Tensor:
