@@ -206,3 +206,20 @@ def test_checkpoint_that_does_not_fit_names_the_keys(checkpoint, tmp_path):
     with pytest.raises(hub.ModelLoadError, match="weights do not fit simple-unet.*Missing key") as info:
         hub.load_model(tmp_path / "mismatch.pt")
     assert "\n" not in str(info.value)
+
+
+def test_init_only_kwargs_are_dropped_when_rebuilding(tmp_path):
+    # `pretrained` only picks starting weights, which the strict load replaces: a trained model's
+    # metadata may carry it (older exports, hand-written JSON), and loading must neither need nor use it.
+    model = _trained_like(depth=2)
+    meta = {"model": "simple-unet", "model_kwargs": {"depth": 2, "pretrained": True}, "infer_size": 64}
+    hub.save_weights(model, meta, tmp_path / "export")
+    loaded = hub.load_model(tmp_path / "export")  # simple-unet takes no `pretrained`: it was dropped
+    assert loaded.registry_kwargs == {"depth": 2}
+    x = torch.rand(1, 1, 24, 40) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert hub.architecture_kwargs({"pretrained": False, "base": 8}) == {"base": 8}
+    bad = {"model": "simple-unet", "model_kwargs": [1, 2], "infer_size": 64}
+    with pytest.raises(hub.ModelLoadError, match="model_kwargs must be a mapping"):
+        hub.build_from_meta(bad)

@@ -22,6 +22,11 @@ from polychrome.models import create_model
 #: Working size (longest side, px) used when a weight file does not say.
 DEFAULT_INFER_SIZE = 256
 
+#: Constructor arguments that only choose a model's starting weights (``pretrained=True`` reads the
+#: ImageNet encoder weights). A trained model's file holds every weight and is loaded strictly over
+#: them, so rebuilding it drops these: loading never needs, nor re-reads, the pretrained source.
+INIT_ONLY_KWARGS = frozenset({"pretrained"})
+
 
 class ModelLoadError(Exception):
     """A model name or weight file could not be loaded; the message says which and why."""
@@ -54,12 +59,20 @@ def _weight_files(spec: str | os.PathLike) -> tuple[Path, Path] | None:
     return None
 
 
+def architecture_kwargs(model_kwargs: dict) -> dict:
+    """``model_kwargs`` without the :data:`INIT_ONLY_KWARGS`: what rebuilding a trained model takes."""
+    return {k: v for k, v in model_kwargs.items() if k not in INIT_ONLY_KWARGS}
+
+
 def build_from_meta(meta: dict) -> nn.Module:
-    """Rebuild the architecture a weight file's metadata names."""
+    """Rebuild the architecture a weight file's metadata names (randomly initialised, for a strict load)."""
     if not isinstance(meta, dict) or "model" not in meta:
         raise ModelLoadError("weight metadata has no 'model' entry naming the architecture")
+    model_kwargs = meta.get("model_kwargs", {})
+    if not isinstance(model_kwargs, dict):
+        raise ModelLoadError(f"weight metadata's model_kwargs must be a mapping, got {model_kwargs!r}")
     try:
-        return create_model(meta["model"], **meta.get("model_kwargs", {}))
+        return create_model(meta["model"], **architecture_kwargs(model_kwargs))
     except KeyError as e:
         raise ModelLoadError(f"weight metadata names no known model: {e}") from None
     except (TypeError, ValueError) as e:  # model_kwargs the architecture does not take
@@ -128,7 +141,7 @@ def checkpoint_meta(ckpt: dict) -> dict:
     cfg = ckpt.get("config", {})
     return {
         "model": ckpt["model_name"],
-        "model_kwargs": ckpt.get("model_kwargs", {}),
+        "model_kwargs": architecture_kwargs(ckpt.get("model_kwargs", {})),
         "infer_size": cfg.get("infer_size", DEFAULT_INFER_SIZE),
         "train_config": cfg,
         "epoch": ckpt.get("epoch"),
