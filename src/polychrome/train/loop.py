@@ -29,11 +29,12 @@ from torch.utils.data import DataLoader
 from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
 from polychrome.io import find_images
-from polychrome.losses import ab_loss
+from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
 from polychrome.metrics import mean_chroma, psnr_per_image
 from polychrome.models import create_model
+from polychrome.models.efficientnet import PretrainedWeightsUnavailable
 from polychrome.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
-from polychrome.train.config import TrainConfig
+from polychrome.train.config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,29 @@ def ema_multi_avg_fn(decay: float):
     return update
 
 
+def build_criterion(cfg: TrainConfig) -> ColorizationLoss | None:
+    """The composite loss of ``cfg`` (None for the plain "l1"/"smooth_l1" ab losses).
+
+    Built under a forked RNG: constructing the feature network initialises weights randomly before
+    loading them, and that must not shift the seeded stream the rest of the run draws from."""
+    if cfg.loss != "composite":
+        return None
+    with torch.random.fork_rng(devices=[]):
+        feature_net = None
+        if cfg.loss_perceptual_weight and cfg.perceptual_net == "vgg16":
+            feature_net = load_vgg16_features(cfg.perceptual_weights)
+        elif cfg.loss_perceptual_weight:
+            feature_net = Lite0Features()
+        return ColorizationLoss(
+            rgb_weight=cfg.loss_rgb_weight,
+            perceptual_weight=cfg.loss_perceptual_weight,
+            ab_weight=cfg.loss_ab_weight,
+            diversity_weight=cfg.loss_diversity_weight,
+            ab_beta=cfg.smooth_l1_beta,
+            feature_net=feature_net,
+        )
+
+
 def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """RGB batch (B, 3, H, W) in [0, 1] -> (L real (B,1,H,W), L_net, ab_net (B,2,H,W))."""
     lab = rgb_to_lab(rgb)
@@ -167,7 +191,13 @@ class Trainer:
         self.steps_per_epoch = max(1, self.batches_per_epoch // cfg.grad_accum)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
 
-        model = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
+        try:
+            model = create_model(cfg.model, **cfg.model_kwargs).to(self.device)
+            criterion = build_criterion(cfg)
+        except PretrainedWeightsUnavailable as e:  # asked for ImageNet weights that are not installed
+            raise ConfigError(str(e)) from None
+        self.criterion = criterion.to(self.device) if criterion is not None else None
+        self.last_terms: dict[str, float] = {}  # the composite loss's terms at the last step (for logging)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -240,17 +270,25 @@ class Trainer:
         cfg = self.cfg
         self.ddp.train()
         total = 0.0
+        terms_sum: dict[str, float] = {}
         for i, rgb in enumerate(micro_batches):
-            _, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
+            L, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
             last = i == len(micro_batches) - 1
             # Gradients are all-reduced once per optimiser step, not per micro-batch.
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
             with sync:
                 with self._autocast():
                     pred = self.ddp(self._to_input(L_net))
-                loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta) / len(micro_batches)
+                if self.criterion is None:
+                    loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta)
+                else:
+                    loss, terms = self.criterion(pred.float(), ab_true, L)
+                    for k, v in terms.items():
+                        terms_sum[k] = terms_sum.get(k, 0.0) + v.item() / len(micro_batches)
+                loss = loss / len(micro_batches)
                 self.scaler.scale(loss).backward()
             total += loss.item()
+        self.last_terms = terms_sum
         if cfg.grad_clip > 0:
             self.scaler.unscale_(self.opt)
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -302,6 +340,8 @@ class Trainer:
                     if self.writer and self.step % cfg.log_every_steps == 0:
                         self.writer.add_scalar("train/loss", last_loss, self.step)
                         self.writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
+                        for k, v in self.last_terms.items():  # the composite loss's unweighted terms
+                            self.writer.add_scalar(f"train/loss_{k}", v, self.step)
                     if cfg.ckpt_every_steps and self.step % cfg.ckpt_every_steps == 0:
                         self.save("last.pt")
                     if self.step >= end:
