@@ -14,6 +14,16 @@ from polychrome.color.lab import AB_SCALE, rgb_to_lab
 TINY_INFER_SIZE = 64
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread per test: the machines have two shared cores, and bitwise comparisons
+    (resume exactness) want a fixed reduction order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """An export folder (model.safetensors + config.json) of a seeded, untrained simple-unet."""

@@ -25,14 +25,6 @@ CAT_CLASSES = set(range(281, 286))
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def wheel_state() -> dict:
     return torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)

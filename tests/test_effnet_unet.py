@@ -15,14 +15,6 @@ from polychrome.models import EffNetUNet, create_model
 from polychrome.models.efficientnet import EfficientNetLite0, PretrainedWeightsUnavailable, normalize_lite0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _grey_photo(h: int = 64, w: int = 96) -> torch.Tensor:
     """(1, 3, h, w) a grey photo (a = b = 0 exactly in Lab) with structure: skimage's cat, grey."""
     from skimage import data

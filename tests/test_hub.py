@@ -14,14 +14,6 @@ from polychrome import hub
 from polychrome.models import create_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A real training checkpoint: 4 steps of simple-unet (EMA on) on tiny photos."""

@@ -23,14 +23,6 @@ from polychrome.losses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Echo(nn.Module):
     """A stand-in feature network: the image itself and twice the image, so the perceptual term is
     1.5 x the RGB L1 by construction."""

@@ -32,15 +32,6 @@ def test_registry_lists_models():
     assert polychrome.list_models() == names
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared with whatever else runs: one intra-op thread is faster and steadier here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward(name):
     torch.manual_seed(0)

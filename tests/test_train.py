@@ -23,15 +23,6 @@ from polychrome.train.checkpoint import load_checkpoint, rng_state, save_atomic,
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Bitwise comparisons and speed: one intra-op thread (the machine has two cores, shared).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- config
 
 TOML = """
