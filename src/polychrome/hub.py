@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from polychrome.io import default_file_mode
 from polychrome.models import create_model
 
 #: Working size (longest side, px) used when a weight file does not say.
@@ -176,5 +177,6 @@ def save_weights(model: nn.Module, meta: dict, out_dir: str | os.PathLike, half:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / f"{name}.safetensors"))
+    os.chmod(out / f"{name}.safetensors", default_file_mode())  # safetensors writes 0600
     (out / ("config.json" if name == "model" else f"{name}.json")).write_text(json.dumps(meta, indent=2))
     return out

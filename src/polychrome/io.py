@@ -112,10 +112,11 @@ def rgb_array_to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.
     return img
 
 
-def _umask() -> int:
+def default_file_mode() -> int:
+    """The mode an ordinary new file gets under the current umask (temp files are 0600: outputs should not be)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
@@ -134,7 +135,7 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
     os.close(fd)
     try:
         img.save(tmp, format=fmt, **save_kwargs)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get ordinary permissions
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except OSError as e:
         raise ImageError(f"{path}: cannot write image ({e})") from None
