@@ -100,6 +100,24 @@ def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return lab_to_rgb(torch.cat([L, ab], dim=1), clip=True)
 
 
+def lightness(rgb: np.ndarray) -> torch.Tensor:
+    """The L channel of a photo: (H, W, 3) float RGB in [0, 1] -> (1, 1, H, W) float L in [0, 100]."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    return rgb_to_lab(x)[:, :1]
+
+
+def _to_array(rgb: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) tensor -> (H, W, 3) numpy array."""
+    return rgb[0].permute(1, 2, 0).numpy()
+
+
+def colorize_lightness(model: nn.Module, L: torch.Tensor, size: int | None = None, precision: str = "fp32") -> torch.Tensor:
+    """Full-resolution L (1, 1, H, W) in [0, 100] -> colour sRGB (1, 3, H, W) in [0, 1] (see :func:`colorize_array`)."""
+    check_precision(precision)
+    size = size or getattr(model, "meta", {}).get("infer_size", 256)
+    return join_lab(L, predict_ab(model, L, size, precision))
+
+
 def colorize_array(model: nn.Module, rgb: np.ndarray, size: int | None = None, precision: str = "fp32") -> np.ndarray:
     """Colourise one photo held as an array.
 
@@ -110,19 +128,17 @@ def colorize_array(model: nn.Module, rgb: np.ndarray, size: int | None = None, p
     Returns:
         (H, W, 3) float32 sRGB in [0, 1], the same H and W.
     """
-    check_precision(precision)
-    size = size or getattr(model, "meta", {}).get("infer_size", 256)
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    L = rgb_to_lab(x)[:, :1]
-    ab = predict_ab(model, L, size, precision)
-    return join_lab(L, ab)[0].permute(1, 2, 0).numpy()
+    return _to_array(colorize_lightness(model, lightness(rgb), size, precision))
+
+
+def gray_lightness(L: torch.Tensor) -> torch.Tensor:
+    """The grey photo of an L (ab = 0): (1, 1, H, W) in [0, 100] -> sRGB (1, 3, H, W) in [0, 1]."""
+    return join_lab(L, torch.zeros_like(L).repeat(1, 2, 1, 1))
 
 
 def gray_array(rgb: np.ndarray) -> np.ndarray:
     """The grey version of a photo (ab = 0, L kept): (H, W, 3) float in [0, 1] -> same."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    L = rgb_to_lab(x)[:, :1]
-    return join_lab(L, torch.zeros_like(L).repeat(1, 2, 1, 1))[0].permute(1, 2, 0).numpy()
+    return _to_array(gray_lightness(lightness(rgb)))
 
 
 def colorize_file(
@@ -142,9 +158,10 @@ def colorize_file(
     """
     check_precision(precision)
     rgb, alpha = pil_to_rgb_array(open_image(src))
-    out = colorize_array(model, rgb, size, precision)
+    L = lightness(rgb)  # once: the grey panel of --compare shares it
+    out = _to_array(colorize_lightness(model, L, size, precision))
     if compare:
-        out = np.concatenate([gray_array(rgb), out], axis=1)
+        out = np.concatenate([_to_array(gray_lightness(L)), out], axis=1)
         alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
     save_image_atomic(rgb_array_to_pil(out, alpha), dst)
     return Path(dst)
