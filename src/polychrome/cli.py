@@ -578,7 +578,7 @@ def benchmark_speed(
         except RuntimeError as e:
             raise _fail(str(e), code=1) from None
     if json_path is not None:
-        from polychrome.evaluate import write_json_atomic
+        from polychrome.io import write_json_atomic
 
         write_json_atomic(result, json_path)
     _print_speed(result)

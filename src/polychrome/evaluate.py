@@ -16,11 +16,9 @@ PSNR 21.95 dB, SSIM 0.938, originals' colourfulness 39.7).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,7 +42,7 @@ from rich.progress import (
 
 from polychrome import metrics
 from polychrome.hub import DEFAULT_INFER_SIZE, load_model
-from polychrome.io import ImageError, find_images, load_rgb, save_image_atomic
+from polychrome.io import ImageError, find_images, load_rgb, save_image_atomic, write_json_atomic
 from polychrome.pipeline import colorize_array, gray_array
 
 #: Photos shown in the comparison grid, and the height (px) of each panel in it.
@@ -353,25 +351,6 @@ def comparison_grid(rows: list[tuple[np.ndarray, ...]], gap: int = GRID_GAP) -> 
             x += p.shape[1] + gap
         y += h + gap
     return canvas
-
-
-def write_json_atomic(obj: dict, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as strict JSON (no NaN/Infinity) to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; a report gets ordinary permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _settings(size: int) -> dict:

@@ -6,6 +6,7 @@ Errors a person can cause (missing file, not an image, truncated file) are raise
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -142,3 +143,20 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as strict JSON (no NaN/Infinity) to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600 files; outputs get ordinary permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -177,7 +177,7 @@ def markdown(report: dict, title: str, histogram: str | None = None) -> str:
 def write_parameter_report(model: nn.Module, out_dir: str | os.PathLike, title: str) -> dict:
     """Write ``params.json``, ``params.md`` and ``weight_histograms.png`` into ``out_dir``; return the report
     (with ``files``: the three paths)."""
-    from polychrome.evaluate import write_json_atomic
+    from polychrome.io import write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
