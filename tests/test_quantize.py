@@ -1,0 +1,209 @@
+"""color/quantize: bins, soft-encoding, prior and rebalancing, decoding, histograms, the palette file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polychrome.color.lab import rgb_to_lab
+from polychrome.color.quantize import (
+    AB_GRID,
+    ABPalette,
+    ab_histograms,
+    build_palette,
+    decode,
+    empirical_prior,
+    gamut_bins_from_photos,
+    kmeans_palette,
+    rebalance_weights,
+    soft_encode,
+    srgb_gamut_bins,
+)
+
+
+@pytest.fixture(scope="module")
+def grid_bins() -> torch.Tensor:
+    return srgb_gamut_bins()
+
+
+def _random_ab(n: int, seed: int = 0) -> torch.Tensor:
+    """(1, 2, 1, n) ab of random sRGB colours: inside the gamut the bins cover."""
+    rgb = torch.rand(3, 1, n, generator=torch.Generator().manual_seed(seed))
+    return rgb_to_lab(rgb)[1:].unsqueeze(0)
+
+
+# --------------------------------------------------------------------------- bins
+def test_grid_bins_keep_the_cells_that_occur():
+    ab = torch.tensor([[0.0, 0.0], [4.9, -4.9], [12.0, 0.0], [-31.0, 58.0], [15.1, 0.0]])
+    bins, counts = gamut_bins_from_photos([ab])
+    assert bins.tolist() == [[-30.0, 60.0], [0.0, 0.0], [10.0, 0.0], [20.0, 0.0]]
+    assert counts.tolist() == [1, 2, 1, 1]
+    # Image-shaped tensors and several items accumulate; min_count drops rare cells.
+    img = ab.T.reshape(1, 2, 1, 5)
+    bins2, counts2 = gamut_bins_from_photos([img, ab[:2]], min_count=2)
+    assert bins2.tolist() == [[0.0, 0.0]] and counts2.tolist() == [4]
+
+
+def test_grid_bins_from_photo_files(tmp_path, make_photo):
+    paths = [make_photo(tmp_path / f"{i}.png", 24, 16, seed=i) for i in range(2)]
+    bins, counts = gamut_bins_from_photos(paths)
+    assert counts.sum() == 2 * 24 * 16
+    assert (bins.remainder(AB_GRID) == 0).all()
+
+
+def test_srgb_gamut_bins(grid_bins):
+    assert grid_bins.shape == (262, 2)  # documented in srgb_gamut_bins
+    assert grid_bins.abs().max() <= 110
+    assert [0.0, 0.0] in grid_bins.tolist()
+
+
+def test_kmeans_finds_separated_clusters_and_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[-50.0, 20.0], [0.0, 0.0], [40.0, 60.0]])
+    x = (centres.repeat_interleave(200, 0) + torch.randn(600, 2, generator=g)).contiguous()
+    found = kmeans_palette(x, k=3, seed=1)
+    torch.testing.assert_close(found, centres, atol=0.5, rtol=0)  # sorted by a, like centres
+    assert torch.equal(found, kmeans_palette(x, k=3, seed=1))
+    with pytest.raises(ValueError, match="at least k"):
+        kmeans_palette(x[:2], k=3)
+
+
+# --------------------------------------------------------------------------- soft encoding
+def test_soft_encode_is_a_distribution_on_k_nearest(grid_bins):
+    ab = _random_ab(50).reshape(1, 2, 5, 10)
+    z = soft_encode(ab, grid_bins, k=5, sigma=5.0)
+    assert z.shape == (1, len(grid_bins), 5, 10)
+    torch.testing.assert_close(z.sum(1), torch.ones(1, 5, 10))
+    assert ((z > 0).sum(1) == 5).all()
+    # The largest weight sits on the nearest bin.
+    nearest = torch.cdist(ab.permute(0, 2, 3, 1).reshape(-1, 2), grid_bins).argmin(1)
+    assert torch.equal(z.permute(0, 2, 3, 1).reshape(-1, len(grid_bins)).argmax(1), nearest)
+
+
+def test_soft_encode_exactly_on_a_bin():
+    bins = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [50.0, 50.0]])
+    z = soft_encode(torch.zeros(1, 2, 1, 1), bins, k=3, sigma=5.0)[0, :, 0, 0]
+    w_far = torch.exp(torch.tensor(-100 / 50.0))
+    expected = torch.stack([torch.tensor(1.0), w_far, w_far, torch.tensor(0.0)]) / (1 + 2 * w_far)
+    torch.testing.assert_close(z, expected)
+
+
+def test_round_trip_within_half_a_bin(grid_bins):
+    # ab -> soft-encode -> log as logits -> annealed mean at small T: back in the right cell.
+    ab = _random_ab(400, seed=3)
+    z = soft_encode(ab, grid_bins)
+    back = decode(torch.log(z + 1e-12), grid_bins, mode="annealed", temperature=0.05)
+    err = (back - ab).abs()
+    assert err.max() <= AB_GRID / 2 + 1e-3, err.max()
+    # The mean of the soft code itself is closer still than the bin centre for most pixels.
+    mean = decode(torch.log(z + 1e-12), grid_bins, mode="mean")
+    assert (mean - ab).norm(dim=1).median() < (back - ab).norm(dim=1).median()
+
+
+# --------------------------------------------------------------------------- decoding
+def test_decode_limits_on_synthetic_distributions():
+    g = torch.Generator().manual_seed(0)
+    bins = torch.randn(7, 2, generator=g) * 40
+    logits = torch.randn(3, 7, 4, 5, generator=g) * 2
+    p = torch.softmax(logits, 1)
+    mean = torch.einsum("bqhw,qc->bchw", p, bins)
+    mode = bins[logits.argmax(1)].permute(0, 3, 1, 2)
+    torch.testing.assert_close(decode(logits, bins, "mean"), mean)
+    torch.testing.assert_close(decode(logits, bins, "annealed", temperature=1.0), mean)
+    torch.testing.assert_close(decode(logits, bins, "mode"), mode)
+    torch.testing.assert_close(decode(logits, bins, "annealed", temperature=1e-4), mode, atol=1e-3, rtol=0)
+    # In between: the annealed mean moves monotonically from the mean towards the mode.
+    dists = [(decode(logits, bins, "annealed", temperature=t) - mode).norm() for t in (1.0, 0.38, 0.1)]
+    assert dists[0] > dists[1] > dists[2]
+
+
+def test_decode_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="decode mode"):
+        decode(torch.zeros(1, 2, 1, 1), torch.zeros(2, 2), mode="median")
+    with pytest.raises(ValueError, match="temperature"):
+        decode(torch.zeros(1, 2, 1, 1), torch.zeros(2, 2), temperature=0)
+
+
+# --------------------------------------------------------------------------- prior and weights
+def test_prior_sums_to_one_and_is_smoothed(grid_bins):
+    ab = _random_ab(2000, seed=5)
+    raw = empirical_prior(grid_bins, [ab], sigma=0)
+    smooth = empirical_prior(grid_bins, [ab])
+    for p in (raw, smooth):
+        assert p.shape == (len(grid_bins),) and (p >= 0).all()
+        torch.testing.assert_close(p.sum(), torch.tensor(1.0))
+    # Smoothing spreads mass onto empty neighbours and lowers the peak.
+    assert (smooth > 0).sum() > (raw > 0).sum() and smooth.max() < raw.max()
+    # Counts give the same answer as the pixels they come from.
+    counts = torch.bincount(torch.cdist(ab[0].reshape(2, -1).T, grid_bins).argmin(1), minlength=len(grid_bins))
+    torch.testing.assert_close(empirical_prior(grid_bins, counts=counts), smooth)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.9])
+def test_rebalance_weights_have_unit_expectation(lam):
+    prior = torch.softmax(torch.randn(50, generator=torch.Generator().manual_seed(0)) * 3, 0)
+    w = rebalance_weights(prior, lam)
+    torch.testing.assert_close((prior * w).sum(), torch.tensor(1.0))
+    # Rarer bins weigh more.
+    order = torch.argsort(prior)
+    assert (w[order][1:] <= w[order][:-1] + 1e-6).all()
+
+
+def test_rebalance_weights_formula_and_uniform_limit():
+    prior = torch.tensor([0.7, 0.2, 0.1, 0.0])
+    w = rebalance_weights(prior, 0.5)
+    raw = 1 / (0.5 * prior + 0.5 / 4)
+    torch.testing.assert_close(w, raw / (prior * raw).sum())
+    torch.testing.assert_close(rebalance_weights(prior, 1.0), torch.ones(4))
+
+
+# --------------------------------------------------------------------------- histograms
+def test_ab_histograms():
+    ab = torch.zeros(2, 2, 3, 3)
+    ab[1, 0] = 64.0  # image 1: every a = 64, b = 0
+    ha, hb = ab_histograms(ab, n_bins=64, limit=128)
+    assert ha.shape == hb.shape == (2, 64)
+    torch.testing.assert_close(ha.sum(1), torch.ones(2))
+    # 0 lies between bins 31 and 32 (centres -2 and +2): half in each; 64 between bins 47 and 48.
+    assert ha[0, 31] == pytest.approx(0.5) and ha[0, 32] == pytest.approx(0.5)
+    assert ha[1, 47] == pytest.approx(0.5) and ha[1, 48] == pytest.approx(0.5)
+    assert torch.equal(hb[0], hb[1])
+
+
+# --------------------------------------------------------------------------- the palette
+def test_palette_save_load_round_trip(tmp_path, grid_bins):
+    prior = empirical_prior(grid_bins, [_random_ab(500)])
+    pal = ABPalette(grid_bins, prior)
+    torch.testing.assert_close((pal.prior * pal.weights).sum(), torch.tensor(1.0))
+    path = pal.save(tmp_path / "p.safetensors", {"grid": "10"})
+    back = ABPalette.load(path)
+    for name in ("bins", "prior", "weights"):
+        assert torch.equal(getattr(back, name), getattr(pal, name))
+    # Buffers: they travel inside a model's state dict.
+    assert set(pal.state_dict()) == {"bins", "prior", "weights"}
+    target = ABPalette.default()
+    assert target.num_bins == pal.num_bins
+    target.set_(back)
+    assert torch.equal(target.prior, pal.prior)
+    with pytest.raises(ValueError, match="sizes differ"):
+        ABPalette(grid_bins[:10]).set_(pal)
+
+
+def test_palette_load_rejects_other_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(3)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(ValueError, match="not an ab palette"):
+        ABPalette.load(tmp_path / "x.safetensors")
+
+
+@pytest.mark.parametrize("method", ["grid", "kmeans"])
+def test_build_palette_from_photos(tmp_path, make_photo, method):
+    paths = [make_photo(tmp_path / f"{i}.png", 20, 20, seed=i) for i in range(3)]
+    pal = build_palette(paths, method=method, bins=8, samples_per_photo=64)
+    if method == "kmeans":
+        assert pal.num_bins == 8
+    torch.testing.assert_close(pal.prior.sum(), torch.tensor(1.0))
+    torch.testing.assert_close((pal.prior * pal.weights).sum(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="palette method"):
+        build_palette(paths, method="octree")
