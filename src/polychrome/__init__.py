@@ -24,14 +24,20 @@ def _cached_model(spec: str):
     return load_model(spec)
 
 
-def colorize(img, model="default", size: int | None = None):
+def colorize(img, model=None, size: int | None = None, hints=None):
     """Colourise a photo at its full resolution and return it in the type it came in.
 
     Args:
         img: a PIL image (any mode; EXIF orientation is not applied to an in-memory image), or a
             numpy array (H, W) or (H, W, 3|4): uint8 0-255, uint16 0-65535, or float in [0, 1].
-        model: a bundled name, weight path, or an already loaded model.
+        model: a bundled name, weight path, or an already loaded model. Default: ``"default"``, or
+            the bundled hint model ``"hints"`` when ``hints`` are given.
         size: working size (longest side, px); default from the model's metadata.
+        hints: colour hints for a hint model: a list of :class:`polychrome.color.hints.Hint`, the hint-file
+            structure ``[{"x": 120, "y": 45, "color": "#aa3322"}, ...]``, or the path of a hint file;
+            x, y in pixels of ``img`` (x right, y down). Only each colour's chroma is used; the photo's
+            lightness is kept. A model that cannot use hints raises
+            :class:`polychrome.color.hints.HintError`, as does a malformed hint or one outside the photo.
     Returns:
         PIL input: a PIL RGB (RGBA if it had alpha) image of the same size.
         Array input: an array of the same dtype, height and width; (H, W, 3|4) keeps its shape
@@ -42,10 +48,13 @@ def colorize(img, model="default", size: int | None = None):
     from polychrome.io import pil_to_rgb_array, rgb_array_to_pil
     from polychrome.pipeline import colorize_array
 
+    hints = _hint_list(hints)
+    if model is None:
+        model = "default" if hints is None else "hints"
     net = _cached_model(str(model)) if not hasattr(model, "forward") else model
     if isinstance(img, Image.Image):
         rgb, alpha = pil_to_rgb_array(img)
-        return rgb_array_to_pil(colorize_array(net, rgb, size), alpha)
+        return rgb_array_to_pil(colorize_array(net, rgb, size, hints=hints), alpha)
     if not isinstance(img, np.ndarray):
         raise TypeError(f"colorize expects a PIL image or a numpy array, got {type(img).__name__}")
     arr = img
@@ -61,7 +70,7 @@ def colorize(img, model="default", size: int | None = None):
         raise TypeError(f"colorize expects a uint8, uint16 or float array, got {arr.dtype}")
     g = f if f.ndim == 3 else f[..., None]
     rgb = np.repeat(g, 3, axis=2) if g.shape[2] == 1 else g[..., :3]
-    out = colorize_array(net, np.clip(rgb, 0, 1), size)
+    out = colorize_array(net, np.clip(rgb, 0, 1), size, hints=hints)
     if arr.ndim == 3 and arr.shape[2] == 4:
         out = np.concatenate([out, f[..., 3:4]], axis=2)
     elif arr.ndim == 2 or arr.shape[2] == 1:
@@ -72,3 +81,17 @@ def colorize(img, model="default", size: int | None = None):
     if arr.dtype == np.uint16:
         return (np.clip(out, 0, 1) * 65535 + 0.5).astype(np.uint16)
     return out.astype(arr.dtype)
+
+
+def _hint_list(hints):
+    """``colorize``'s ``hints`` argument as a list of Hint (None stays None)."""
+    import os
+
+    from polychrome.color.hints import Hint, load_hint_file, parse_hints
+
+    if hints is None:
+        return None
+    if isinstance(hints, (str, os.PathLike)):
+        return load_hint_file(hints)
+    hints = list(hints)
+    return hints if all(isinstance(h, Hint) for h in hints) else parse_hints(hints)

@@ -12,6 +12,13 @@ old colour.
 (``torch.autocast`` to bfloat16 with the model in ``channels_last``; about 3-4x faster for conv nets on
 CPUs with AVX-512 BF16/AMX). Only the model call changes: the full-resolution Lab conversion,
 the ab upsampling and the join stay float32, and ab always comes back float32.
+
+Colour hints (:mod:`polychrome.color.hints`) ride along the same path: ``hints`` are given in pixel
+coordinates of the full-resolution photo, painted onto the working grid by
+:func:`~polychrome.color.hints.rasterize_hints` and passed to a hint model (``uses_hints = True``) as
+``model(L_net, ab_to_net(hint_ab), hint_mask)``. A hint model given no hints sees zeros (automatic
+colourisation); a model without hint inputs given hints raises :class:`~polychrome.color.hints.HintError`
+rather than ignoring them.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from polychrome.color.lab import l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
+from polychrome.color.hints import Hint, HintError, rasterize_hints
+from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
 from polychrome.io import open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
 
 
@@ -45,8 +53,11 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def run_model(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """``model(x)`` in the given precision, returned as contiguous float32.
+def run_model(model: nn.Module, x: torch.Tensor, precision: str = "fp32", *extra: torch.Tensor) -> torch.Tensor:
+    """``model(x, *extra)`` in the given precision, returned as contiguous float32.
+
+    ``extra`` are further NCHW inputs of the same height and width (a hint model's ``hint_ab_net`` and
+    ``hint_mask``); they get the same treatment as ``x``.
 
     ``"bf16"`` autocasts to bfloat16 on the model's device type, with input and weights in
     ``channels_last``: oneDNN's bf16 convolutions run in NHWC, and NCHW tensors would be reordered at
@@ -57,11 +68,11 @@ def run_model(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> tor
     ``"fp32"`` never touches the model.
     """
     if check_precision(precision) == "fp32":
-        return model(x).float()  # exactly the pipeline before precision existed
+        return model(x, *extra).float()  # exactly the pipeline before precision existed
     to_channels_last(model)
-    x = x.contiguous(memory_format=torch.channels_last)
+    x, *extra = (t.contiguous(memory_format=torch.channels_last) for t in (x, *extra))
     with torch.autocast(x.device.type, dtype=torch.bfloat16):
-        out = model(x)
+        out = model(x, *extra)
     return out.float().contiguous()
 
 
@@ -72,24 +83,92 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
+def uses_hints(model: nn.Module) -> bool:
+    """Whether ``model`` takes colour hints: ``forward(L_net, hint_ab_net, hint_mask)`` (``uses_hints = True``)."""
+    return bool(getattr(model, "uses_hints", False))
+
+
+def model_label(model: nn.Module) -> str:
+    """How errors name a model: its architecture from ``meta["model"]``, else its registry or class name."""
+    meta = getattr(model, "meta", None) or {}
+    return str(meta.get("model") or getattr(model, "registry_name", None) or type(model).__name__)
+
+
+def hint_model_error(name: str) -> HintError:
+    """The one-line error for colour hints given to a model that cannot use them."""
+    return HintError(
+        f"model {name} cannot use colour hints; use a hint model such as 'hints' "
+        "(polychrome colorize --hints FILE uses it by default)"
+    )
+
+
+def check_hints(model: nn.Module, hints: list[Hint] | None) -> None:
+    """Raise :func:`hint_model_error` if ``hints`` is non-empty and ``model`` cannot use hints."""
+    if hints and not uses_hints(model):
+        raise hint_model_error(model_label(model))
+
+
 @torch.no_grad()
-def predict_ab(model: nn.Module, L: torch.Tensor, size: int, precision: str = "fp32") -> torch.Tensor:
+def predict_ab(
+    model: nn.Module,
+    L: torch.Tensor,
+    size: int,
+    precision: str = "fp32",
+    hints: list[Hint] | None = None,
+    hint_ab: torch.Tensor | None = None,
+    hint_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """ab for a batch of L at the model's working size, upsampled back to L's size.
 
     Args:
-        model: a colouriser: forward(L_net (B,1,h,w)) -> ab_net (B,2,h,w).
+        model: a colouriser: forward(L_net (B,1,h,w)) -> ab_net (B,2,h,w); a hint model
+            (``uses_hints = True``) takes forward(L_net, hint_ab_net (B,2,h,w), hint_mask (B,1,h,w)).
         L: (B, 1, H, W) float, L in [0, 100], full resolution.
-        size: working size, longest side in px.
+        size: working size, longest side in px; the working grid is ``working_shape(H, W, size)`` = (h, w).
         precision: ``"fp32"`` or ``"bf16"`` for the model call only (see :func:`run_model`).
+        hints: colour hints in pixel coordinates of the full-resolution (H, W) photo, the same for every
+            image of the batch; rasterised onto the working grid (:func:`~polychrome.color.hints.rasterize_hints`).
+        hint_ab, hint_mask: hints given directly ON THE WORKING GRID instead (what the evaluation samples):
+            hint_ab (B or 1, 2, h, w) float in Lab units, 0 where no hint; hint_mask (B or 1, 1, h, w) float
+            in {0, 1}. Both or neither; not together with ``hints``.
+    A hint model with no hints sees zeros (automatic colourisation).
     Returns:
         (B, 2, H, W) float32 ab in CIE units.
+    Raises:
+        HintError: hints (a non-empty list, or a mask with any hint) for a model that cannot use them,
+            or a hint outside the photo.
+        ValueError: hint tensors of the wrong shape, or given together with ``hints``.
     """
-    H, W = L.shape[-2:]
+    B, _, H, W = L.shape
     h, w = working_shape(H, W, size)
+    if (hint_ab is None) != (hint_mask is None):
+        raise ValueError("give hint_ab and hint_mask together, or neither")
+    if hint_ab is not None:
+        if hints is not None:
+            raise ValueError("give hints (full-resolution) or hint_ab/hint_mask (working grid), not both")
+        if hint_ab.dim() != 4 or tuple(hint_ab.shape[1:]) != (2, h, w) or hint_ab.shape[0] not in (1, B):
+            raise ValueError(f"hint_ab must be ({B} or 1, 2, {h}, {w}) on the working grid, got {tuple(hint_ab.shape)}")
+        if hint_mask.dim() != 4 or tuple(hint_mask.shape[1:]) != (1, h, w) or hint_mask.shape[0] not in (1, B):
+            raise ValueError(
+                f"hint_mask must be ({B} or 1, 1, {h}, {w}) on the working grid, got {tuple(hint_mask.shape)}"
+            )
+        if not uses_hints(model) and bool((hint_mask != 0).any()):
+            raise hint_model_error(model_label(model))
+    else:
+        check_hints(model, hints)
+        if hints:
+            hint_ab, hint_mask = rasterize_hints(hints, (H, W), (h, w))
     # Antialiased downscaling: plain bilinear would alias fine texture into the model's input.
     small = F.interpolate(L, size=(h, w), mode="bilinear", antialias=True, align_corners=False) if (h, w) != (H, W) else L
     device = next(model.parameters()).device
-    ab = net_to_ab(run_model(model, l_to_net(small.to(device)), precision)).to(L.device)
+    extra: tuple[torch.Tensor, ...] = ()
+    if uses_hints(model):
+        if hint_ab is None:
+            hint_ab, hint_mask = torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w)
+        hint_ab = hint_ab.to(device, torch.float32).expand(B, 2, h, w)
+        hint_mask = hint_mask.to(device, torch.float32).expand(B, 1, h, w)
+        extra = (ab_to_net(hint_ab) * hint_mask, hint_mask.contiguous())  # ab 0 wherever there is no hint
+    ab = net_to_ab(run_model(model, l_to_net(small.to(device)), precision, *extra)).to(L.device)
     if (h, w) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
     return ab
@@ -111,24 +190,44 @@ def _to_array(rgb: torch.Tensor) -> np.ndarray:
     return rgb[0].permute(1, 2, 0).numpy()
 
 
-def colorize_lightness(model: nn.Module, L: torch.Tensor, size: int | None = None, precision: str = "fp32") -> torch.Tensor:
-    """Full-resolution L (1, 1, H, W) in [0, 100] -> colour sRGB (1, 3, H, W) in [0, 1] (see :func:`colorize_array`)."""
+def colorize_lightness(
+    model: nn.Module,
+    L: torch.Tensor,
+    size: int | None = None,
+    precision: str = "fp32",
+    hints: list[Hint] | None = None,
+    hint_ab: torch.Tensor | None = None,
+    hint_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Full-resolution L (1, 1, H, W) in [0, 100] -> colour sRGB (1, 3, H, W) in [0, 1] (see :func:`colorize_array`).
+
+    ``hints`` (full-resolution pixel coordinates) or ``hint_ab`` / ``hint_mask`` (on the working grid) as in
+    :func:`predict_ab`."""
     check_precision(precision)
     size = size or getattr(model, "meta", {}).get("infer_size", 256)
-    return join_lab(L, predict_ab(model, L, size, precision))
+    return join_lab(L, predict_ab(model, L, size, precision, hints=hints, hint_ab=hint_ab, hint_mask=hint_mask))
 
 
-def colorize_array(model: nn.Module, rgb: np.ndarray, size: int | None = None, precision: str = "fp32") -> np.ndarray:
+def colorize_array(
+    model: nn.Module,
+    rgb: np.ndarray,
+    size: int | None = None,
+    precision: str = "fp32",
+    hints: list[Hint] | None = None,
+) -> np.ndarray:
     """Colourise one photo held as an array.
 
     Args:
         rgb: (H, W, 3) float in [0, 1] (grey or colour; only its lightness is used).
         size: working size (longest side, px); defaults to the model's ``meta["infer_size"]``.
         precision: ``"fp32"`` (default) or ``"bf16"`` for the model call (see :func:`run_model`).
+        hints: colour hints (:class:`~polychrome.color.hints.Hint`, x/y in pixels of this (H, W) photo);
+            needs a hint model (``uses_hints = True``), else :class:`~polychrome.color.hints.HintError`.
     Returns:
         (H, W, 3) float32 sRGB in [0, 1], the same H and W.
     """
-    return _to_array(colorize_lightness(model, lightness(rgb), size, precision))
+    check_hints(model, hints)  # before the Lab conversion: fail fast
+    return _to_array(colorize_lightness(model, lightness(rgb), size, precision, hints=hints))
 
 
 def gray_lightness(L: torch.Tensor) -> torch.Tensor:
@@ -148,18 +247,22 @@ def colorize_file(
     size: int | None = None,
     compare: bool = False,
     precision: str = "fp32",
+    hints: list[Hint] | None = None,
 ) -> Path:
     """Read ``src``, colourise it at full resolution, write ``dst`` atomically (format from its extension).
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is
     kept when the output format has one. ``compare`` writes grey | colour side by side. ``precision``
-    is ``"fp32"`` (default) or ``"bf16"`` for the model call (see :func:`run_model`).
-    Raises :class:`polychrome.io.ImageError` for an unreadable input or unwritable output.
+    is ``"fp32"`` (default) or ``"bf16"`` for the model call (see :func:`run_model`). ``hints`` are in
+    pixel coordinates of the upright photo (as a viewer shows it), for a hint model only.
+    Raises :class:`polychrome.io.ImageError` for an unreadable input or unwritable output, and
+    :class:`~polychrome.color.hints.HintError` for hints the model cannot use or a hint outside the photo.
     """
     check_precision(precision)
+    check_hints(model, hints)
     rgb, alpha = pil_to_rgb_array(open_image(src))
     L = lightness(rgb)  # once: the grey panel of --compare shares it
-    out = _to_array(colorize_lightness(model, L, size, precision))
+    out = _to_array(colorize_lightness(model, L, size, precision, hints=hints))
     if compare:
         out = np.concatenate([_to_array(gray_lightness(L)), out], axis=1)
         alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
