@@ -344,3 +344,162 @@ def test_python_dash_m_help_lists_the_commands():
     assert proc.returncode == 0
     for cmd in ("colorize", "train", "export", "models", "evaluate", "benchmark", "report", "benchmark-speed", "demo"):
         assert cmd in proc.stdout
+
+
+# --------------------------------------------------------------------------- colour hints (issue 6)
+HINT_RED = "#b06050"
+
+
+@pytest.fixture
+def hint_model(monkeypatch):
+    """The CLI's model loader hands out a SpreadHints fixture model; ``hint_model.specs`` records what was asked."""
+    from _hint_helpers import SpreadHints
+
+    from polychrome import cli
+
+    model = SpreadHints(infer_size=48)
+    model.specs = []
+
+    def load(spec, device):
+        model.specs.append(spec)
+        return model
+
+    monkeypatch.setattr(cli, "_load", load)
+    return model
+
+
+def _hint_file(path: Path, hints) -> Path:
+    path.write_text(json.dumps(hints))
+    return path
+
+
+def test_colorize_hints_moves_the_colour_at_full_resolution(tmp_path, hint_model, lab, monkeypatch):
+    from _helpers import grey_photo, save
+
+    from polychrome.color.hints import Hint
+
+    monkeypatch.setattr(hub, "bundled_names", lambda: ["default", "hints"])
+    src = save(grey_photo(5, w=160, h=90), tmp_path / "photo.png")
+    hints = _hint_file(tmp_path / "photo.hints.json", [{"x": 140, "y": 15, "color": HINT_RED}])
+    r = invoke("colorize", src, "--hints", hints, "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert hint_model.specs == ["hints"]  # --hints without --model: the bundled hint model
+    with Image.open(tmp_path / "out" / "photo.png") as out, Image.open(src) as grey:
+        assert out.size == (160, 90)
+        lab_out, lab_in = lab(out), lab(grey)
+    assert np.median(np.abs(lab_out[..., 0] - lab_in[..., 0])) < 0.5
+    want = np.array(Hint(0, 0, HINT_RED).ab)
+    assert np.linalg.norm(lab_out[15, 140, 1:] - want) < 5.0  # the hint's colour where it was put
+    assert np.abs(lab_out[80, 10, 1:]).max() < 1.0  # and grey far from it (this model only spreads hints)
+    r = invoke("colorize", src, "--hints", hints, "-o", tmp_path / "out2", "--model", "mine")
+    assert r.exit_code == 0 and hint_model.specs[-1] == "mine"
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-json", "not-a-list", "no-colour", "bad-colour", "outside"])
+def test_bad_hint_files_are_one_line_errors(tmp_path, hint_model, make_photo, kind):
+    src = make_photo(tmp_path / "p.png", 40, 30)
+    path = tmp_path / "h.json"
+    if kind == "not-json":
+        path.write_text('[{"x": 1, "y": 2, "color": "#aa3322"')
+    elif kind == "not-a-list":
+        _hint_file(path, {"x": 1, "y": 2, "color": "#aa3322"})
+    elif kind == "no-colour":
+        _hint_file(path, [{"x": 1, "y": 2}])
+    elif kind == "bad-colour":
+        _hint_file(path, [{"x": 1, "y": 2, "color": "red"}])
+    elif kind == "outside":
+        _hint_file(path, [{"x": 5, "y": 5, "color": "#aa3322"}, {"x": 40, "y": 10, "color": "#aa3322"}])
+    r = invoke("colorize", src, "--hints", path, "-o", tmp_path / "out", "--model", "m")
+    line = assert_one_line_error(r, f"error: {path}: ")
+    expect = {"missing": "cannot read", "not-json": "not valid JSON", "not-a-list": "expected a JSON list",
+              "no-colour": "hint 0: missing color", "bad-colour": "hint 0: colour 'red'",
+              "outside": "hint 1 at (40, 10) lies outside the 40x30 photo"}[kind]
+    assert expect in line
+    assert not (tmp_path / "out" / "p.png").exists()
+
+
+def test_hints_for_a_model_without_hint_inputs_is_one_line_error(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "p.png", 20, 20)
+    hints = _hint_file(tmp_path / "h.json", [{"x": 1, "y": 2, "color": HINT_RED}])
+    r = invoke("colorize", src, "--hints", hints, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert_one_line_error(r, f"model {tiny_model_dir} cannot use colour hints", "'hints'", code=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_hints_need_exactly_one_photo(tmp_path, make_photo, hint_model):
+    a, b = make_photo(tmp_path / "in" / "a.png", 20, 20), make_photo(tmp_path / "in" / "b.png", 20, 20)
+    hints = _hint_file(tmp_path / "h.json", [{"x": 1, "y": 2, "color": HINT_RED}])
+    for args in ([a, b], [tmp_path / "in"]):
+        r = invoke("colorize", *args, "--hints", hints, "-o", tmp_path / "out", "--model", "m")
+        assert_one_line_error(r, "hints belong to one photo", "hold 2", code=2)
+    assert hint_model.specs == []  # refused before loading a model
+
+
+def test_hints_without_the_bundled_hint_model_says_so(tmp_path, make_photo, monkeypatch):
+    monkeypatch.setattr(hub, "bundled_names", lambda: ["default"])
+    src = make_photo(tmp_path / "p.png", 20, 20)
+    hints = _hint_file(tmp_path / "h.json", [{"x": 1, "y": 2, "color": HINT_RED}])
+    r = invoke("colorize", src, "--hints", hints, "-o", tmp_path / "out")
+    assert_one_line_error(r, "'hints' model is not in this installation", "--model", code=2)
+
+
+def test_colorize_hints_with_a_saved_icolorit_model(tmp_path, make_photo):
+    from polychrome.models import create_model, list_models
+
+    if "icolorit-tiny" not in list_models():
+        pytest.skip("models/icolorit.py not registered yet")
+    torch.manual_seed(0)
+    model_dir = hub.save_weights(create_model("icolorit-tiny"), {"model": "icolorit-tiny", "infer_size": 48},
+                                 tmp_path / "model")
+    src = make_photo(tmp_path / "p.png", 70, 45)
+    hints = _hint_file(tmp_path / "h.json", [{"x": 3, "y": 40, "color": HINT_RED}])
+    for precision in ("fp32", "bf16"):
+        r = invoke("colorize", src, "--hints", hints, "-o", tmp_path / precision, "--model", model_dir,
+                   "--precision", precision)
+        assert r.exit_code == 0, r.output
+        with Image.open(tmp_path / precision / "p.png") as out:
+            assert out.size == (70, 45)
+
+
+@pytest.fixture
+def hint_photos(tmp_path) -> Path:
+    from _helpers import colour_photo, save
+
+    for i, (w, h) in enumerate([(48, 40), (30, 40)]):
+        save(colour_photo(20 + i, w, h), tmp_path / "photos" / f"{i}.png")
+    return tmp_path / "photos"
+
+
+def test_evaluate_hints_writes_the_curve_json_table_and_plot(tmp_path, hint_photos, monkeypatch):
+    from _hint_helpers import SpreadHints
+
+    from polychrome import evaluate_hints
+
+    monkeypatch.setattr(evaluate_hints, "load_model", lambda spec: SpreadHints(infer_size=32))
+    r = invoke("evaluate", "--model", "fixture", "--data", hint_photos, "--hints", "0,2,20,200",
+               "--json", tmp_path / "curve.json", "--plot", tmp_path / "curve.png")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "curve.json").read_text())
+    assert summary["counts"] == [0, 2, 20, 200] and [c["hints"] for c in summary["curve"]] == [0, 2, 20, 200]
+    assert summary["n"] == 2 and summary["model"] == "fixture"
+    for k in ("0", "20", "200", "grey baseline", "PSNR"):
+        assert k in r.stdout
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "curve.png" in r.stdout
+
+
+def test_evaluate_hints_errors_are_one_line(tmp_path, hint_photos, tiny_model_dir):
+    base = ("evaluate", "--data", hint_photos, "--json", tmp_path / "s.json")
+    r = invoke(*base, "--model", tiny_model_dir, "--hints", "0,5")
+    assert_one_line_error(r, "--hints 0,5", "cannot use colour hints", code=2)
+    r = invoke(*base, "--model", tiny_model_dir, "--hints", "0,five")
+    assert_one_line_error(r, "--hints 0,five", "'five'", code=2)
+    r = invoke(*base, "--model", tiny_model_dir, "--plot", tmp_path / "p.png")
+    assert_one_line_error(r, "--plot", "--hints", code=2)
+    r = invoke(*base, "--model", tiny_model_dir, "--hints", "0", "--grid", tmp_path / "g.png")
+    assert_one_line_error(r, "--grid", code=2)
+    assert not (tmp_path / "s.json").exists()
+    # 0 hints only is the automatic colouriser's single point: fine for any model.
+    r = invoke(*base, "--model", tiny_model_dir, "--hints", "0")
+    assert r.exit_code == 0, r.output
+    assert [c["hints"] for c in json.loads((tmp_path / "s.json").read_text())["curve"]] == [0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -246,3 +247,88 @@ def test_score_photos_reads_each_photo_once_for_several_models(photos, model_dir
     assert untimed == [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in alone["per_image"]]
     for row in scores.rows["zero"]:
         assert row["psnr"] == row["grey_psnr"] and row["colorize_seconds"] > 0 and row["grey_seconds"] > 0
+
+
+# --------------------------------------------------------------------------- the hints curve (issue 6)
+HINT_COUNTS = [0, 1, 5, 20, 100, 400]
+
+
+def _curve(res: dict, metric: str = "psnr") -> list[float]:
+    return [c[metric] for c in res["curve"]]
+
+
+def test_hint_curve_json_plot_and_more_hints_score_higher(photos, tmp_path):
+    from _hint_helpers import SpreadHints
+
+    from polychrome.evaluate_hints import run_hint_evaluation
+
+    res = run_hint_evaluation(SpreadHints(infer_size=32), photos, HINT_COUNTS, json_path=tmp_path / "h.json",
+                              plot_path=tmp_path / "h.png", progress=False)
+    saved = _strict_json(tmp_path / "h.json")
+    assert saved["counts"] == HINT_COUNTS and [c["hints"] for c in saved["curve"]] == HINT_COUNTS
+    assert saved["n"] == 3 and [s["file"] for s in saved["skipped"]] == ["broken.jpg"]
+    assert saved["plot"] == str(tmp_path / "h.png") and saved["size"] == 32 and saved["seed"] == 0
+    for row in saved["per_image"]:
+        assert len(row["psnr"]) == len(row["ssim"]) == len(HINT_COUNTS)
+    # This fixture model spreads hints locally and is grey without them: 0 hints IS the grey baseline,
+    # and every added (nested) hint brings more of the true colour.
+    psnr, ssim = _curve(saved), _curve(saved, "ssim")
+    assert psnr[0] == pytest.approx(saved["grey"]["psnr"]) and ssim[0] == pytest.approx(saved["grey"]["ssim"])
+    assert all(b > a for a, b in itertools.pairwise(psnr)), psnr
+    assert psnr[-1] > psnr[0] + 3 and ssim[-1] > ssim[0]
+    # The grey baseline is the one polychrome evaluate reports.
+    plain = run_evaluation(ZeroAb(), photos, None, size=32, progress=False)
+    assert saved["grey"]["psnr"] == pytest.approx(plain["grey"]["psnr"])
+    png = (tmp_path / "h.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(tmp_path / "h.png") as im:
+        assert im.format == "PNG" and im.width > 400 and im.height > 200
+        assert len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0)) > 3  # not a blank canvas
+    assert res["curve"] == saved["curve"]
+
+
+def test_hint_curve_is_reproducible_and_nested(photos, monkeypatch):
+    from _hint_helpers import SpreadHints
+
+    from polychrome import evaluate_hints
+
+    def drop_seconds(res):
+        return {k: v for k, v in res.items() if k != "seconds"}
+
+    first = evaluate_hints.run_hint_evaluation(SpreadHints(infer_size=32), photos, [0, 3, 30], progress=False)
+    again = evaluate_hints.run_hint_evaluation(SpreadHints(infer_size=32), photos, [30, 3, 0, 3], progress=False)
+    assert drop_seconds(first) == drop_seconds(again)  # counts sorted, duplicates dropped, same draws
+    other = evaluate_hints.run_hint_evaluation(SpreadHints(infer_size=32), photos, [0, 3, 30], seed=7, progress=False)
+    assert _curve(other) != _curve(first) and _curve(other)[0] == _curve(first)[0]
+    # Nested: with a photo's seed, the hints of a larger count cover those of a smaller one.
+    rgb = np.asarray(Image.open(photos / "a.png")).astype(np.float32) / 255.0
+    (_, m3), (_, m30) = evaluate_hints.sample_photo_hints(rgb, (40, 48), [3, 30], seed=5)
+    assert m3.sum() > 0 and bool((m30[m3 > 0] == 1).all()) and m30.sum() > m3.sum()
+
+
+def test_hint_curve_zero_hints_is_the_plain_evaluation_and_hints_need_a_hint_model(photos, model_dir):
+    from polychrome.color.hints import HintError
+    from polychrome.evaluate_hints import run_hint_evaluation
+
+    plain = run_evaluation(str(model_dir), photos, None, progress=False)
+    zero = run_hint_evaluation(str(model_dir), photos, [0], progress=False)
+    assert zero["curve"][0]["psnr"] == pytest.approx(plain["mean"]["psnr"])
+    assert zero["curve"][0]["ssim"] == pytest.approx(plain["mean"]["ssim"])
+    assert zero["grey"]["psnr"] == pytest.approx(plain["grey"]["psnr"])
+    with pytest.raises(HintError, match="cannot use colour hints"):
+        run_hint_evaluation(str(model_dir), photos, [0, 10], progress=False)
+    with pytest.raises(ValueError, match="non-negative"):
+        run_hint_evaluation(str(model_dir), photos, [-1, 10], progress=False)
+
+
+def test_hint_curve_with_icolorit_tiny_runs(photos):
+    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.models import list_models
+
+    if "icolorit-tiny" not in list_models():
+        pytest.skip("models/icolorit.py not registered yet")
+    torch.manual_seed(0)
+    model = create_model("icolorit-tiny")
+    model.meta = {"model": "icolorit-tiny", "infer_size": 32}
+    res = run_hint_evaluation(model, photos, [0, 10], limit=2, progress=False)
+    assert res["n"] == 2 and all(math.isfinite(v) for c in res["curve"] for v in (c["psnr"], c["ssim"]))

@@ -191,9 +191,24 @@ def _progress(console: Console):
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or globs.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the colour photos.", show_default=False)],
-    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or training checkpoint .pt.")] = "default",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Bundled name, export folder, .safetensors file or training checkpoint .pt. "
+            "Default: 'default', or 'hints' with --hints.",
+            show_default=False,
+        ),
+    ] = None,
     size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Write grey | colour side by side.")] = False,
+    hints: Annotated[
+        Path | None,
+        typer.Option(
+            help='Colour hints for ONE photo, a JSON file: [{"x": 120, "y": 45, "color": "#aa3322"}, ...] in pixels '
+            "of the photo (x right, y down); the colour's chroma is used, the photo's lightness kept.",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     precision: Annotated[
@@ -205,16 +220,35 @@ def colorize(
 
     Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
     --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
-    is 1 if any failed.
+    is 1 if any failed. With --hints (one photo only) the model defaults to the bundled hint model.
     """
+    from polychrome import hub
+    from polychrome.color.hints import HintError, load_hint_file
     from polychrome.io import ImageError
-    from polychrome.pipeline import colorize_file
+    from polychrome.pipeline import colorize_file, hint_model_error, uses_hints
 
     err = _err_console()
     if output.exists() and not output.is_dir():
         raise _fail(f"-o {output}: exists and is not a folder")
+    hint_list = None
+    if hints is not None:
+        try:
+            hint_list = load_hint_file(hints)  # its errors name the file
+        except HintError as e:
+            raise _fail(str(e)) from None
     jobs, problems = plan_jobs(inputs, output)
+    if hint_list is not None and len(jobs) > 1:
+        raise _fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
+    if model is None:
+        model = "default" if hints is None else "hints"
+        if model == "hints" and "hints" not in hub.bundled_names() and jobs:
+            raise _fail(
+                "the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
+                "is missing); pass --model PATH to a trained hint model"
+            )
     net = _load(model, _pick_device(device)) if jobs else None
+    if hint_list and net is not None and not uses_hints(net):
+        raise _fail(str(hint_model_error(model)))
 
     input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
     failed = len(problems)
@@ -240,11 +274,16 @@ def colorize(
                 if job.dst.exists() and not overwrite:
                     skipped += 1
                     continue
-                colorize_file(net, job.src, job.dst, size=size, compare=compare, precision=precision.value)
+                colorize_file(
+                    net, job.src, job.dst, size=size, compare=compare, precision=precision.value, hints=hint_list
+                )
                 written += 1
             except ImageError as e:
                 failed += 1
                 _say_error(str(e), err)
+            except HintError as e:  # a hint outside this photo
+                failed += 1
+                _say_error(f"{hints}: {e}", err)
             except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
                 failed += 1
                 _say_error(f"{job.src}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", err)
@@ -376,11 +415,30 @@ def evaluate(
     size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N photos.")] = None,
     grid: Annotated[Path | None, typer.Option(help="Also write a grey | predicted | true grid PNG here.")] = None,
+    hints: Annotated[
+        str | None,
+        typer.Option(
+            help="Hint counts, e.g. 0,1,2,5,10,20,50,100,200: score a hint model with that many hints sampled "
+            "from the true colours (PSNR and SSIM per count).",
+            show_default=False,
+        ),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="With --hints: write the PSNR/SSIM-vs-hints plot PNG here.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="With --hints: photo i's hints are drawn with seed + i.")] = 0,
 ) -> None:
-    """Score a model on colour photos (turned grey, colourised, compared with the truth)."""
+    """Score a model on colour photos (turned grey, colourised, compared with the truth).
+
+    With --hints, score a hint model once per hint count instead (hints sampled from each photo's true
+    colours, nested and reproducible), and optionally plot the curve.
+    """
     from polychrome import hub
     from polychrome.io import ImageError
 
+    if hints is not None:
+        _evaluate_hints(model, data, json_path, size, limit, grid, hints, plot, seed)
+        return
+    if plot is not None:
+        raise _fail("--plot draws the hint curve; it needs --hints COUNTS")
     try:
         evaluation = importlib.import_module("polychrome.evaluate")
     except ImportError as e:
@@ -409,6 +467,46 @@ def evaluate(
     if summary.get("skipped"):
         typer.echo(f"{len(summary['skipped'])} unreadable photos skipped (listed in the JSON)")
     typer.echo(f"summary written to {json_path}")
+
+
+def _evaluate_hints(model: str, data: Path, json_path: Path, size, limit, grid, hints: str, plot, seed: int) -> None:
+    """``evaluate --hints``: the PSNR / SSIM-vs-hints curve (polychrome.evaluate_hints)."""
+    from polychrome import hub
+    from polychrome.color.hints import HintError
+    from polychrome.io import ImageError
+
+    if grid is not None:
+        raise _fail("--grid is not available with --hints (use --plot for the curve)")
+    try:
+        evaluation = importlib.import_module("polychrome.evaluate_hints")
+    except ImportError as e:
+        raise _fail(f"evaluation is not available in this installation ({e})") from None
+    try:
+        counts = evaluation.parse_counts(hints)
+    except ValueError as e:
+        raise _fail(f"--hints {hints}: {e}") from None
+    try:
+        summary = evaluation.run_hint_evaluation(
+            str(model), str(data), counts, json_path=str(json_path), plot_path=str(plot) if plot else None,
+            size=size, limit=limit, seed=seed, progress=_err_console().is_terminal,
+        )
+    except hub.ModelLoadError as e:
+        raise _fail(f"--model {e}") from None
+    except HintError as e:
+        raise _fail(f"--hints {hints}: {e}") from None
+    except (ImageError, FileNotFoundError) as e:
+        raise _fail(str(e)) from None
+    table = Table(title=f"{model} on {data} ({summary['n']} photos, hints sampled from the true colours, seed {seed})")
+    table.add_column("hints", justify="right")
+    table.add_column("PSNR (dB)", justify="right")
+    table.add_column("SSIM", justify="right")
+    for point in summary["curve"]:
+        table.add_row(str(point["hints"]), _fmt(point["psnr"]), _fmt(point["ssim"]))
+    table.add_row("grey baseline", _fmt(summary["grey"]["psnr"]), _fmt(summary["grey"]["ssim"]))
+    Console(highlight=False).print(table)
+    if summary.get("skipped"):
+        typer.echo(f"{len(summary['skipped'])} unreadable photos skipped (listed in the JSON)")
+    typer.echo(f"summary written to {json_path}" + (f", curve to {plot}" if summary.get("plot") else ""))
 
 
 def _fmt(v) -> str:
