@@ -503,3 +503,30 @@ def test_evaluate_hints_errors_are_one_line(tmp_path, hint_photos, tiny_model_di
     r = invoke(*base, "--model", tiny_model_dir, "--hints", "0")
     assert r.exit_code == 0, r.output
     assert [c["hints"] for c in json.loads((tmp_path / "s.json").read_text())["curve"]] == [0]
+
+
+# --------------------------------------------------------------------------- palette
+def test_palette_build_kmeans_and_grid(tmp_path, make_photo):
+    from polychrome.color.quantize import ABPalette
+
+    for i in range(3):
+        make_photo(tmp_path / "photos" / f"{i}.png", 20, 16, seed=i)
+    r = invoke("palette", "build", tmp_path / "photos", "--bins", "6", "-o", tmp_path / "k.safetensors")
+    assert r.exit_code == 0, r.output
+    assert "6 bins from 3 photos" in r.output
+    pal = ABPalette.load(tmp_path / "k.safetensors")
+    assert pal.num_bins == 6 and abs(float(pal.prior.sum()) - 1) < 1e-5
+    r = invoke("palette", "build", tmp_path / "photos", "--method", "grid", "--max-photos", "2",
+               "-o", tmp_path / "g.safetensors")
+    assert r.exit_code == 0, r.output
+    assert "from 2 photos (grid)" in r.output
+    assert (ABPalette.load(tmp_path / "g.safetensors").bins.remainder(10) == 0).all()
+
+
+def test_palette_build_errors_are_one_line(tmp_path, make_photo):
+    r = invoke("palette", "build", tmp_path / "missing", "-o", tmp_path / "p.safetensors")
+    assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
+    make_photo(tmp_path / "one" / "a.png", 4, 4)
+    r = invoke("palette", "build", tmp_path / "one", "--bins", "313", "-o", tmp_path / "p.safetensors")
+    assert r.exit_code == 2 and "at least k=313" in r.output
+    assert not (tmp_path / "p.safetensors").exists()

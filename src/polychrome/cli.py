@@ -777,6 +777,58 @@ def demo(
     typer.echo(f"  each as NAME_original.png (true colour), NAME_grey.png (input), NAME_colour.png (polychrome, model {model})")
 
 
+# --------------------------------------------------------------------------- palette
+palette_app = typer.Typer(help="ab palettes (bins, prior, rebalancing weights) for classification models.",
+                          no_args_is_help=True)
+app.add_typer(palette_app, name="palette")
+
+
+class PaletteMethod(str, Enum):
+    kmeans = "kmeans"
+    grid = "grid"
+
+
+@palette_app.command("build")
+def palette_build(
+    data: Annotated[Path, typer.Argument(help="A folder of colour photos (searched recursively) or a .txt list.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The palette file to write (.safetensors).")],
+    bins: Annotated[int, typer.Option(help="K-means: number of bins Q.", min=2)] = 313,
+    method: Annotated[PaletteMethod, typer.Option(help="kmeans (Q centres) or grid (the cells that occur).")] = (
+        PaletteMethod.kmeans
+    ),
+    grid: Annotated[float, typer.Option(help="grid: cell side in CIE ab units.", min=1.0)] = 10.0,
+    samples_per_photo: Annotated[int, typer.Option(help="K-means: pixels drawn per photo.", min=1)] = 256,
+    max_photos: Annotated[int, typer.Option(help="Use a seeded random subset of this many photos (0: all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the subset, the pixel draws and the k-means init.")] = 0,
+) -> None:
+    """Build an ab palette from photos: bins, smoothed prior P(q) and rebalancing weights, in one file."""
+    import random
+
+    from polychrome.color.quantize import build_palette
+    from polychrome.io import ImageError, find_images
+
+    try:
+        paths = find_images(data)
+    except ImageError as e:
+        raise _fail(str(e)) from None
+    if not paths:
+        raise _fail(f"{data}: no photos found (looked for {', '.join(_extensions())})")
+    if 0 < max_photos < len(paths):
+        paths = sorted(random.Random(seed).sample(paths, max_photos))
+    try:
+        palette = build_palette(paths, method=method.value, bins=bins, grid=grid,
+                                samples_per_photo=samples_per_photo, seed=seed)
+    except ImageError as e:
+        raise _fail(str(e), code=1) from None
+    except ValueError as e:  # too few pixels for k-means
+        raise _fail(str(e)) from None
+    meta = {"method": method.value, "photos": str(len(paths)), "seed": str(seed),
+            "grid" if method is PaletteMethod.grid else "samples_per_photo":
+            str(grid if method is PaletteMethod.grid else samples_per_photo)}
+    palette.save(out, meta)
+    _out_console().print(f"{out}: {palette.num_bins} bins from {len(paths)} photos ({method.value})", soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point (``polychrome``) and ``python -m polychrome``."""
     app()
