@@ -62,6 +62,7 @@ def test_parse_and_write_round_trip(tmp_path):
         ([{"x": 1, "y": float("nan"), "color": "#fff"}], "y must be a finite number"),
         ([{"x": -1, "y": 2, "color": "#fff"}], ">= 0"),
         ([{"x": True, "y": 2, "color": "#fff"}], "x must be a finite number"),
+        ([{"x": 10**400, "y": 2, "color": "#fff"}], "x must be a finite number"),
     ],
 )
 def test_malformed_hints_name_the_source_and_entry(obj, message):

