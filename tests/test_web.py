@@ -1,0 +1,395 @@
+"""The web page's API (polychrome.web), driven with FastAPI's TestClient the way the page and scripts drive it.
+
+A fixture hint model (GlowHints: a fixed tint without hints, each hint's colour spreading around it) stands
+in for the trained one, so these tests need no bundled weights; the last test checks the bundled `hints`
+model when the package has it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from _web_helpers import GlowHints, grey_png
+from polychrome import hub
+from polychrome.color.hints import hex_to_ab, load_hint_file, parse_hints
+from polychrome.pipeline import colorize_file
+from polychrome.web import Limits, create_app
+
+fastapi_testclient = pytest.importorskip("fastapi.testclient")
+
+W, H = 241, 181  # odd sizes: nothing divides evenly into the working and preview grids
+SIZE = 96  # working size of these tests
+BLUE = "#2060e0"
+
+
+def client(model=None, limits: Limits = Limits(), auto_spec="", **kw):
+    app = create_app(model if model is not None else GlowHints(), auto_spec=auto_spec, limits=limits,
+                     size=kw.pop("size", SIZE), preview_size=kw.pop("preview_size", 160), **kw)  # fmt: skip
+    return fastapi_testclient.TestClient(app)
+
+
+def upload(c, data: bytes | None = None, name: str = "photo.png"):
+    r = c.post("/api/photos", files={"file": (name, grey_png(W, H) if data is None else data, "image/png")})
+    return r
+
+
+def photo_id(c) -> str:
+    r = upload(c)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def image(r) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+
+
+def ab_at(rgb: np.ndarray, fx: float, fy: float, lab) -> np.ndarray:
+    """Mean Lab (a, b) over a 3x3 patch at the fractional position (fx, fy) of an RGB image."""
+    h, w = rgb.shape[:2]
+    r, c = int(fy * h), int(fx * w)
+    return lab(rgb[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2])[..., 1:].reshape(-1, 2).mean(0)
+
+
+def one_line(r) -> str:
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and detail, r.text
+    return detail
+
+
+# ------------------------------------------------------------------------------------------ the happy path
+
+
+def test_upload_keeps_the_photo_and_reports_its_sizes():
+    with client() as c:
+        r = upload(c, name="grandma 1931.png")
+        assert r.status_code == 201
+        info = r.json()
+        assert (info["width"], info["height"], info["name"]) == (W, H, "grandma 1931.png")
+        assert max(info["working_width"], info["working_height"]) == SIZE
+        assert (info["preview_width"], info["preview_height"]) == (160, 120)
+        assert c.get(f"/api/photos/{info['id']}").json() == info
+        gray = c.get(f"/api/photos/{info['id']}/gray?format=png")
+        assert gray.headers["content-type"] == "image/png" and image(gray).shape == (120, 160, 3)
+        assert c.delete(f"/api/photos/{info['id']}").status_code == 204
+        assert c.get(f"/api/photos/{info['id']}").status_code == 404
+
+
+def test_colorize_without_hints_is_the_automatic_result(lab):
+    with client() as c:
+        pid = photo_id(c)
+        r = c.post(f"/api/photos/{pid}/colorize?format=png", json=[])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert int(r.headers["x-elapsed-ms"]) >= 0 and r.headers["x-hints"] == "0"
+        rgb = image(r)
+        assert rgb.shape == (120, 160, 3)
+        a, b = ab_at(rgb, 0.5, 0.5, lab)
+        assert abs(a - 12) < 3 and abs(b - 24) < 3  # GlowHints' tint, everywhere
+
+
+def test_a_hint_moves_the_colour_at_its_spot_toward_it(lab):
+    target = np.array(hex_to_ab(BLUE))
+    with client() as c:
+        pid = photo_id(c)
+        before = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=[]))
+        hints = [{"x": 60, "y": 45, "color": BLUE}]
+        r = c.post(f"/api/photos/{pid}/colorize", json=hints)  # JPEG, the page's format
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.headers["x-hints"] == "1"
+        after = image(r)
+    d_before = np.linalg.norm(ab_at(before, 60 / W, 45 / H, lab) - target)
+    d_after = np.linalg.norm(ab_at(after, 60 / W, 45 / H, lab) - target)
+    assert d_before > 60 and d_after < 0.35 * d_before, (d_before, d_after)
+    far = np.linalg.norm(ab_at(after, 0.9, 0.9, lab) - ab_at(before, 0.9, 0.9, lab))
+    assert far < 4  # a hint colours its region, not the whole photo
+
+
+def test_full_resolution_download_is_the_cli_pipeline(tmp_path):
+    """/full gives the photo's own size, pixel for pixel what `polychrome colorize --hints` writes."""
+    model = GlowHints()
+    hints = [{"x": 60, "y": 45, "color": BLUE}, {"x": 200.5, "y": 150, "color": "#c03020"}]
+    data = grey_png(W, H)
+    with client(model) as c:
+        pid = photo_id(c)
+        r = c.post(f"/api/photos/{pid}/full", json=hints)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.headers["content-disposition"] == 'attachment; filename="photo-colour.png"'
+        full = image(r)
+        jpeg = c.post(f"/api/photos/{pid}/full?format=jpeg", json=hints)
+        assert jpeg.headers["content-disposition"].endswith('photo-colour.jpg"') and image(jpeg).shape == (H, W, 3)
+        preview = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=hints))
+    assert full.shape == (H, W, 3)
+    (tmp_path / "photo.png").write_bytes(data)
+    colorize_file(model, tmp_path / "photo.png", tmp_path / "cli.png", size=SIZE, hints=parse_hints(hints))
+    cli = np.asarray(Image.open(tmp_path / "cli.png").convert("RGB"))
+    assert np.array_equal(full, cli)
+    # The preview is the same result, smaller: the model saw the same working-size input and hints.
+    small = np.asarray(Image.fromarray(full).resize((160, 120), Image.BILINEAR), dtype=np.float32)
+    assert np.abs(small - preview.astype(np.float32)).mean() < 3.0
+
+
+def test_suggestions_come_from_the_models_at_that_spot(constant_ab):
+    auto = constant_ab(-30.0, 40.0)  # an "automatic model" whose colour is known exactly
+    with client(auto_spec=auto) as c:
+        pid = photo_id(c)
+        other = [{"x": 62, "y": 44, "color": BLUE}]
+        r = c.post(f"/api/photos/{pid}/suggestions?x=60&y=45", json=other)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["x"], body["y"]) == (60, 45)
+        got = {s["source"]: s for s in body["suggestions"]}
+        assert list(got) == ["hint-model-auto", "current", "auto-model"]
+        assert np.allclose(got["hint-model-auto"]["ab"], (12, 24), atol=0.5)  # the hint model without hints
+        assert np.linalg.norm(np.subtract(got["current"]["ab"], hex_to_ab(BLUE))) < 15  # next to the blue hint
+        assert np.allclose(got["auto-model"]["ab"], (-30, 40), atol=0.5)
+        assert all(s["color"].startswith("#") and len(s["color"]) == 7 for s in body["suggestions"])
+        assert all(40 <= s["lightness"] <= 80 for s in body["suggestions"])
+        # Far from every hint the current colour IS the automatic one: only distinct colours come back.
+        far = c.post(f"/api/photos/{pid}/suggestions?x=230&y=170", json=other).json()["suggestions"]
+        assert [s["source"] for s in far] == ["hint-model-auto", "auto-model"]
+        assert c.post(f"/api/photos/{pid}/suggestions?x=241&y=10", json=[]).status_code == 422
+        assert c.post(f"/api/photos/{pid}/suggestions?x=ten&y=10", json=[]).status_code == 422
+
+
+def test_hint_file_round_trip(tmp_path):
+    hints = [{"x": 60, "y": 45.5, "color": "#2060E0"}, {"x": 0, "y": 0, "color": "#F00"}]
+    with client() as c:
+        pid = photo_id(c)
+        r = c.post(f"/api/photos/{pid}/hints", json=hints)
+        assert r.status_code == 200
+        assert r.headers["content-disposition"] == 'attachment; filename="photo.hints.json"'
+        saved = r.json()
+        assert saved == [{"x": 60, "y": 45.5, "color": "#2060e0"}, {"x": 0, "y": 0, "color": "#ff0000"}]
+        path = tmp_path / "photo.hints.json"
+        path.write_bytes(r.content)
+        assert load_hint_file(path) == parse_hints(hints)  # what `polychrome colorize --hints` reads
+        again = c.post(f"/api/photos/{pid}/colorize?format=png", json=json.loads(path.read_text()))
+        first = c.post(f"/api/photos/{pid}/colorize?format=png", json=hints)
+        assert np.array_equal(image(again), image(first))
+
+
+def test_page_and_openapi_are_served():
+    with client() as c:
+        page = c.get("/")
+        assert page.status_code == 200 and "polychrome" in page.text and "/static/app.js" in page.text
+        for name in ("app.js", "style.css"):
+            assert c.get(f"/static/{name}").status_code == 200
+        spec = c.get("/openapi.json").json()
+    paths = spec["paths"]
+    for path in ("/api/info", "/api/photos", "/api/photos/{photo_id}/colorize", "/api/photos/{photo_id}/suggestions",
+                 "/api/photos/{photo_id}/full", "/api/photos/{photo_id}/hints", "/api/photos/{photo_id}/gray"):  # fmt: skip
+        assert path in paths, path
+    upload_op = paths["/api/photos"]["post"]
+    assert "multipart/form-data" in upload_op["requestBody"]["content"]
+    assert {"413", "422", "429"} <= set(upload_op["responses"])
+    colorize = paths["/api/photos/{photo_id}/colorize"]["post"]
+    schema = colorize["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "array" and set(schema["items"]["required"]) == {"x", "y", "color"}
+    assert "image/jpeg" in colorize["responses"]["200"]["content"]
+    assert {"404", "413", "422", "429", "504"} <= set(colorize["responses"])
+    assert "hint-model-auto" in paths["/api/photos/{photo_id}/suggestions"]["post"]["description"]
+    assert {"PhotoInfo", "Suggestions", "ServerInfo", "ErrorDetail"} <= set(spec["components"]["schemas"])
+
+
+def test_info_names_the_model_and_limits():
+    limits = Limits(max_upload_bytes=1234567, jobs=3)
+    with client(limits=limits) as c:
+        info = c.get("/api/info").json()
+    assert info["model"] == "glow-hints" and info["uses_hints"] is True and info["auto_model"] is None
+    assert info["working_size"] == SIZE and info["limits"]["max_upload_bytes"] == 1234567 and info["limits"]["jobs"] == 3
+
+
+# ------------------------------------------------------------------------------------------ limits and errors
+
+
+def test_too_big_upload_is_413():
+    limits = Limits(max_upload_bytes=20_000)
+    with client(limits=limits) as c:
+        # Far over: refused on Content-Length, before the body is read.
+        r = upload(c, b"\0" * 200_000, name="huge.png")
+        assert r.status_code == 413 and one_line(r).startswith("upload too large")
+        # Just over (within the multipart framing allowance): refused while the file is read.
+        r = upload(c, b"\0" * 20_001, name="big.png")
+        assert r.status_code == 413 and "19.5 KB limit" in one_line(r)
+        assert len(c.app.state.store) == 0
+
+
+def test_json_body_over_its_limit_is_413():
+    with client(limits=Limits(max_json_bytes=2000)) as c:
+        pid = photo_id(c)
+        hints = [{"x": 1, "y": 1, "color": "#ffffff"}] * 100
+        r = c.post(f"/api/photos/{pid}/colorize", json=hints)
+        assert r.status_code == 413 and one_line(r).startswith("request body too large")
+
+
+def test_too_many_pixels_is_413_before_decoding():
+    with client(limits=Limits(max_pixels=200 * 150)) as c:
+        r = upload(c, grey_png(W, H), name="scan.png")
+        assert r.status_code == 413
+        assert one_line(r) == "scan.png: 241x181 pixels (0.0436 MP) is over the 0.03 MP limit"
+
+
+@pytest.mark.parametrize(
+    "data, expect",
+    [
+        (b"this is not an image", "notes.png: not an image file PIL can read"),
+        (grey_png(W, H)[:300], "notes.png: cannot read image"),  # truncated
+        (b"", "notes.png: the uploaded file is empty"),
+    ],
+    ids=["garbage", "truncated", "empty"],
+)
+def test_unreadable_upload_is_422(data, expect):
+    with client() as c:
+        r = upload(c, data, name="notes.png")
+        assert r.status_code == 422 and one_line(r).startswith(expect), r.text
+
+
+@pytest.mark.parametrize(
+    "body, expect",
+    [
+        ("[{", "request body is not valid JSON"),
+        ("", "request body is empty"),
+        ('{"x": 1}', "hints: expected a JSON list of hints, got dict"),
+        ('[{"x": 1, "y": 2}]', "hints: hint 0: missing color"),
+        ('[{"x": 1, "y": 2, "color": "red"}]', "hints: hint 0: colour 'red' is not a #rrggbb hex colour"),
+        ('[{"x": -1, "y": 2, "color": "#ff0000"}]', "hints: hint 0: x and y must be >= 0"),
+        ('[{"x": "1", "y": 2, "color": "#ff0000"}]', "hints: hint 0: x must be a finite number"),
+        ('[{"x": 241, "y": 2, "color": "#ff0000"}]', "hints: hint 0 at (241, 2) lies outside the 241x181 photo"),
+        (json.dumps([{"x": 1, "y": 1, "color": "#ffffff"}] * 501), "too many hints: 501 > 500"),
+    ],
+    ids=["json", "empty", "not-list", "missing", "colour", "negative", "string", "outside", "too-many"],
+)
+def test_malformed_hints_are_422(body, expect):
+    with client() as c:
+        pid = photo_id(c)
+        for endpoint in ("colorize", "full", "hints", "suggestions?x=1&y=1"):
+            r = c.post(f"/api/photos/{pid}/{endpoint}", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422 and one_line(r).startswith(expect), (endpoint, r.text)
+
+
+def test_a_model_without_hint_inputs_refuses_hints(constant_ab):
+    with client(constant_ab(5.0, 5.0)) as c:
+        pid = photo_id(c)
+        assert c.post(f"/api/photos/{pid}/colorize", json=[]).status_code == 200
+        r = c.post(f"/api/photos/{pid}/colorize", json=[{"x": 1, "y": 1, "color": "#ff0000"}])
+        assert r.status_code == 422 and "cannot use colour hints" in one_line(r)
+        assert c.get("/api/info").json()["uses_hints"] is False
+
+
+def test_unknown_photo_is_404():
+    with client() as c:
+        r = c.post("/api/photos/nope/colorize", json=[])
+        assert r.status_code == 404 and "upload it again" in one_line(r)
+
+
+def test_store_drops_the_least_recently_used_photo():
+    with client(limits=Limits(max_photos=2)) as c:
+        a, b = photo_id(c), photo_id(c)
+        assert c.get(f"/api/photos/{a}").status_code == 200  # a is now the most recently used
+        c3 = photo_id(c)
+        assert c.get(f"/api/photos/{b}").status_code == 404
+        assert c.get(f"/api/photos/{a}").status_code == 200 and c.get(f"/api/photos/{c3}").status_code == 200
+    one_photo = 4 * (W * H + 96 * 72 + 160 * 120)  # float32 L at the three sizes
+    with client(limits=Limits(max_store_bytes=int(2.5 * one_photo))) as c:
+        ids = [photo_id(c) for _ in range(3)]
+        assert [c.get(f"/api/photos/{i}").status_code for i in ids] == [404, 200, 200]
+        assert c.app.state.store.nbytes() <= 2.5 * one_photo + 3 * 2 * 4 * 96 * 72
+
+
+def _hold_one_job(c, model, pid, results: list):
+    """Start a colourisation that blocks inside the model; returns its thread once the model is entered."""
+    model.hold = threading.Event()
+    t = threading.Thread(target=lambda: results.append(c.post(f"/api/photos/{pid}/colorize", json=[])))
+    t.start()
+    assert model.entered.wait(10), "the first job never reached the model"
+    return t
+
+
+def test_busy_server_answers_429():
+    model = GlowHints()
+    with client(model, limits=Limits(jobs=1)) as c:
+        pid = photo_id(c)
+        results: list = []
+        t = _hold_one_job(c, model, pid, results)
+        try:
+            for endpoint in ("colorize", "full", "suggestions?x=1&y=1"):
+                r = c.post(f"/api/photos/{pid}/{endpoint}", json=[])
+                assert r.status_code == 429 and one_line(r).startswith("server busy"), r.text
+                assert r.headers["retry-after"] == "1"
+            assert c.get("/api/info").status_code == 200  # the server itself still answers
+        finally:
+            model.hold.set()
+            t.join(10)
+        assert results[0].status_code == 200
+        model.hold = None
+        assert c.post(f"/api/photos/{pid}/colorize", json=[{"x": 5, "y": 5, "color": BLUE}]).status_code == 200
+
+
+def test_work_past_the_time_limit_is_504_and_frees_its_slot_when_done():
+    model = GlowHints()
+    with client(model, limits=Limits(jobs=1, timeout_s=0.3)) as c:
+        pid = photo_id(c)
+        model.hold = threading.Event()
+        r = c.post(f"/api/photos/{pid}/colorize", json=[])
+        assert r.status_code == 504 and one_line(r) == "colourisation took longer than the 0.3 s limit"
+        # The abandoned job still runs, so it still holds the only slot ...
+        assert c.post(f"/api/photos/{pid}/colorize", json=[]).status_code == 429
+        model.hold.set()
+        model.hold = None
+        # ... until it finishes.
+        for _ in range(100):
+            r = c.post(f"/api/photos/{pid}/colorize", json=[])
+            if r.status_code != 429:
+                break
+            threading.Event().wait(0.05)
+        assert r.status_code == 200
+
+
+def test_limits_must_be_positive():
+    with pytest.raises(ValueError, match="Limits.jobs must be positive"):
+        Limits(jobs=0)
+
+
+# ------------------------------------------------------------------------------------------ the serve command
+
+
+def test_serve_command_help_and_bad_model():
+    from typer.testing import CliRunner
+
+    from polychrome.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    for option in ("--model", "--host", "--port", "--size", "--max-upload-mb", "--max-pixels", "--jobs", "--timeout"):
+        assert option in r.output
+    assert "127.0.0.1" in r.output
+    r = runner.invoke(app, ["serve", "--model", "no/such/model.safetensors"])
+    assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------------------------------ the real model
+
+
+@pytest.mark.skipif("hints" not in hub.bundled_names(), reason="the bundled 'hints' model is not in this installation yet")
+def test_bundled_hints_model_moves_colour_toward_a_hint(lab):
+    """The shipped hint model, through the API at the server's default working size: a saturated hint
+    pulls the colour at its spot toward it."""
+    from _helpers import colour_photo
+
+    buf = io.BytesIO()
+    colour_photo(3, w=320, h=240).convert("L").save(buf, "PNG")
+    torch.manual_seed(0)
+    target = np.array(hex_to_ab(BLUE))
+    with fastapi_testclient.TestClient(create_app("hints", auto_spec="", size=320)) as c:
+        pid = c.post("/api/photos", files={"file": ("p.png", buf.getvalue(), "image/png")}).json()["id"]
+        before = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=[]))
+        after = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=[{"x": 160, "y": 120, "color": BLUE}]))
+    d_before = np.linalg.norm(ab_at(before, 0.5, 0.5, lab) - target)
+    d_after = np.linalg.norm(ab_at(after, 0.5, 0.5, lab) - target)
+    assert d_after < 0.6 * d_before, (d_before, d_after)
