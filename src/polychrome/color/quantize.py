@@ -19,6 +19,7 @@ Units: ab in CIE units throughout (about +-110 for sRGB colours), never network 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -124,6 +125,12 @@ def srgb_gamut_bins(grid: float = AB_GRID, steps: int = 96) -> torch.Tensor:
     The sRGB cube is sampled on a ``steps``^3 lattice; with grid 10 this gives 262 cells (Zhang's 313
     came from ImageNet and include a few cells outside sRGB). Returns (Q, 2) float32 centres, CIE units.
     """
+    return _srgb_gamut_bins(float(grid), int(steps)).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _srgb_gamut_bins(grid: float, steps: int) -> torch.Tensor:
+    # Cached: every model built with the default palette asks, and the lattice takes about a second.
     g = torch.linspace(0, 1, steps)
     rgb = torch.stack(torch.meshgrid(g, g, g, indexing="ij")).reshape(3, -1, 1)  # (3, steps^3, 1)
     ab = rgb_to_lab(rgb)[1:].reshape(2, -1).T  # (steps^3, 2)
