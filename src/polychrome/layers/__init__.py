@@ -19,3 +19,11 @@ __all__ += [
     "relative_position_index",
     "resample_bias_table",
 ]
+
+from polychrome.layers.attention_gate import AttentionGate
+from polychrome.layers.film import FiLM
+from polychrome.layers.glu import GLUConv, GLUResBlock
+from polychrome.layers.norm import group_norm
+from polychrome.layers.self_attention import SelfAttention2d
+
+__all__ += ["AttentionGate", "FiLM", "GLUConv", "GLUResBlock", "SelfAttention2d", "group_norm"]
