@@ -131,7 +131,7 @@ def chrome(user_data_dir: str, download_dir: str, width: int = 1360, height: int
         opts.add_argument(flag)
     opts.add_experimental_option(
         "prefs",
-        {"download.default_directory": download_dir, "download.prompt_for_download": False, "safebrowsing.enabled": False},
+        {"download.default_directory": download_dir, "download.prompt_for_download": False},
     )
     service = Service(executable_path=CHROMEDRIVER if os.path.exists(CHROMEDRIVER) else shutil.which("chromedriver"))
     driver = webdriver.Chrome(options=opts, service=service)

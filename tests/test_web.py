@@ -14,9 +14,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from _web_helpers import GlowHints, grey_png
 from PIL import Image
 
-from _web_helpers import GlowHints, grey_png
 from polychrome import hub
 from polychrome.color.hints import hex_to_ab, load_hint_file, parse_hints
 from polychrome.pipeline import colorize_file
@@ -29,8 +29,8 @@ SIZE = 96  # working size of these tests
 BLUE = "#2060e0"
 
 
-def client(model=None, limits: Limits = Limits(), auto_spec="", **kw):
-    app = create_app(model if model is not None else GlowHints(), auto_spec=auto_spec, limits=limits,
+def client(model=None, limits: Limits | None = None, auto_spec="", **kw):
+    app = create_app(model if model is not None else GlowHints(), auto_spec=auto_spec, limits=limits or Limits(),
                      size=kw.pop("size", SIZE), preview_size=kw.pop("preview_size", 160), **kw)  # fmt: skip
     return fastapi_testclient.TestClient(app)
 
@@ -181,9 +181,10 @@ def test_page_and_openapi_are_served():
             assert c.get(f"/static/{name}").status_code == 200
         spec = c.get("/openapi.json").json()
     paths = spec["paths"]
-    for path in ("/api/info", "/api/photos", "/api/photos/{photo_id}/colorize", "/api/photos/{photo_id}/suggestions",
-                 "/api/photos/{photo_id}/full", "/api/photos/{photo_id}/hints", "/api/photos/{photo_id}/gray"):  # fmt: skip
+    for path in ("/api/info", "/api/photos", "/api/photos/{photo_id}"):
         assert path in paths, path
+    for op in ("colorize", "suggestions", "full", "hints", "gray"):
+        assert f"/api/photos/{{photo_id}}/{op}" in paths, op
     upload_op = paths["/api/photos"]["post"]
     assert "multipart/form-data" in upload_op["requestBody"]["content"]
     assert {"413", "422", "429"} <= set(upload_op["responses"])
@@ -201,7 +202,8 @@ def test_info_names_the_model_and_limits():
     with client(limits=limits) as c:
         info = c.get("/api/info").json()
     assert info["model"] == "glow-hints" and info["uses_hints"] is True and info["auto_model"] is None
-    assert info["working_size"] == SIZE and info["limits"]["max_upload_bytes"] == 1234567 and info["limits"]["jobs"] == 3
+    assert info["working_size"] == SIZE
+    assert info["limits"]["max_upload_bytes"] == 1234567 and info["limits"]["jobs"] == 3
 
 
 # ------------------------------------------------------------------------------------------ limits and errors
@@ -376,7 +378,7 @@ def test_serve_command_help_and_bad_model():
 # ------------------------------------------------------------------------------------------ the real model
 
 
-@pytest.mark.skipif("hints" not in hub.bundled_names(), reason="the bundled 'hints' model is not in this installation yet")
+@pytest.mark.skipif("hints" not in hub.bundled_names(), reason="no bundled 'hints' model in this installation yet")
 def test_bundled_hints_model_moves_colour_toward_a_hint(lab):
     """The shipped hint model, through the API at the server's default working size: a saturated hint
     pulls the colour at its spot toward it."""

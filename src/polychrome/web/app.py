@@ -38,21 +38,22 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from torch import nn
 
 from polychrome.color.hints import Hint, HintError, ab_to_hex, hints_to_json, parse_hints
 from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
@@ -237,7 +238,8 @@ class PhotoStore:
         with self._lock:
             photo = self._photos.get(photo_id)
             if photo is None:
-                raise HTTPException(404, f"photo {photo_id!r} is not on the server (dropped from memory or never uploaded); upload it again")
+                gone = f"photo {photo_id!r} is not on the server (dropped from memory or never uploaded)"
+                raise HTTPException(404, f"{gone}; upload it again")
             self._photos.move_to_end(photo_id)
             return photo
 
@@ -307,7 +309,7 @@ class JobGate:
         fut.add_done_callback(lambda _: self._sem.release())
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), self.timeout_s)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise HTTPException(504, f"{what} took longer than the {self.timeout_s:g} s limit") from None
 
     def shutdown(self) -> None:
@@ -555,12 +557,9 @@ def create_app(
         for source, label, (a, b) in found:
             if any(((a - s.ab[0]) ** 2 + (b - s.ab[1]) ** 2) ** 0.5 < 8.0 for s in out):
                 continue
-            out.append(
-                Suggestion(
-                    color=ab_to_hex(L_show, a, b), ab=(round(a, 2), round(b, 2)),
-                    lightness=round(L_show, 2), source=source, label=label,
-                )  # fmt: skip
-            )
+            hexed = ab_to_hex(L_show, a, b)
+            ab = (round(a, 2), round(b, 2))
+            out.append(Suggestion(color=hexed, ab=ab, lightness=round(L_show, 2), source=source, label=label))
         return out
 
     def full(photo: Photo, hints: list[Hint], fmt: str) -> bytes:
@@ -609,7 +608,9 @@ def create_app(
         summary="Upload a photo",
         responses={k: ERRORS[k] for k in (413, 422, 429, 504)},
     )
-    async def upload(file: UploadFile = File(description="The photo (JPEG, PNG, WebP, TIFF, BMP; grey or colour).")):
+    async def upload(
+        file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, TIFF, BMP; grey or colour).")],
+    ) -> PhotoInfo:
         """Upload a photo once; the server keeps its lightness (full, working and preview size) in memory
         and returns its id. Colour in the photo is ignored: only its lightness is colourised.
 
@@ -633,7 +634,9 @@ def create_app(
         store.add(photo)
         return photo.info()
 
-    @app.get("/api/photos/{photo_id}", response_model=PhotoInfo, summary="A kept photo's sizes", responses={404: ERRORS[404]})
+    @app.get(
+        "/api/photos/{photo_id}", response_model=PhotoInfo, summary="A kept photo's sizes", responses={404: ERRORS[404]}
+    )
     async def photo_info(photo_id: str) -> PhotoInfo:
         return store.get(photo_id).info()
 
@@ -658,7 +661,7 @@ def create_app(
         summary="Preview: colourise with hints",
         response_class=Response,
         openapi_extra=HINT_LIST_BODY,
-        responses={**_image_responses("The colourised photo at preview size (`preview_width` x `preview_height`)."), **ERRORS},
+        responses={**_image_responses("The colourised photo at preview size (preview_width x height)."), **ERRORS},
     )
     async def colorize(request: Request, photo_id: str, format: Literal["jpeg", "png"] = "jpeg") -> Response:
         """Colourise the photo at the working size with the given hints and return it at preview size
@@ -732,7 +735,7 @@ def create_app(
         summary="The hint file",
         response_class=JSONResponse,
         openapi_extra=HINT_LIST_BODY,
-        responses={200: {"description": "The hints as a hint file (an attachment): `polychrome colorize --hints FILE`."}, **ERRORS},
+        responses={200: {"description": "The hint file (an attachment) for `colorize --hints FILE`."}, **ERRORS},
     )
     async def hint_file(request: Request, photo_id: str) -> JSONResponse:
         """Check the hints against the photo and return them as the canonical hint file
