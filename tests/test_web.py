@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 
 import numpy as np
@@ -179,6 +180,10 @@ def test_page_and_openapi_are_served():
         assert page.status_code == 200 and "polychrome" in page.text and "/static/app.js" in page.text
         for name in ("app.js", "style.css"):
             assert c.get(f"/static/{name}").status_code == 200
+        docs = c.get("/docs")  # our own page over /openapi.json: Swagger UI would need a CDN
+        assert docs.status_code == 200 and "/openapi.json" in docs.text
+        for text in (page.text, docs.text):  # nothing loaded from elsewhere: the machines are offline
+            assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
         spec = c.get("/openapi.json").json()
     paths = spec["paths"]
     for path in ("/api/info", "/api/photos", "/api/photos/{photo_id}"):

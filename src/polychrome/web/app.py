@@ -49,7 +49,9 @@ from typing import Annotated, Any, Literal
 import torch
 import torch.nn.functional as F
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -175,11 +177,16 @@ HINT_LIST_BODY = {
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No such photo (never uploaded, or dropped from memory: upload again)."},
-    413: {"model": ErrorDetail, "description": "Request body over its limit."},
+    413: {"model": ErrorDetail, "description": "A request body or photo file over its size limit, or a photo over the pixel limit."},
     422: {"model": ErrorDetail, "description": "Malformed or impossible hints or parameters."},
     429: {"model": ErrorDetail, "description": "All colourisation job slots are busy; retry after `Retry-After` s."},
     504: {"model": ErrorDetail, "description": "The model work took longer than the time limit."},
 }
+
+
+PhotoId = Annotated[str, PathParam(description="The id `POST /api/photos` returned.")]
+PreviewFormat = Annotated[Literal["jpeg", "png"], Query(description="Image format of the preview.")]
+FullFormat = Annotated[Literal["png", "jpeg"], Query(description="Image format of the result (JPEG at quality 95).")]
 
 
 def _image_responses(description: str, media: tuple[str, ...] = ("image/jpeg", "image/png")) -> dict:
@@ -464,6 +471,10 @@ def create_app(
         title="polychrome",
         version=_version(),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN, which an offline machine cannot reach: /docs is
+        # our own page rendering /openapi.json instead.
+        docs_url=None,
+        redoc_url=None,
         description=(
             "Colourise a black-and-white photo, automatically or guided by colour hints. Upload a photo once "
             "(`POST /api/photos`), then send hint lists `[{\"x\": 120, \"y\": 45, \"color\": \"#aa3322\"}]` in "
@@ -472,6 +483,26 @@ def create_app(
             "Errors are JSON `{\"detail\": \"one line\"}`."
         ),
     )
+    def openapi() -> dict:
+        """FastAPI's schema, with its default 422 body (a list of validation errors) replaced by what this
+        app answers: every error here is ErrorDetail, one line."""
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for ops in spec["paths"].values():
+                for op in ops.values():
+                    r422 = op.get("responses", {}).get("422")
+                    if r422 is not None:
+                        r422["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+                        if r422.get("description") == "Validation Error":
+                            r422["description"] = "Invalid parameters."
+            schemas = spec.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            schemas.setdefault("ErrorDetail", ErrorDetail.model_json_schema())
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.state.store, app.state.gate, app.state.model, app.state.auto_model = store, gate, model, auto_model
     app.state.limits, app.state.size = limits, size
     app.add_middleware(
@@ -592,6 +623,10 @@ def create_app(
     async def index():
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return FileResponse(STATIC_DIR / "api.html", headers={"Cache-Control": "no-cache"})
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/api/info", response_model=ServerInfo, summary="Models, sizes and limits of this server")
@@ -637,11 +672,11 @@ def create_app(
     @app.get(
         "/api/photos/{photo_id}", response_model=PhotoInfo, summary="A kept photo's sizes", responses={404: ERRORS[404]}
     )
-    async def photo_info(photo_id: str) -> PhotoInfo:
+    async def photo_info(photo_id: PhotoId) -> PhotoInfo:
         return store.get(photo_id).info()
 
     @app.delete("/api/photos/{photo_id}", status_code=204, summary="Forget a photo", responses={404: ERRORS[404]})
-    async def delete_photo(photo_id: str) -> Response:
+    async def delete_photo(photo_id: PhotoId) -> Response:
         store.remove(photo_id)
         return Response(status_code=204)
 
@@ -651,7 +686,7 @@ def create_app(
         response_class=Response,
         responses={**_image_responses("The photo's lightness as a grey image."), 404: ERRORS[404]},
     )
-    async def gray(photo_id: str, format: Literal["jpeg", "png"] = "jpeg") -> Response:
+    async def gray(photo_id: PhotoId, format: PreviewFormat = "jpeg") -> Response:
         photo = store.get(photo_id)
         data = _encode(gray_lightness(photo.L_preview), format)
         return Response(data, media_type=MEDIA[format], headers={"Cache-Control": "no-store"})
@@ -663,7 +698,7 @@ def create_app(
         openapi_extra=HINT_LIST_BODY,
         responses={**_image_responses("The colourised photo at preview size (preview_width x height)."), **ERRORS},
     )
-    async def colorize(request: Request, photo_id: str, format: Literal["jpeg", "png"] = "jpeg") -> Response:
+    async def colorize(request: Request, photo_id: PhotoId, format: PreviewFormat = "jpeg") -> Response:
         """Colourise the photo at the working size with the given hints and return it at preview size
         (the full-resolution L joined with upsampled ab, as `/full`, just smaller). `[]` gives the
         automatic result. Header `X-Elapsed-Ms`: the server's time for the model and encoding."""
@@ -685,7 +720,7 @@ def create_app(
     )
     async def suggestions(
         request: Request,
-        photo_id: str,
+        photo_id: PhotoId,
         x: float = Query(ge=0, description="Column of the spot in ORIGINAL photo pixels."),
         y: float = Query(ge=0, description="Row of the spot in ORIGINAL photo pixels."),
     ) -> Suggestions:
@@ -716,7 +751,7 @@ def create_app(
         openapi_extra=HINT_LIST_BODY,
         responses={**_image_responses("The colourised photo at its full resolution (an attachment)."), **ERRORS},
     )
-    async def full_result(request: Request, photo_id: str, format: Literal["png", "jpeg"] = "png") -> Response:
+    async def full_result(request: Request, photo_id: PhotoId, format: FullFormat = "png") -> Response:
         """Colourise at the photo's full resolution with the given hints: the same
         `polychrome.pipeline.colorize_lightness` path as `polychrome colorize --hints`, at this server's
         working size."""
@@ -737,7 +772,7 @@ def create_app(
         openapi_extra=HINT_LIST_BODY,
         responses={200: {"description": "The hint file (an attachment) for `colorize --hints FILE`."}, **ERRORS},
     )
-    async def hint_file(request: Request, photo_id: str) -> JSONResponse:
+    async def hint_file(request: Request, photo_id: PhotoId) -> JSONResponse:
         """Check the hints against the photo and return them as the canonical hint file
         (`polychrome.color.hints.hints_to_json`): the file `polychrome colorize PHOTO --hints FILE` reads."""
         photo = store.get(photo_id)
