@@ -120,9 +120,13 @@ def read_config_file(path: str | Path) -> dict:
     raise ConfigError(f"{path}: config files must be .toml, .yaml or .yml")
 
 
-def make_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
-    """Defaults <- config file <- overrides (``["lr=1e-3", "epochs=2"]`` or a dict). Unknown keys are errors."""
-    cfg = TrainConfig()
+def make_config(
+    file: str | Path | None = None, overrides: list[str] | dict | None = None, cls: type[TrainConfig] = TrainConfig
+) -> TrainConfig:
+    """Defaults <- config file <- overrides (``["lr=1e-3", "epochs=2"]`` or a dict). Unknown keys are errors.
+
+    ``cls`` is the config class: a frozen subclass of TrainConfig adds a trainer's own fields (train/gan.py)."""
+    cfg = cls()
     fields = {f.name for f in dataclasses.fields(cfg)}
     layers: list[dict] = []
     if file:

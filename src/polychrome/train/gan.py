@@ -1,0 +1,233 @@
+"""Training the cicgan family: classification losses, then a multi-scale PatchGAN critic.
+
+:class:`GanTrainer` is the :class:`~polychrome.train.loop.Trainer` (data, schedule, EMA, validation,
+TensorBoard, DDP, exact resume) with its own :meth:`train_step` and a second network:
+
+1. Pre-training (steps < ``gan_start_step``): the generator alone, on
+   ``cic_class_weight * class_loss`` (soft-encoded, rebalanced or focal, at the heads' half resolution)
+   ``+ cic_ab_weight * smooth-L1(ab_net)`` ``+ cic_hist_weight * EMD(histograms)``
+   ``+ cic_conf_weight * confidence_loss``.
+2. Adversarial fine-tuning (from ``gan_start_step``): the same terms plus ``adv_weight * hinge G`` and
+   ``fm_weight * feature matching`` from the 3-scale PatchGAN (models/patchgan.py), which gets its own
+   AdamW and one hinge step per generator step on the same photos (fakes detached).
+
+The critic is built under a forked RNG with its own seed, so adding it leaves the generator's
+random stream exactly as the plain trainer would draw it; its weights and optimiser travel in the
+checkpoint (``disc``, ``disc_optimizer``) and a resumed run continues bit for bit.
+
+Config: :class:`GanTrainConfig` adds its fields to TrainConfig; build it with :func:`make_gan_config`
+(same files and overrides as ``make_config``). TrainConfig's ``loss`` and ``loss_*`` fields are not used here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from polychrome.color.lab import net_to_ab
+from polychrome.color.quantize import ABPalette, ab_histograms, soft_encode
+from polychrome.losses import (
+    class_loss,
+    confidence_loss,
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    histogram_loss,
+)
+from polychrome.models.patchgan import MultiScalePatchGAN
+from polychrome.train.checkpoint import load_checkpoint
+from polychrome.train.config import ConfigError, TrainConfig, make_config
+from polychrome.train.loop import Trainer, lab_batch
+
+
+@dataclass(frozen=True)
+class GanTrainConfig(TrainConfig):
+    model: str = "cicgan"  # a model returning CicganOutput with forward(L_net, return_all=True)
+    out_dir: str = "runs/cicgan"  # checkpoints, resolved config, TensorBoard logs
+    palette: str = ""  # ab palette file (polychrome palette build); "" = the model's own (sRGB grid, uniform prior)
+    rebalance: bool = True  # weight the class loss by the palette's rebalancing weights (Zhang et al.)
+    focal_gamma: float = 0.0  # focal exponent of the class loss (0 = cross-entropy; the alternative to rebalancing)
+    cic_class_weight: float = 1.0  # weight of the soft-encoded classification loss on ab_class
+    cic_ab_weight: float = 10.0  # weight of smooth-L1 on the final ab (network units, beta = smooth_l1_beta)
+    cic_hist_weight: float = 0.1  # weight of the histogram EMD (bins) of the global colour head, a and b summed
+    cic_conf_weight: float = 0.1  # weight of the confidence map's BCE against exp(-|ab error| / 10)
+    gan_start_step: int = 1000  # generator-only pre-training steps before the critic joins (0 = adversarial at once)
+    adv_weight: float = 0.1  # weight of the generator's hinge term
+    fm_weight: float = 1.0  # weight of PatchGAN feature matching (L1 over layers and scales)
+    d_lr: float = 2e-4  # critic AdamW learning rate (constant)
+    d_betas: tuple = (0.5, 0.999)  # critic AdamW betas (beta1 0.5, the usual GAN choice)
+    d_base: int = 64  # critic base width
+    d_scales: int = 3  # critic scales (each needs 24 * 2**(scale) px of image_size)
+
+
+def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> GanTrainConfig:
+    """A :class:`GanTrainConfig` from defaults <- file <- overrides, checked like make_config plus its own fields."""
+    cfg = make_config(file, overrides, cls=GanTrainConfig)
+    for k in ("cic_class_weight", "cic_ab_weight", "cic_hist_weight", "cic_conf_weight", "adv_weight", "fm_weight",
+              "focal_gamma"):
+        if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0):
+            raise ConfigError(f"{k}: must be a finite number >= 0, got {getattr(cfg, k)}")
+    if cfg.gan_start_step < 0 or cfg.d_scales < 1 or cfg.d_base < 1:
+        raise ConfigError("gan_start_step must be >= 0, d_scales and d_base >= 1")
+    need = 24 * 2 ** (cfg.d_scales - 1)
+    if cfg.image_size < need:
+        raise ConfigError(f"image_size: a {cfg.d_scales}-scale critic needs at least {need} px, got {cfg.image_size}")
+    return cfg
+
+
+class GanTrainer(Trainer):
+    """Trainer for cicgan models (see the module docstring). Same interface: ``fit()``, ``validate()``, ``close()``."""
+
+    cfg: GanTrainConfig
+
+    def __init__(self, cfg: GanTrainConfig, resume: bool = False, progress: bool = True):
+        if not isinstance(cfg, GanTrainConfig):
+            raise ConfigError("GanTrainer needs a GanTrainConfig (train.gan.make_gan_config)")
+        self._disc_checkpoint: dict | None = None
+        super().__init__(cfg, resume=resume, progress=progress)
+        try:
+            self._build_critic(cfg, resume)
+        except BaseException:
+            self.close()  # the base trainer already opened its TensorBoard writer (and process group)
+            raise
+
+    def _build_critic(self, cfg: GanTrainConfig, resume: bool) -> None:
+        if not hasattr(self.model, "palette"):
+            raise ConfigError(f"model {cfg.model!r} is not a classification colouriser (it has no ab palette)")
+        if cfg.palette and not resume:  # a resumed model already holds its palette in its buffers
+            try:
+                palette = ABPalette.load(cfg.palette)
+                self.model.palette.set_(palette)
+                self.ema.module.palette.set_(palette)
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"palette: {e}") from None
+        # Its own seed and a forked RNG: the generator's random stream stays what the plain trainer draws.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 104_729)
+            disc = MultiScalePatchGAN(3, cfg.d_base, cfg.d_scales).to(self.device)
+        self.disc = disc
+        self.ddp_disc = DistributedDataParallel(disc) if self.dist.world > 1 else disc
+        self.d_opt = torch.optim.AdamW(disc.parameters(), lr=cfg.d_lr, betas=tuple(cfg.d_betas), weight_decay=0.0)
+        if self._disc_checkpoint is not None:
+            self.disc.load_state_dict(self._disc_checkpoint["disc"], strict=True)
+            self.d_opt.load_state_dict(self._disc_checkpoint["disc_optimizer"])
+            self._disc_checkpoint = None
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {**super().state(), "disc": self.disc.state_dict(), "disc_optimizer": self.d_opt.state_dict()}
+
+    def _resume(self) -> None:
+        # Called from Trainer.__init__, before the critic exists: keep its part for __init__ to load.
+        super()._resume()
+        ck = load_checkpoint(self.out / "last.pt")
+        if "disc" not in ck:
+            raise ValueError(f"{self.out / 'last.pt'}: not a GAN checkpoint (no critic weights)")
+        self._disc_checkpoint = {"disc": ck["disc"], "disc_optimizer": ck["disc_optimizer"]}
+
+    # ----------------------------------------------------------------- training
+    @property
+    def adversarial(self) -> bool:
+        """Whether the critic takes part in the current step."""
+        return self.step >= self.cfg.gan_start_step
+
+    def generator_losses(self, out, ab_true_net: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The non-adversarial terms (unweighted) for a CicganOutput against the true ab (network units)."""
+        cfg = self.cfg
+        palette = self.model.palette
+        ab_true = net_to_ab(ab_true_net.float())  # (B, 2, H, W) CIE
+        ab_half = F.interpolate(ab_true, size=out.ab.shape[-2:], mode="area")  # the heads' resolution
+        with torch.no_grad():
+            soft = soft_encode(ab_half, palette.bins)
+            hist_a, hist_b = ab_histograms(ab_true)
+        return {
+            "class": class_loss(out.ab_class, soft, palette.weights if cfg.rebalance else None, cfg.focal_gamma),
+            "ab": F.smooth_l1_loss(out.ab_net.float(), ab_true_net.float(), beta=cfg.smooth_l1_beta),
+            "hist": histogram_loss(out.hist_a, hist_a) + histogram_loss(out.hist_b, hist_b),
+            "conf": confidence_loss(out.confidence, out.ab.detach(), ab_half),
+        }
+
+    def train_step(self, micro_batches: list[torch.Tensor]) -> float:
+        """One generator step (and, once adversarial, one critic step) over ``grad_accum`` micro-batches."""
+        cfg = self.cfg
+        n = len(micro_batches)
+        adversarial = self.adversarial
+        weights = {"class": cfg.cic_class_weight, "ab": cfg.cic_ab_weight, "hist": cfg.cic_hist_weight,
+                   "conf": cfg.cic_conf_weight, "adv": cfg.adv_weight, "fm": cfg.fm_weight}
+        self.ddp.train()
+        self.disc.train()
+        self.disc.requires_grad_(False)  # the generator's step must not touch (or pay for) critic gradients
+        total, terms_sum, pairs = 0.0, {}, []
+        for i, rgb in enumerate(micro_batches):
+            _, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
+            last = i == n - 1
+            sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
+            with sync:
+                with self._autocast():
+                    out = self.ddp(self._to_input(L_net), return_all=True)
+                terms = self.generator_losses(out, ab_true)
+                if adversarial:
+                    real = torch.cat([L_net, ab_true], 1)
+                    fake = torch.cat([L_net, out.ab_net.float()], 1)
+                    with self._autocast():
+                        f_logits, f_feats = self.disc(fake, return_features=True)
+                        with torch.no_grad():
+                            _, r_feats = self.disc(real, return_features=True)
+                    terms["adv"] = hinge_g_loss(f_logits)
+                    terms["fm"] = feature_matching_loss(r_feats, f_feats)
+                    pairs.append((real, fake.detach()))
+                loss = sum(weights[k] * v for k, v in terms.items()) / n
+                self.scaler.scale(loss).backward()
+            total += loss.item()
+            for k, v in terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + v.item() / n
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.ema.update_parameters(self.model)
+        if adversarial:
+            terms_sum["d"] = self._critic_step(pairs)
+        self.last_terms = terms_sum
+        self.step += 1
+        return total
+
+    def _critic_step(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """One hinge step of the critic on (real, detached fake) micro-batches. Returns its mean loss."""
+        self.disc.requires_grad_(True)
+        total = 0.0
+        for i, (real, fake) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp_disc.no_sync()
+            with sync:
+                with self._autocast():
+                    r_logits = self.ddp_disc(real)
+                    f_logits = self.ddp_disc(fake)
+                loss = hinge_d_loss(r_logits, f_logits) / len(pairs)
+                loss.backward()
+            total += loss.item()
+        self.d_opt.step()
+        self.d_opt.zero_grad(set_to_none=True)
+        return total
+
+
+def train_gan(cfg: GanTrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
+    """Run a cicgan training job to completion (or to ``stop_at_step``); returns the final summary."""
+    trainer = GanTrainer(cfg, resume=resume, progress=progress)
+    try:
+        return trainer.fit(stop_at_step=stop_at_step)
+    finally:
+        trainer.close()
+
+
+__all__ = ["GanTrainConfig", "GanTrainer", "make_gan_config", "train_gan"]

@@ -1,0 +1,120 @@
+"""train/gan: cicgan pre-training then adversarial fine-tuning with the PatchGAN, exact resume across
+the critic, the palette file, and the config's own checks."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from _helpers import make_photo_tree
+from test_train import _assert_same
+
+from polychrome.color.quantize import ABPalette, srgb_gamut_bins
+from polychrome.train.checkpoint import load_checkpoint
+from polychrome.train.config import ConfigError
+from polychrome.train.gan import GanTrainConfig, GanTrainer, make_gan_config, train_gan
+
+
+def gan_config(tmp_path, **overrides) -> GanTrainConfig:
+    """cicgan-small and a 2-scale, base-8 critic on 48 px crops: 20 photos -> 16 train / 4 val, batch 4,
+    so an epoch is 4 steps."""
+    data = tmp_path / "data"
+    if not data.exists():
+        make_photo_tree(data, 20, size=(56, 56))
+    base = {
+        "model": "cicgan-small", "data": str(data), "val_fraction": 0.2, "val_max_images": 4, "image_size": 48,
+        "infer_size": 48, "batch_size": 4, "epochs": 1, "warmup_steps": 1, "lr": 1e-3, "ema_decay": 0.9,
+        "precision": "fp32", "channels_last": False, "workers": 0, "log_every_steps": 1, "ckpt_every_steps": 0,
+        "d_base": 8, "d_scales": 2, "gan_start_step": 1, "out_dir": str(tmp_path / "run"),
+    }
+    return make_gan_config(overrides={**base, **overrides})
+
+
+def _close(trainer: GanTrainer) -> None:
+    trainer.close()
+
+
+def test_two_gan_steps_then_resume_exactly(tmp_path):
+    # Step 0 pre-trains; steps 1-3 are adversarial. The broken run stops after two steps (one of each).
+    straight = gan_config(tmp_path, max_steps=4, out_dir=str(tmp_path / "a"))
+    broken = gan_config(tmp_path, max_steps=4, out_dir=str(tmp_path / "b"))
+    train_gan(straight, progress=False)
+
+    first = GanTrainer(broken, progress=False)
+    try:
+        first.fit(stop_at_step=2)
+    finally:
+        first.close()
+    mid = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert mid["step"] == 2 and {"disc", "disc_optimizer"} <= set(mid)
+
+    torch.manual_seed(1234)
+    random.seed(99)
+    np.random.seed(7)
+    second = GanTrainer(broken, resume=True, progress=False)
+    try:
+        assert second.step == 2 and second.adversarial
+        second.fit()
+    finally:
+        second.close()
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for key in ("model", "ema", "optimizer", "scheduler", "disc", "disc_optimizer", "epoch", "step", "best_val_psnr"):
+        _assert_same(a[key], b[key], key)
+    # The critic trained after step 0 and the resumed half moved it further.
+    first_conv = "scales.0.blocks.0.0.parametrizations.weight.original"
+    assert not torch.equal(mid["disc"][first_conv], b["disc"][first_conv])
+
+
+def test_pretraining_leaves_the_critic_alone_then_it_trains(tmp_path):
+    cfg = gan_config(tmp_path, gan_start_step=2, max_steps=3)
+    trainer = GanTrainer(cfg, progress=False)
+    try:
+        batch = [trainer.train_set[i] for i in range(4)]
+        micro = [torch.stack(batch)]
+        d0 = {k: v.clone() for k, v in trainer.disc.state_dict().items()}
+        trainer.train_step(micro)
+        assert set(trainer.last_terms) == {"class", "ab", "hist", "conf"}
+        trainer.train_step(micro)
+        _assert_same(d0, trainer.disc.state_dict(), "disc")  # untouched while pre-training
+        trainer.train_step(micro)
+        assert set(trainer.last_terms) == {"class", "ab", "hist", "conf", "adv", "fm", "d"}
+        assert all(np.isfinite(v) for v in trainer.last_terms.values())
+        # (Not a bias: at init every logit is within the hinge margin, where the bias gradient is -1 + 1 = 0.)
+        w = "scales.1.out.parametrizations.weight.original"
+        assert not torch.equal(d0[w], trainer.disc.state_dict()[w])
+        for n, p in trainer.model.named_parameters():
+            assert p.grad is None, n  # gradients are cleared after each step
+    finally:
+        _close(trainer)
+
+
+def test_palette_file_goes_into_model_and_ema(tmp_path):
+    bins = srgb_gamut_bins()
+    prior = torch.softmax(torch.randn(len(bins), generator=torch.Generator().manual_seed(0)), 0)
+    path = ABPalette(bins, prior).save(tmp_path / "pal.safetensors")
+    trainer = GanTrainer(gan_config(tmp_path, palette=str(path), max_steps=1), progress=False)
+    try:
+        assert torch.equal(trainer.model.palette.prior, prior)
+        assert torch.equal(trainer.ema.module.palette.prior, prior)
+    finally:
+        _close(trainer)
+    ABPalette(bins[:50]).save(tmp_path / "small.safetensors")
+    with pytest.raises(ConfigError, match="num_bins=50"):
+        GanTrainer(gan_config(tmp_path, palette=str(tmp_path / "small.safetensors")), progress=False)
+
+
+def test_config_checks(tmp_path):
+    with pytest.raises(ConfigError, match="needs at least 96 px"):
+        gan_config(tmp_path, d_scales=3)
+    with pytest.raises(ConfigError, match="adv_weight"):
+        gan_config(tmp_path, adv_weight=-1)
+    with pytest.raises(ConfigError, match="unknown config key"):
+        gan_config(tmp_path, gan_strat_step=3)
+    cfg = gan_config(tmp_path)
+    assert isinstance(cfg, GanTrainConfig) and cfg.gan_start_step == 1
+    assert make_gan_config(overrides=cfg.to_dict()) == cfg  # the checkpoint's config rebuilds the run
+    with pytest.raises(ConfigError, match="no ab palette"):
+        GanTrainer(gan_config(tmp_path, model="simple-unet"), progress=False)
