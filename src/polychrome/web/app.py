@@ -177,7 +177,7 @@ HINT_LIST_BODY = {
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No such photo (never uploaded, or dropped from memory: upload again)."},
-    413: {"model": ErrorDetail, "description": "A request body or photo file over its size limit, or a photo over the pixel limit."},
+    413: {"model": ErrorDetail, "description": "A body or file over its size limit, or a photo over the pixel limit."},
     422: {"model": ErrorDetail, "description": "Malformed or impossible hints or parameters."},
     429: {"model": ErrorDetail, "description": "All colourisation job slots are busy; retry after `Retry-After` s."},
     504: {"model": ErrorDetail, "description": "The model work took longer than the time limit."},

@@ -40,10 +40,16 @@ async function api(path, { method = "GET", json, body } = {}) {
   if (json !== undefined) { opts.body = JSON.stringify(json); opts.headers["Content-Type"] = "application/json"; }
   if (body !== undefined) opts.body = body;
   let resp;
-  try {
-    resp = await fetch(path, opts);
-  } catch (e) {
-    throw new ApiError(0, "cannot reach the polychrome server (is `polychrome serve` still running?)");
+  for (let attempt = 0; ; attempt++) {
+    try {
+      resp = await fetch(path, opts);
+    } catch (e) {
+      throw new ApiError(0, "cannot reach the polychrome server (is `polychrome serve` still running?)");
+    }
+    // 429: every colourisation slot is taken (another tab or person); wait as told and try again.
+    if (resp.status !== 429 || attempt >= 8) break;
+    const wait = 1000 * (parseFloat(resp.headers.get("Retry-After")) || 1);
+    await new Promise((done) => setTimeout(done, wait));
   }
   if (!resp.ok) {
     let detail = `${resp.status} ${resp.statusText}`;
