@@ -118,3 +118,20 @@ def test_config_checks(tmp_path):
     assert make_gan_config(overrides=cfg.to_dict()) == cfg  # the checkpoint's config rebuilds the run
     with pytest.raises(ConfigError, match="no ab palette"):
         GanTrainer(gan_config(tmp_path, model="simple-unet"), progress=False)
+
+
+def test_a_gan_checkpoint_colourises_at_full_resolution_with_a_temperature(tmp_path, photo):
+    from polychrome import hub
+    from polychrome.pipeline import colorize_array
+
+    cfg = gan_config(tmp_path, max_steps=2, palette="")
+    train_gan(cfg, progress=False)
+    model = hub.load_model(tmp_path / "run" / "last.pt")  # the EMA generator; the critic is not needed
+    assert model.registry_name == "cicgan-small" and model.temperature == 0.38
+    rgb = photo(45, 70).astype(np.float32) / 255
+    out = {}
+    for t in (0.1, 1.0):
+        model.temperature = t
+        out[t] = colorize_array(model, rgb)
+        assert out[t].shape == (45, 70, 3) and np.isfinite(out[t]).all()
+    assert not np.allclose(out[0.1], out[1.0])
