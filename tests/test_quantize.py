@@ -80,6 +80,15 @@ def test_soft_encode_is_a_distribution_on_k_nearest(grid_bins):
     assert torch.equal(z.permute(0, 2, 3, 1).reshape(-1, len(grid_bins)).argmax(1), nearest)
 
 
+def test_soft_encode_in_chunks_is_the_same(grid_bins, monkeypatch):
+    import polychrome.color.quantize as q
+
+    ab = _random_ab(60, seed=2).reshape(1, 2, 6, 10)
+    whole = soft_encode(ab, grid_bins)
+    monkeypatch.setattr(q, "_SOFT_CHUNK", 7)
+    assert torch.equal(soft_encode(ab, grid_bins), whole)
+
+
 def test_soft_encode_exactly_on_a_bin():
     bins = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [50.0, 50.0]])
     z = soft_encode(torch.zeros(1, 2, 1, 1), bins, k=3, sigma=5.0)[0, :, 0, 0]

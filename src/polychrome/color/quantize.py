@@ -44,6 +44,8 @@ DEFAULT_TEMPERATURE = 0.38
 HIST_BINS = 64
 
 DECODE_MODES = ("mode", "mean", "annealed")
+#: Pixels per chunk of soft-encoding's distance computation (memory, not results).
+_SOFT_CHUNK = 1 << 14
 
 __all__ = [
     "AB_GRID",
@@ -209,10 +211,13 @@ def soft_encode(
     Q = bins.shape[0]
     k = min(k, Q)
     flat = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)  # (B*H*W, 2)
-    d = torch.cdist(flat, bins.float().to(flat.device))  # (N, Q)
-    dk, idx = d.topk(k, dim=1, largest=False)  # (N, k)
-    w = torch.softmax(-(dk**2) / (2 * sigma**2), dim=1)  # normalised Gaussian weights, stable for far pixels
-    out = torch.zeros_like(d).scatter_(1, idx, w)  # (N, Q)
+    bins = bins.float().to(flat.device)
+    out = torch.zeros(flat.shape[0], Q, device=flat.device)  # (N, Q)
+    # In chunks: the (N, Q) distance matrix of a training batch would double the targets' memory.
+    for s in range(0, flat.shape[0], _SOFT_CHUNK):
+        dk, idx = torch.cdist(flat[s : s + _SOFT_CHUNK], bins).topk(k, dim=1, largest=False)  # (n, k)
+        w = torch.softmax(-(dk**2) / (2 * sigma**2), dim=1)  # normalised Gaussian weights, stable for far pixels
+        out[s : s + _SOFT_CHUNK].scatter_(1, idx, w)
     return out.reshape(B, H, W, Q).permute(0, 3, 1, 2).contiguous()
 
 
