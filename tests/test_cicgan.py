@@ -163,3 +163,18 @@ def test_overfits_four_photos(photo):
     (first, first_ab), (last, last_ab) = history[0], history[-1]
     assert last < first / 2.5, history[::10]
     assert last_ab < first_ab / 5, history[::10]
+
+
+def test_bf16_autocast_and_channels_last():
+    model = create_model("cicgan-small").eval()
+    x = _L(40, 56)
+    with torch.no_grad():
+        ref = model(x, return_all=True)
+        model = model.to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x.contiguous(memory_format=torch.channels_last), return_all=True)
+    # Heads and decoding run in fp32 even under autocast: the outputs keep their dtype and shapes.
+    for name in ("ab_net", "ab", "ab_class", "ab_residual", "confidence", "hist_a", "hist_b"):
+        a, b = getattr(ref, name), getattr(low, name)
+        assert b.dtype == torch.float32 and b.shape == a.shape, name
+    assert (low.ab_net - ref.ab_net).abs().max() < 0.05
