@@ -148,6 +148,8 @@ def test_suggestions_come_from_the_models_at_that_spot(constant_ab):
         assert np.allclose(got["hint-model-auto"]["ab"], (12, 24), atol=0.5)  # the hint model without hints
         assert np.linalg.norm(np.subtract(got["current"]["ab"], hex_to_ab(BLUE))) < 15  # next to the blue hint
         assert np.allclose(got["auto-model"]["ab"], (-30, 40), atol=0.5)
+        labels = [s["label"] for s in body["suggestions"]]
+        assert labels == ["automatic, no hints", "current result", "constant-ab model"]
         assert all(s["color"].startswith("#") and len(s["color"]) == 7 for s in body["suggestions"])
         assert all(40 <= s["lightness"] <= 80 for s in body["suggestions"])
         # Far from every hint the current colour IS the automatic one: only distinct colours come back.

@@ -415,6 +415,14 @@ def _load(spec: str | nn.Module) -> nn.Module:
     return load_model(spec)
 
 
+def _display_name(spec: str | nn.Module, model: nn.Module) -> str:
+    """How the page names a model: a bundled name as is, a weight file by its file name, an object by its
+    architecture."""
+    if not isinstance(spec, str):
+        return model_label(model)
+    return spec if os.sep not in spec and "." not in spec else Path(spec).name
+
+
 def _default_auto_spec(model_spec) -> str | None:
     from polychrome.hub import bundled_names
 
@@ -456,8 +464,8 @@ def create_app(
         if auto_model is not None:
             to_channels_last(auto_model)
     size = int(size or getattr(model, "meta", {}).get("infer_size", 256))
-    model_name = model_spec if isinstance(model_spec, str) else model_label(model)
-    auto_name = None if auto_model is None else (auto_spec if isinstance(auto_spec, str) else model_label(auto_model))
+    model_name = _display_name(model_spec, model)
+    auto_name = None if auto_model is None else _display_name(auto_spec, auto_model)
 
     store = PhotoStore(limits.max_photos, limits.max_store_bytes)
     gate = JobGate(limits.jobs, limits.timeout_s)
@@ -577,13 +585,13 @@ def create_app(
         L_show = min(max(L_spot, 40.0), 80.0)
         found: list[tuple[str, str, tuple[float, float]]] = []
         if uses_hints(model):
-            found.append(("hint-model-auto", f"{model_name}, no hints", at(ab_work(photo, model, "model", []))))
+            found.append(("hint-model-auto", "automatic, no hints", at(ab_work(photo, model, "model", []))))
             if hints:
                 found.append(("current", "current result", at(ab_work(photo, model, "model", hints))))
         else:
             found.append(("current", "current result", at(ab_work(photo, model, "model", []))))
         if auto_model is not None:
-            found.append(("auto-model", f"{auto_name} (automatic)", at(ab_work(photo, auto_model, "auto", []))))
+            found.append(("auto-model", f"{auto_name} model", at(ab_work(photo, auto_model, "auto", []))))
         out: list[Suggestion] = []
         for source, label, (a, b) in found:
             if any(((a - s.ab[0]) ** 2 + (b - s.ab[1]) ** 2) ** 0.5 < 8.0 for s in out):
