@@ -126,6 +126,16 @@ def test_decode_limits_on_synthetic_distributions():
     assert dists[0] > dists[1] > dists[2]
 
 
+@pytest.mark.parametrize("mode", ["mean", "annealed"])
+def test_decode_gradcheck(mode):
+    g = torch.Generator().manual_seed(0)
+    bins = torch.randn(5, 2, generator=g, dtype=torch.float64) * 30
+    logits = torch.randn(1, 5, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    assert torch.autograd.gradcheck(lambda x: decode(x, bins, mode, temperature=0.38), (logits,))
+    assert decode(logits.half(), bins).dtype == torch.float32
+
+
 def test_decode_rejects_bad_arguments():
     with pytest.raises(ValueError, match="decode mode"):
         decode(torch.zeros(1, 2, 1, 1), torch.zeros(2, 2), mode="median")

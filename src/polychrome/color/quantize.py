@@ -289,8 +289,9 @@ def decode(
     """
     if mode not in DECODE_MODES:
         raise ValueError(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
-    bins = bins.to(device=logits.device, dtype=torch.float32)
-    logits = logits.float()
+    dtype = torch.promote_types(logits.dtype, torch.float32)  # fp32 under autocast; fp64 stays fp64
+    bins = bins.to(device=logits.device, dtype=dtype)
+    logits = logits.to(dtype)
     if mode == "mode":
         idx = logits.argmax(1)  # (B, H, W)
         return bins[idx].permute(0, 3, 1, 2)
