@@ -44,6 +44,12 @@ def test_grid_bins_keep_the_cells_that_occur():
     assert bins2.tolist() == [[0.0, 0.0]] and counts2.tolist() == [4]
 
 
+def test_grid_bins_far_outside_the_gamut_still_count():
+    ab = torch.tensor([[0.0, 0.0], [1000.0, -2000.0], [1001.0, -2001.0]])
+    bins, counts = gamut_bins_from_photos([ab])
+    assert bins.tolist() == [[0.0, 0.0], [1000.0, -2000.0]] and counts.tolist() == [1, 2]
+
+
 def test_grid_bins_from_photo_files(tmp_path, make_photo):
     paths = [make_photo(tmp_path / f"{i}.png", 24, 16, seed=i) for i in range(2)]
     bins, counts = gamut_bins_from_photos(paths)
