@@ -383,6 +383,36 @@ def test_serve_command_help_and_bad_model():
     assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
 
 
+def test_serve_command_serves_the_page_on_localhost(tmp_path):
+    """`polychrome serve` for real, in a subprocess on a free port, with a tiny exported hint model."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from polychrome import create_model
+
+    torch.manual_seed(0)
+    tiny = create_model("icolorit-tiny", dim=32, depth=1, heads=1, img_size=32)
+    folder = hub.save_weights(tiny, {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 1, "heads": 1,
+                                     "img_size": 32}, "infer_size": 64}, tmp_path / "tiny-hints")  # fmt: skip
+    cmd = [sys.executable, "-m", "polychrome", "serve", "--model", str(folder), "--port", "0", "--auto-model", "",
+           "--size", "64", "--max-upload-mb", "3", "--jobs", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line + proc.stdout.read() if proc.poll() is not None else line
+        url = match.group(1)
+        info = json.loads(urllib.request.urlopen(url + "api/info", timeout=20).read())
+        assert info["model"] == "tiny-hints" and info["uses_hints"] and info["working_size"] == 64
+        assert info["limits"]["max_upload_bytes"] == 3 * 1024 * 1024 and info["limits"]["jobs"] == 1
+        assert b"polychrome" in urllib.request.urlopen(url, timeout=20).read()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
 # ------------------------------------------------------------------------------------------ the real model
 
 

@@ -868,6 +868,7 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them: the URL works once printed
     except OSError as e:
         sock.close()
         raise _fail(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
