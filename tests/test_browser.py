@@ -208,6 +208,15 @@ def test_place_a_hint_and_download(page, tmp_path, lab):
     wait(driver, lambda d: hint_file.exists() and hint_file.stat().st_size > 0, what="the hint file")
     assert json.loads(hint_file.read_text()) == hints_on_page(driver)
 
+    # Drag the marker: the hint moves and the result follows.
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    n = renders(driver)
+    marker = driver.find_element(By.CSS_SELECTOR, ".marker")
+    ActionChains(driver).click_and_hold(marker).move_by_offset(20, 0).move_by_offset(20, 0).release().perform()
+    moved = hints_on_page_after(driver, n, 1)[0]
+    assert moved["x"] > hint["x"] + 10 and abs(moved["y"] - hint["y"]) <= 3 and moved["color"] == BLUE
+
     assert el(driver, "errorBox").get_attribute("hidden") is not None  # no error along the way
 
 

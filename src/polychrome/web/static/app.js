@@ -221,9 +221,11 @@ function changed({ suggest = false } = {}) {
 function select(i) {
   state.selected = i;
   state.colourEditOpen = false;
-  renderMarkers();
+  // Classes only, no rebuild: a marker being pressed must stay in the page to be dragged.
+  document.querySelectorAll("#markers .marker").forEach((m, j) => m.classList.toggle("selected", j === i));
+  document.querySelectorAll("#hintList li").forEach((li, j) => li.classList.toggle("selected", j === i));
   renderEditor();
-  loadSuggestions();
+  if (i >= 0) loadSuggestions();
 }
 
 function addHint(x, y) {
