@@ -62,6 +62,7 @@ __all__ = [
     "gamut_bins_from_photos",
     "kmeans_palette",
     "nearest_bin",
+    "prior_palette",
     "rebalance_weights",
     "soft_encode",
     "srgb_gamut_bins",
@@ -434,3 +435,18 @@ def build_palette(
         raise ValueError(f"unknown palette method {method!r}; use 'kmeans' or 'grid'")
     return ABPalette(centres, prior, rebalance_weights(prior, lam))
 
+
+def prior_palette(bins: torch.Tensor, paths: Iterable, grid: float = AB_GRID, sigma: float = PRIOR_SIGMA,
+                  lam: float = REBALANCE_LAMBDA) -> ABPalette:
+    """Given bins (Q, 2) in CIE units, a palette with the photos' smoothed prior and rebalancing weights.
+
+    What a model with a fixed set of bins (cicgan's sRGB grid) needs from its training data. Pixels are
+    counted per ``grid`` cell (the fast table of :func:`gamut_bins_from_photos`) and each cell's count goes
+    to the bin nearest its centre: exact for grid bins of the same ``grid``, within half a cell otherwise.
+    """
+    bins = torch.as_tensor(bins, dtype=torch.float32)
+    cells, counts = gamut_bins_from_photos(list(paths), grid=grid)
+    per_bin = torch.zeros(len(bins), dtype=torch.float64)
+    per_bin.index_add_(0, nearest_bin(cells, bins), counts.double())
+    prior = empirical_prior(bins, counts=per_bin, sigma=sigma)
+    return ABPalette(bins, prior, rebalance_weights(prior, lam))

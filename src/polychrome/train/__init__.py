@@ -1,6 +1,58 @@
-"""Training: config dataclass, the loop (single process or DDP), checkpoints."""
+"""Training: config dataclasses, the loop (single process or DDP), the GAN trainer, checkpoints.
 
-from polychrome.train.config import ConfigError, TrainConfig, make_config
+A config file names its trainer with the ``trainer`` key: ``"default"`` (the regression/hint loop,
+:class:`TrainConfig`) or ``"gan"`` (the cicgan family, :class:`~polychrome.train.gan.GanTrainConfig`,
+which adds its own keys). :func:`load_config` reads that key first and builds the right class, so
+each class still rejects keys it does not know; :func:`run` starts the trainer the config belongs to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polychrome.train.config import ConfigError, TrainConfig, make_config, read_config_file
+from polychrome.train.gan import GanTrainConfig, make_gan_config, train_gan
 from polychrome.train.loop import Trainer, train
 
-__all__ = ["ConfigError", "TrainConfig", "Trainer", "make_config", "train"]
+#: trainer key -> (config builder, training function).
+TRAINERS = {"default": (make_config, train), "gan": (make_gan_config, train_gan)}
+
+
+def _trainer_of(file: str | Path | None, overrides: list[str] | dict | None) -> str:
+    """The ``trainer`` a config asks for: the last override that sets it, else the file's, else "default"."""
+    name = read_config_file(file).get("trainer", "default") if file else "default"
+    if isinstance(overrides, dict):
+        name = overrides.get("trainer", name)
+    else:
+        for item in overrides or []:
+            key, _, value = item.partition("=")
+            if key.strip() == "trainer":
+                name = value.strip().strip("\"'")
+    if name not in TRAINERS:
+        raise ConfigError(f"trainer: must be one of {', '.join(TRAINERS)}, got {name!r}")
+    return name
+
+
+def load_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """A config of the class its ``trainer`` key names (defaults <- file <- overrides; unknown keys are errors)."""
+    name = _trainer_of(file, overrides)
+    try:
+        return TRAINERS[name][0](file, overrides)
+    except ConfigError as e:
+        gan_only = [f for f in GanTrainConfig.__dataclass_fields__ if f not in TrainConfig.__dataclass_fields__]
+        key = next((k for k in gan_only if str(e).startswith(f"unknown config key {k!r}")), None)
+        if name == "default" and key:
+            raise ConfigError(f'unknown config key {key!r} for the default trainer; it is a GAN trainer key: '
+                              'add trainer = "gan"') from None
+        raise
+
+
+def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
+    """Train ``cfg`` with the trainer its ``trainer`` field names; returns the final summary."""
+    return TRAINERS[cfg.trainer][1](cfg, resume=resume, progress=progress, stop_at_step=stop_at_step)
+
+
+__all__ = [
+    "TRAINERS", "ConfigError", "GanTrainConfig", "TrainConfig", "Trainer", "load_config", "make_config",
+    "make_gan_config", "run", "train", "train_gan",
+]

@@ -17,6 +17,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    trainer: str = "default"  # "default" (train/loop.py) or "gan" (train/gan.py, with GanTrainConfig's own keys)
     model: str = "unet-32"  # registered architecture name (polychrome models)
     model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments for the architecture
     data: str = "../shared/data/train"  # folder tree or .txt list of training photos
@@ -127,6 +128,7 @@ def make_config(
 
     ``cls`` is the config class: a frozen subclass of TrainConfig adds a trainer's own fields (train/gan.py)."""
     cfg = cls()
+    own_trainer = cfg.trainer  # each config class belongs to one trainer (train.load_config picks the class)
     fields = {f.name for f in dataclasses.fields(cfg)}
     layers: list[dict] = []
     if file:
@@ -148,6 +150,11 @@ def make_config(
                 raise ConfigError(f"unknown config key {k!r}; known keys: {', '.join(sorted(fields))}")
             changes[k] = _coerce(k, v, getattr(cfg, k))
         cfg = dataclasses.replace(cfg, **changes)
+    if cfg.trainer != own_trainer:
+        raise ConfigError(
+            f"trainer: {cfg.trainer!r} is not what {cls.__name__} trains ({own_trainer!r}); "
+            "load the config with polychrome.train.load_config, which picks the class from this key"
+        )
     if cfg.loss not in ("l1", "smooth_l1", "composite"):
         raise ConfigError(f"loss: must be 'l1', 'smooth_l1' or 'composite', got {cfg.loss!r}")
     weights = ["loss_rgb_weight", "loss_perceptual_weight", "loss_ab_weight", "loss_diversity_weight"]

@@ -22,7 +22,9 @@ Config: :class:`GanTrainConfig` adds its fields to TrainConfig; build it with :f
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from polychrome.color.lab import net_to_ab
-from polychrome.color.quantize import ABPalette, ab_histograms, soft_encode
+from polychrome.color.quantize import ABPalette, ab_histograms, prior_palette, soft_encode
 from polychrome.losses import (
     class_loss,
     confidence_loss,
@@ -46,12 +48,17 @@ from polychrome.train.checkpoint import load_checkpoint
 from polychrome.train.config import ConfigError, TrainConfig, make_config
 from polychrome.train.loop import Trainer, lab_batch
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class GanTrainConfig(TrainConfig):
+    trainer: str = "gan"  # this class belongs to the GAN trainer (a config file says trainer = "gan")
     model: str = "cicgan"  # a model returning CicganOutput with forward(L_net, return_all=True)
     out_dir: str = "runs/cicgan"  # checkpoints, resolved config, TensorBoard logs
-    palette: str = ""  # ab palette file (polychrome palette build); "" = the model's own (sRGB grid, uniform prior)
+    palette: str = ""  # ab palette file (polychrome palette build); "data": count the model's own bins' prior
+    # over palette_photos training photos at start; "" = the model's own (sRGB grid, UNIFORM prior: rebalancing is a no-op)
+    palette_photos: int = 2000  # palette = "data": seeded subset of the training photos counted (0 = all)
     rebalance: bool = True  # weight the class loss by the palette's rebalancing weights (Zhang et al.)
     focal_gamma: float = 0.0  # focal exponent of the class loss (0 = cross-entropy; the alternative to rebalancing)
     cic_class_weight: float = 1.0  # weight of the soft-encoded classification loss on ab_class
@@ -74,6 +81,8 @@ def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict 
               "focal_gamma"):
         if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0):
             raise ConfigError(f"{k}: must be a finite number >= 0, got {getattr(cfg, k)}")
+    if cfg.palette_photos < 0:
+        raise ConfigError(f"palette_photos: must be >= 0, got {cfg.palette_photos}")
     if cfg.gan_start_step < 0 or cfg.d_scales < 1 or cfg.d_base < 1:
         raise ConfigError("gan_start_step must be >= 0, d_scales and d_base >= 1")
     need = 24 * 2 ** (cfg.d_scales - 1)
@@ -103,7 +112,7 @@ class GanTrainer(Trainer):
             raise ConfigError(f"model {cfg.model!r} is not a classification colouriser (it has no ab palette)")
         if cfg.palette and not resume:  # a resumed model already holds its palette in its buffers
             try:
-                palette = ABPalette.load(cfg.palette)
+                palette = self._data_palette() if cfg.palette == "data" else ABPalette.load(cfg.palette)
                 self.model.palette.set_(palette)
                 self.ema.module.palette.set_(palette)
             except (OSError, ValueError) as e:
@@ -119,6 +128,19 @@ class GanTrainer(Trainer):
             self.disc.load_state_dict(self._disc_checkpoint["disc"], strict=True)
             self.d_opt.load_state_dict(self._disc_checkpoint["disc_optimizer"])
             self._disc_checkpoint = None
+
+    def _data_palette(self) -> ABPalette:
+        """The model's own bins with the prior and rebalancing weights of (a seeded subset of) the training
+        photos; also written to OUT_DIR/palette.safetensors (rank 0) to be inspected or reused as a file."""
+        cfg = self.cfg
+        paths = list(self.train_set.paths)  # the training split only: validation photos stay unseen
+        if 0 < cfg.palette_photos < len(paths):
+            paths = sorted(random.Random(cfg.seed).sample(sorted(paths), cfg.palette_photos))
+        palette = prior_palette(self.model.palette.bins.cpu(), paths)
+        if self.dist.rank == 0:
+            palette.save(self.out / "palette.safetensors", {"method": "data", "photos": str(len(paths))})
+        log.info("palette: prior of %d bins counted over %d training photos", palette.num_bins, len(paths))
+        return palette
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict:
