@@ -24,7 +24,7 @@ def _cached_model(spec: str):
     return load_model(spec)
 
 
-def colorize(img, model=None, size: int | None = None, hints=None):
+def colorize(img, model=None, size: int | None = None, hints=None, temperature: float | None = None):
     """Colourise a photo at its full resolution and return it in the type it came in.
 
     Args:
@@ -38,20 +38,31 @@ def colorize(img, model=None, size: int | None = None, hints=None):
             x, y in pixels of ``img`` (x right, y down). Only each colour's chroma is used; the photo's
             lightness is kept. A model that cannot use hints raises
             :class:`polychrome.color.hints.HintError`, as does a malformed hint or one outside the photo.
+        temperature: annealed-mean temperature T > 0 for a classification model (cicgan): lower is more
+            vivid, 1 is the plain mean. For this call only (the model keeps its own default); a model
+            without a temperature raises ValueError.
     Returns:
         PIL input: a PIL RGB (RGBA if it had alpha) image of the same size.
         Array input: an array of the same dtype, height and width; (H, W, 3|4) keeps its shape
         (alpha passed through), a grey (H, W) or (H, W, 1) array comes back as (H, W, 3).
     """
-    from PIL import Image
-
-    from polychrome.io import pil_to_rgb_array, rgb_array_to_pil
-    from polychrome.pipeline import colorize_array
+    from polychrome.pipeline import temperature as decoding_temperature
 
     hints = _hint_list(hints)
     if model is None:
         model = "default" if hints is None else "hints"
     net = _cached_model(str(model)) if not hasattr(model, "forward") else model
+    with decoding_temperature(net, temperature):  # restored after: the cached model is shared
+        return _colorize(img, net, size, hints)
+
+
+def _colorize(img, net, size, hints):
+    """:func:`colorize` once the model is loaded (and its temperature set)."""
+    from PIL import Image
+
+    from polychrome.io import pil_to_rgb_array, rgb_array_to_pil
+    from polychrome.pipeline import colorize_array
+
     if isinstance(img, Image.Image):
         rgb, alpha = pil_to_rgb_array(img)
         return rgb_array_to_pil(colorize_array(net, rgb, size, hints=hints), alpha)

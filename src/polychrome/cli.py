@@ -215,17 +215,44 @@ def colorize(
         Precision,
         typer.Option(help="Model arithmetic: fp32, or bf16 autocast + channels_last (faster on CPUs with bf16 units)."),
     ] = Precision.fp32,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Classification models (cicgan): annealed-mean temperature T > 0; lower is more vivid and "
+            "patchier (-> the most likely colour), 1 is the plain mean (smooth, greyish). Default: the model's (0.38).",
+            show_default=False,
+        ),
+    ] = None,
+    confidence: Annotated[
+        bool,
+        typer.Option(
+            "--confidence",
+            help="Also write the model's confidence map (cicgan) beside each output as NAME.confidence.png: "
+            "greyscale at the photo's size, white where the model expects its colour to be right.",
+        ),
+    ] = False,
 ) -> None:
     """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format.
 
     Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
     --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
     is 1 if any failed. With --hints (one photo only) the model defaults to the bundled hint model.
+    A classification model (cicgan) takes --temperature, and --confidence writes its confidence map
+    beside each photo (NAME.confidence.png); any other model answers those with a one-line error.
     """
     from polychrome import hub
     from polychrome.color.hints import HintError, load_hint_file
     from polychrome.io import ImageError
-    from polychrome.pipeline import colorize_file, hint_model_error, uses_hints
+    from polychrome.pipeline import (
+        colorize_file,
+        confidence_error,
+        confidence_path,
+        gives_confidence,
+        hint_model_error,
+        model_label,
+        set_temperature,
+        uses_hints,
+    )
 
     err = _err_console()
     if output.exists() and not output.is_dir():
@@ -246,7 +273,16 @@ def colorize(
                 "the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
                 "is missing); pass --model PATH to a trained hint model"
             )
+    if confidence and hint_list:
+        raise _fail("--confidence is for automatic colourisation; use it without --hints")
     net = _load(model, _pick_device(device)) if jobs else None
+    if net is not None and temperature is not None:
+        try:
+            set_temperature(net, temperature)
+        except ValueError as e:
+            raise _fail(f"--temperature: {e}") from None
+    if net is not None and confidence and not gives_confidence(net):
+        raise _fail(str(confidence_error(model_label(net))))
     if hint_list and net is not None and not uses_hints(net):
         raise _fail(str(hint_model_error(model)))
 
@@ -269,13 +305,23 @@ def colorize(
                 if dst_key in claimed:
                     raise ImageError(f"{job.src}: its output {job.dst} is already the output of {claimed[dst_key]}")
                 claimed[dst_key] = job.src
+                conf_dst = confidence_path(job.dst) if confidence else None
+                if conf_dst is not None:
+                    if conf_dst.resolve() in claimed:
+                        raise ImageError(
+                            f"{job.src}: its confidence map {conf_dst} is already the output of {claimed[conf_dst.resolve()]}"
+                        )
+                    claimed[conf_dst.resolve()] = job.src
+                    if conf_dst.exists() and _file_id(conf_dst) in input_ids:
+                        raise ImageError(f"{job.src}: its confidence map {conf_dst} is an input photo; refusing to overwrite it")
                 if job.dst.exists() and _file_id(job.dst) in input_ids:
                     raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
-                if job.dst.exists() and not overwrite:
+                if job.dst.exists() and not overwrite and (conf_dst is None or conf_dst.exists()):
                     skipped += 1
                     continue
                 colorize_file(
-                    net, job.src, job.dst, size=size, compare=compare, precision=precision.value, hints=hint_list
+                    net, job.src, job.dst, size=size, compare=compare, precision=precision.value, hints=hint_list,
+                    confidence_path=conf_dst,
                 )
                 written += 1
             except ImageError as e:
@@ -320,15 +366,18 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT_DIR/last.pt.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (for logs).")] = False,
 ) -> None:
-    """Train a colouriser. Works as is under `torchrun --nproc_per_node N -m polychrome train ...`."""
+    """Train a colouriser. Works as is under `torchrun --nproc_per_node N -m polychrome train ...`.
+
+    The config's `trainer` key picks the trainer: "default" (regression and hint models) or "gan"
+    (the cicgan family: classification losses, then the PatchGAN critic; see configs/cicgan.toml)."""
     from polychrome.io import ImageError
     from polychrome.models import list_models
-    from polychrome.train import ConfigError, make_config
-    from polychrome.train import train as run_training
+    from polychrome.train import ConfigError, load_config
+    from polychrome.train import run as run_training
 
     _setup_logging()
     try:
-        cfg = make_config(config, overrides or [])
+        cfg = load_config(config, overrides or [])  # its `trainer` key picks the config class and trainer
     except ConfigError as e:
         raise _fail(str(e)) from None
     if cfg.model not in list_models():

@@ -117,8 +117,30 @@ def load_model(spec: str | os.PathLike = "default", device: str | torch.device =
             f"{spec}: not a bundled model ({', '.join(bundled_names()) or 'none'}), weight file or checkpoint{hint}"
         )
     meta.setdefault("infer_size", DEFAULT_INFER_SIZE)
+    apply_decoding(model, meta)
     model.meta = meta
     return model.to(device).eval()
+
+
+def decoding_meta(model: nn.Module) -> dict:
+    """A classification model's decoding defaults (``temperature``, ``decode_mode``) for its JSON; {} for others."""
+    return {k: getattr(model, k) for k in ("temperature", "decode_mode") if hasattr(model, k)}
+
+
+def apply_decoding(model: nn.Module, meta: dict) -> None:
+    """Set the decoding defaults a weight file's JSON records (:func:`decoding_meta`) on the rebuilt model."""
+    for key, kind in (("temperature", (int, float)), ("decode_mode", str)):
+        if key not in meta:
+            continue
+        if not hasattr(model, key):
+            raise ModelLoadError(f"weight metadata sets {key}, but {meta.get('model')} has no {key}")
+        value = meta[key]
+        from polychrome.color.quantize import DECODE_MODES
+
+        if (isinstance(value, bool) or not isinstance(value, kind) or (key == "temperature" and not value > 0)
+                or (key == "decode_mode" and value not in DECODE_MODES)):
+            raise ModelLoadError(f"weight metadata's {key} is not valid: {value!r}")
+        setattr(model, key, float(value) if key == "temperature" else value)
 
 
 def _load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
@@ -165,6 +187,7 @@ def export_checkpoint(
     model, meta = _load_checkpoint(Path(ckpt_path))
     if infer_size is not None:
         meta["infer_size"] = int(infer_size)
+    meta.update(decoding_meta(model))  # a classification model's default T travels with it (editable in the JSON)
     return save_weights(model, meta, out_dir, half=half)
 
 

@@ -19,17 +19,28 @@ coordinates of the full-resolution photo, painted onto the working grid by
 ``model(L_net, ab_to_net(hint_ab), hint_mask)``. A hint model given no hints sees zeros (automatic
 colourisation); a model without hint inputs given hints raises :class:`~polychrome.color.hints.HintError`
 rather than ignoring them.
+
+Classification models (cicgan) add two switches. ``temperature`` (:func:`set_temperature`,
+:func:`temperature`) picks their annealed-mean decoding: T -> 0 is the most likely bin (vivid, patchy),
+T = 1 the mean (smooth, greyish), 0.38 the paper's compromise. A model that ``gives_confidence`` also
+predicts, per pixel, how likely its colour is right; :func:`predict_ab_confidence` returns that map
+upsampled bilinearly to full resolution from the SAME model call as the ab, and
+``colorize_file(..., confidence_path=...)`` writes it as a greyscale image (white = confident).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
+from torch import nn
 
 from polychrome.color.hints import Hint, HintError, rasterize_hints
 from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
@@ -67,13 +78,17 @@ def run_model(model: nn.Module, x: torch.Tensor, precision: str = "fp32", *extra
     results unchanged but for float rounding: later fp32 calls on the same model differ by about 1e-7.
     ``"fp32"`` never touches the model.
     """
+    return _call_model(model, x, precision, extra).float().contiguous()
+
+
+def _call_model(model: nn.Module, x: torch.Tensor, precision: str, extra: tuple = (), **kwargs):
+    """``model(x, *extra, **kwargs)`` in ``precision`` (see :func:`run_model`); the output as the model returns it."""
     if check_precision(precision) == "fp32":
-        return model(x, *extra).float()  # exactly the pipeline before precision existed
+        return model(x, *extra, **kwargs)  # exactly the pipeline before precision existed
     to_channels_last(model)
     x, *extra = (t.contiguous(memory_format=torch.channels_last) for t in (x, *extra))
     with torch.autocast(x.device.type, dtype=torch.bfloat16):
-        out = model(x, *extra)
-    return out.float().contiguous()
+        return model(x, *extra, **kwargs)
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
@@ -108,6 +123,57 @@ def check_hints(model: nn.Module, hints: list[Hint] | None) -> None:
         raise hint_model_error(model_label(model))
 
 
+def gives_confidence(model: nn.Module) -> bool:
+    """Whether ``model`` predicts a confidence map: ``forward(L_net, return_all=True).confidence`` (cicgan)."""
+    return bool(getattr(model, "gives_confidence", False))
+
+
+def set_temperature(model: nn.Module, value: float) -> nn.Module:
+    """Set a classification model's annealed-mean temperature T (> 0) and switch it to annealed decoding.
+
+    Raises ValueError (one line) for a model without a ``temperature`` (one that regresses ab directly)
+    or a T that is not a finite number > 0."""
+    if not hasattr(model, "temperature"):
+        raise ValueError(
+            f"model {model_label(model)} has no decoding temperature (it regresses ab); --temperature applies "
+            "to classification models such as cicgan"
+        )
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {value!r}")
+    model.temperature = float(value)
+    if hasattr(model, "decode_mode"):
+        model.decode_mode = "annealed"  # a temperature means the annealed mean (T=1 is the mean anyway)
+    return model
+
+
+@contextlib.contextmanager
+def temperature(model: nn.Module, value: float | None) -> Iterator[nn.Module]:
+    """``with temperature(model, 0.1): ...`` decodes at T = 0.1 inside the block and restores the model's own
+    setting after (a cached or shared model keeps its default). ``None`` changes nothing."""
+    if value is None:
+        yield model
+        return
+    before = (getattr(model, "temperature", None), getattr(model, "decode_mode", None))
+    set_temperature(model, value)
+    try:
+        yield model
+    finally:
+        model.temperature = before[0]
+        if before[1] is not None:
+            model.decode_mode = before[1]
+
+
+def confidence_path(dst: str | os.PathLike) -> Path:
+    """Where ``colorize`` writes a photo's confidence map: ``<stem>.confidence.png`` beside ``dst``."""
+    dst = Path(dst)
+    return dst.with_name(f"{dst.stem}.confidence.png")
+
+
+def confidence_error(name: str) -> ValueError:
+    """The one-line error for a confidence map asked of a model that predicts none."""
+    return ValueError(f"model {name} predicts no confidence map; --confidence needs a classification model such as cicgan")
+
+
 @torch.no_grad()
 def predict_ab(
     model: nn.Module,
@@ -139,6 +205,33 @@ def predict_ab(
             or a hint outside the photo.
         ValueError: hint tensors of the wrong shape, or given together with ``hints``.
     """
+    return _predict(model, L, size, precision, hints, hint_ab, hint_mask, confidence=False)[0]
+
+
+@torch.no_grad()
+def predict_ab_confidence(
+    model: nn.Module, L: torch.Tensor, size: int, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ab and the model's confidence map, both at L's full resolution, from ONE model call.
+
+    Args:
+        model: a model that ``gives_confidence``: forward(L_net, return_all=True) returns an object with
+            ``ab_net`` (B, 2, h, w) and ``confidence`` (B, 1, h', w') logits on a coarser grid aligned as
+            cicgan's half-resolution heads are (h' = ceil(h / 2)).
+        L, size, precision: as in :func:`predict_ab`.
+    Returns:
+        (ab (B, 2, H, W) float32 CIE units, confidence (B, 1, H, W) float32 in [0, 1]: the sigmoid of the
+        logits, upsampled bilinearly; high where the model expects its colour to be right).
+    Raises:
+        ValueError: the model predicts no confidence (:func:`confidence_error`).
+    """
+    if not gives_confidence(model):
+        raise confidence_error(model_label(model))
+    return _predict(model, L, size, precision, None, None, None, confidence=True)
+
+
+def _predict(model, L, size, precision, hints, hint_ab, hint_mask, confidence: bool):
+    """:func:`predict_ab`'s body; with ``confidence`` also the full-resolution map (else None)."""
     B, _, H, W = L.shape
     h, w = working_shape(H, W, size)
     if (hint_ab is None) != (hint_mask is None):
@@ -168,10 +261,37 @@ def predict_ab(
         hint_ab = hint_ab.to(device, torch.float32).expand(B, 2, h, w)
         hint_mask = hint_mask.to(device, torch.float32).expand(B, 1, h, w)
         extra = (ab_to_net(hint_ab) * hint_mask, hint_mask.contiguous())  # ab 0 wherever there is no hint
-    ab = net_to_ab(run_model(model, l_to_net(small.to(device)), precision, *extra)).to(L.device)
+    x = l_to_net(small.to(device))
+    conf = None
+    if confidence:
+        out = _call_model(model, x, precision, extra, return_all=True)
+        ab_net = out.ab_net.float().contiguous()
+        conf = torch.sigmoid(out.confidence.float()).contiguous().to(L.device)  # (B, 1, h', w')
+        # The heads' grid is the working grid halved with its last row/column padded; upsample at that exact
+        # ratio and crop, as the model does for ab, so the map lines up with the colours, then to full size.
+        conf = _grid_up(conf, h, w)
+        if (h, w) != (H, W):
+            conf = F.interpolate(conf, size=(H, W), mode="bilinear", align_corners=False)
+        conf = conf.clamp(0, 1)
+    else:
+        ab_net = run_model(model, x, precision, *extra)
+    ab = net_to_ab(ab_net).to(L.device)
     if (h, w) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
-    return ab
+    return ab, conf
+
+
+def _grid_up(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A (B, C, h', w') map on a grid of stride s = ceil-aligned to (h, w) -> (B, C, h, w): bilinear at the
+    exact integer ratio, then cropped (how cicgan upsamples its half-resolution ab)."""
+    h2, w2 = m.shape[-2:]
+    sy, sx = max(1, round(h / h2)), max(1, round(w / w2))
+    if (h2 * sy, w2 * sx) == (h, w):
+        return F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+    up = F.interpolate(m, size=(h2 * sy, w2 * sx), mode="bilinear", align_corners=False)
+    if up.shape[-2] < h or up.shape[-1] < w:  # not a padded grid: plain resize
+        return F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+    return up[..., :h, :w]
 
 
 def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -248,8 +368,14 @@ def colorize_file(
     compare: bool = False,
     precision: str = "fp32",
     hints: list[Hint] | None = None,
+    confidence_path: str | os.PathLike | None = None,
 ) -> Path:
     """Read ``src``, colourise it at full resolution, write ``dst`` atomically (format from its extension).
+
+    ``confidence_path`` (a model that :func:`gives_confidence` only) also writes the model's confidence map,
+    from the same model call, as an 8-bit greyscale image of the photo's own size (white = the model expects
+    its colour to be right; :func:`confidence_path` gives the usual name). It is written before ``dst``, so a
+    photo that exists has its map.
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is
     kept when the output format has one. ``compare`` writes grey | colour side by side. ``precision``
@@ -260,9 +386,21 @@ def colorize_file(
     """
     check_precision(precision)
     check_hints(model, hints)
+    if confidence_path is not None:
+        if not gives_confidence(model):
+            raise confidence_error(model_label(model))
+        if hints:
+            raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
     rgb, alpha = pil_to_rgb_array(open_image(src))
     L = lightness(rgb)  # once: the grey panel of --compare shares it
-    out = _to_array(colorize_lightness(model, L, size, precision, hints=hints))
+    if confidence_path is None:
+        out = _to_array(colorize_lightness(model, L, size, precision, hints=hints))
+    else:
+        size = size or getattr(model, "meta", {}).get("infer_size", 256)
+        ab, conf = predict_ab_confidence(model, L, size, precision)
+        out = _to_array(join_lab(L, ab))
+        grey = (conf[0, 0].numpy() * 255 + 0.5).astype(np.uint8)  # (H, W)
+        save_image_atomic(Image.fromarray(grey, "L"), confidence_path)
     if compare:
         out = np.concatenate([_to_array(gray_lightness(L)), out], axis=1)
         alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)

@@ -129,6 +129,9 @@ class Cicgan(nn.Module):
         pretrained: a torchvision-format resnet34 state-dict file to start the encoder from (init only).
     """
 
+    #: The pipeline may ask for ``forward(..., return_all=True).confidence`` (``polychrome colorize --confidence``).
+    gives_confidence = True
+
     def __init__(
         self,
         layers: Sequence[int] = RESNET34_LAYERS,
