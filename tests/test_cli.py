@@ -196,7 +196,7 @@ def test_bad_model_is_a_one_line_error(tmp_path, make_photo, tiny_model_dir, kin
         shutil.copytree(tiny_model_dir, spec)
         (spec / "config.json").write_text(json.dumps({"model": "simple-unet", "model_kwargs": {"nonsense": 1}}))
     else:
-        spec = "unet-32"
+        spec = "unet-128"  # an architecture with no bundled weights
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", spec)
     assert_one_line_error(r, "--model", code=2)
     assert not (tmp_path / "out").exists()
