@@ -128,3 +128,12 @@ def test_random_hint_counts_stay_in_range():
     assert c.min() == 2 and c.max() == 9 and c.dtype == torch.long
     with pytest.raises(ValueError):
         random_hint_counts(4, 5, 2)
+
+
+def test_log_hint_counts_favour_few_hints_but_reach_the_top():
+    c = random_hint_counts(20000, 0, 200, torch.Generator().manual_seed(0), sampling="log")
+    assert c.min() == 0 and c.max() == 200
+    assert 8 <= c.median() <= 18  # log-uniform count + 1 over [1, 201]: median about sqrt(201) - 1
+    assert 0.2 < (c > 50).float().mean() < 0.3
+    with pytest.raises(ValueError, match="uniform, log"):
+        random_hint_counts(4, 0, 2, sampling="gauss")

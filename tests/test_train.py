@@ -569,3 +569,6 @@ def test_grad_checkpointing_option(tmp_path):
 def test_hint_range_is_checked():
     with pytest.raises(ConfigError, match="hint_min <= hint_max"):
         make_config(overrides=["hint_min=5", "hint_max=2"])
+    with pytest.raises(ConfigError, match="hint_sampling"):
+        make_config(overrides=["hint_sampling=gauss"])
+    assert make_config(overrides=["hint_sampling=log"]).hint_sampling == "log"

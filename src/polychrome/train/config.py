@@ -48,6 +48,7 @@ class TrainConfig:
     perceptual_weights: str = ""  # torchvision-format VGG16 state dict file, required by perceptual_net = "vgg16"
     hint_min: int = 0  # hint models: fewest random hints per training photo (drawn uniformly in [hint_min, hint_max])
     hint_max: int = 128  # hint models: most random hints per training photo
+    hint_sampling: str = "uniform"  # hint models: "uniform" counts, or "log" (count + 1 log-uniform: more few-hint photos)
     hint_patch: int = 2  # hint models: side of a hint square (px), coloured with the true mean ab there
     val_hints: int = 10  # hint models: validation also scores this many true-colour hints (fixed seed)
     grad_checkpointing: bool = False  # recompute activations in backward (models with set_grad_checkpointing)
@@ -172,6 +173,8 @@ def make_config(
         raise ConfigError(f"precision: must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
     if not 0 <= cfg.hint_min <= cfg.hint_max:
         raise ConfigError(f"hint_min, hint_max: need 0 <= hint_min <= hint_max, got {cfg.hint_min}, {cfg.hint_max}")
+    if cfg.hint_sampling not in ("uniform", "log"):
+        raise ConfigError(f"hint_sampling: must be 'uniform' or 'log', got {cfg.hint_sampling!r}")
     if cfg.val_hints < 0:
         raise ConfigError(f"val_hints: must be >= 0, got {cfg.val_hints}")
     for k in ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch"):

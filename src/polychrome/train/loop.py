@@ -302,7 +302,7 @@ class Trainer:
             hints = ()
             if self.uses_hints:
                 gen = hint_generator(cfg.seed, self.step, i, self.dist.rank)
-                counts = random_hint_counts(len(L_net), cfg.hint_min, cfg.hint_max, gen)
+                counts = random_hint_counts(len(L_net), cfg.hint_min, cfg.hint_max, gen, cfg.hint_sampling)
                 hints = self._hints(ab_true, counts, gen)
             with sync:
                 pred = self._predict(self.ddp, L_net, hints)
