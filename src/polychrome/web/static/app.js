@@ -132,6 +132,7 @@ function refreshControls() {
   $("clearBtn").disabled = !have || state.hints.length === 0;
   $("grayToggle").disabled = !have;
   $("downloadBtn").disabled = !have;
+  if (have) $("downloadBtn").title = `Colourise at full resolution (${state.photo.width}×${state.photo.height}) and save as PNG`;
   $("downloadHintsBtn").disabled = !have || state.hints.length === 0;
   $("hintCount").textContent = String(state.hints.length);
   $("noHints").hidden = state.hints.length > 0;
@@ -179,7 +180,7 @@ function renderEditor() {
   if (!h) return;
   $("colorInput").value = h.color;
   $("colorHex").textContent = h.color;
-  $("hintWhere").textContent = `hint ${state.selected + 1} at (${h.x}, ${h.y})`;
+  $("hintWhere").textContent = `hint ${state.selected + 1} · ${h.x}, ${h.y}`;
 }
 
 function renderRecent() {
