@@ -884,7 +884,7 @@ def serve(
     model: Annotated[str, typer.Option(help="The colourising model (a hint model): bundled name, export folder, .safetensors or .pt.")] = "hints",
     host: Annotated[str, typer.Option(help="Address to listen on. 127.0.0.1: this machine only; 0.0.0.0: every network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
-    size: Annotated[int, typer.Option(min=16, help="Working size (longest side, px) the model colourises at.")] = 320,
+    size: Annotated[int | None, typer.Option(min=16, help="Working size (longest side, px) the model colourises at; default: the model's (192 for 'hints').", show_default=False)] = None,
     preview_size: Annotated[int, typer.Option(min=64, help="Longest side of the preview images, px.")] = 640,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest photo file accepted, MB (HTTP 413 over it).")] = 25.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest photo accepted, width x height (HTTP 413 over it).")] = 30_000_000,
@@ -923,6 +923,7 @@ def serve(
         raise _fail(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
+    size = web.state.size  # the model's own when --size is not given
     typer.echo(f"polychrome: serving {url}  (model {model}, working size {size} px; API docs at {url}docs; Ctrl+C stops)")
     server = uvicorn.Server(uvicorn.Config(web, log_level="warning", lifespan="on"))
     server.run(sockets=[sock])
