@@ -273,7 +273,7 @@ def test_bundled_model_on_a_photo(page, tmp_path, lab):
 
     shot = os.environ.get("POLYCHROME_SCREENSHOT")
     # As `polychrome serve` runs it; for the picture also with the automatic model's suggestions.
-    driver, _server, _downloads = page(HINTS_SPEC, window=(1200, 760), size=320, auto_spec=None if shot else "")
+    driver, _server, _downloads = page(HINTS_SPEC, window=(1200, 760), size=None, auto_spec=None if shot else "")
     src = os.environ.get("POLYCHROME_SCREENSHOT_PHOTO")
     photo = tmp_path / (Path(src).stem + ".png" if src else "scene.png")
     if src:

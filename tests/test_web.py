@@ -431,7 +431,7 @@ def test_bundled_hints_model_moves_colour_toward_a_hint(lab):
     The bar is modest on purpose: a model trained with L1 on ab keeps colours muted, and one 2 x 2 hint on
     a 320 px grid is a small nudge (the step-7000 model: blue 0.49-0.73, orange 0.43-0.65 of the distance
     left; green barely moves)."""
-    with fastapi_testclient.TestClient(create_app(HINTS_SPEC, auto_spec="", size=320)) as c:
+    with fastapi_testclient.TestClient(create_app(HINTS_SPEC, auto_spec="")) as c:
         pid = c.post("/api/photos", files={"file": ("p.png", grey_png(320, 240), "image/png")}).json()["id"]
         before = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=[]))
         for colour in (BLUE, "#e0a020"):
