@@ -186,16 +186,7 @@ def score_photos(
     first = next(iter(models), None)
 
     console = Console(stderr=True, highlight=False)
-    bar = Progress(
-        TextColumn(title),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        disable=not progress,
-    )
+    bar = progress_bar(title, console, progress)
 
     def skip(name: str, e: Exception) -> None:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -252,6 +243,20 @@ def score_photos(
         if pending is not None:
             collect(*pending)
     return PhotoScores(rows, skipped, panels)
+
+
+def progress_bar(title: str, console: Console, enabled: bool = True) -> Progress:
+    """The evaluations' rich progress bar: title, bar, n/N, elapsed, remaining, and a status field."""
+    return Progress(
+        TextColumn(title),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        disable=not enabled,
+    )
 
 
 def summarise(

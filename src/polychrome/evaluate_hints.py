@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from polychrome import metrics
@@ -39,6 +38,7 @@ from polychrome.evaluate import (
     display_name,
     eval_mode,
     photo_paths,
+    progress_bar,
     torch_threads,
     working_size,
 )
@@ -152,16 +152,7 @@ def run_hint_evaluation(
     per_image: list[dict] = []
     skipped: list[dict] = []
     console = Console(stderr=True, highlight=False)
-    bar = Progress(
-        TextColumn("evaluating hints"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        disable=not progress,
-    )
+    bar = progress_bar("evaluating hints", console, progress)
 
     def skip(name: str, e: Exception) -> None:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from polychrome.color.lab import net_to_ab
@@ -210,14 +209,7 @@ class GanTrainer(Trainer):
             total += loss.item()
             for k, v in terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + v.item() / n
-        if cfg.grad_clip > 0:
-            self.scaler.unscale_(self.opt)
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        self.opt.zero_grad(set_to_none=True)
-        self.sched.step()
-        self.ema.update_parameters(self.model)
+        self.optimizer_step()
         if adversarial:
             terms_sum["d"] = self._critic_step(pairs)
         self.last_terms = terms_sum

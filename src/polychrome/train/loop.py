@@ -316,16 +316,21 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             total += loss.item()
         self.last_terms = terms_sum
-        if cfg.grad_clip > 0:
+        self.optimizer_step()
+        self.step += 1
+        return total
+
+    def optimizer_step(self) -> None:
+        """After the backward passes of one step: clip, step the optimiser (through the grad scaler), clear the
+        gradients, advance the LR schedule and update the EMA. Shared with the GAN trainer's generator."""
+        if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.opt)
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
         self.ema.update_parameters(self.model)
-        self.step += 1
-        return total
 
     def _loader(self, indices: list[int]) -> DataLoader:
         return DataLoader(
