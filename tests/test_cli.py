@@ -530,3 +530,33 @@ def test_palette_build_errors_are_one_line(tmp_path, make_photo):
     r = invoke("palette", "build", tmp_path / "one", "--bins", "313", "-o", tmp_path / "p.safetensors")
     assert r.exit_code == 2 and "at least k=313" in r.output
     assert not (tmp_path / "p.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["colorize", "x", "-o", "y", "--bogus"], "No such option: --bogus"),
+        (["colorize", "x"], "Missing option '--output'"),
+        (["colorize", "--size", "2", "x", "-o", "y"], "Invalid value for '--size'"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_mistakes_are_one_line_from_the_console_script(capsys, argv, message):
+    from polychrome.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_console_script_passes_exit_codes_through(capsys, tmp_path):
+    from polychrome.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["colorize", str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")])
+    assert e.value.code == 1 and "missing.png" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["models"])
+    assert e.value.code == 0
