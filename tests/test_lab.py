@@ -118,6 +118,19 @@ def test_split_lab_and_gray_l():
     torch.testing.assert_close(rgb_to_gray_l(rgb), L)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gray_l_alone_equals_the_full_conversion(dtype):
+    # rgb_to_gray_l computes L without a and b (the pipeline's full-resolution read): same values as
+    # kornia's full conversion, dark values below the cube-root threshold included.
+    g = torch.Generator().manual_seed(2)
+    rgb = torch.cat([torch.rand(1, 3, 16, 16, generator=g), torch.rand(1, 3, 16, 16, generator=g) * 0.02], 0).to(dtype)
+    full = rgb_to_lab(rgb)[:, :1]
+    got = rgb_to_gray_l(rgb)
+    assert got.dtype == dtype and got.shape == full.shape
+    torch.testing.assert_close(got, full, atol=1e-4 if dtype == torch.float32 else 1e-10, rtol=0)
+    assert (rgb[1] < 0.02).all() and got[1].max() < 2  # the dark image exercises the linear branch
+
+
 def test_l_to_gray_rgb_inverts_the_lightness_of_a_grey_photo():
     # A grey sRGB value g (R = G = B) has some L; the neutral grey of that L is g again.
     g = torch.linspace(0, 1, 101).view(1, 1, 1, 101)

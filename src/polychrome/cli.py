@@ -771,7 +771,7 @@ def _print_speed(result: dict) -> None:
     console.print(stages)
     for r in result["runs"]:
         pre_post = sum(r["stages"][k] for k in speed.PRE_POST)
-        lab = r["stages"]["rgb_to_lab"] + r["stages"]["lab_to_rgb"]
+        lab = r["stages"]["rgb_to_l"] + r["stages"]["lab_to_rgb"]
         top = max(speed.PRE_POST, key=lambda k: r["stages"][k])
         console.print(
             f"{r['size']} {r['precision']}: model {r['stages']['model']:.3f} s ({r['model_share']:.0%}), "

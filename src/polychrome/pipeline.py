@@ -43,7 +43,7 @@ from PIL import Image
 from torch import nn
 
 from polychrome.color.hints import Hint, HintError, rasterize_hints
-from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
+from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_gray_l
 from polychrome.io import open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
 
 
@@ -302,7 +302,7 @@ def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 def lightness(rgb: np.ndarray) -> torch.Tensor:
     """The L channel of a photo: (H, W, 3) float RGB in [0, 1] -> (1, 1, H, W) float L in [0, 100]."""
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    return rgb_to_lab(x)[:, :1]
+    return rgb_to_gray_l(x)  # L alone: a and b of the input are never used
 
 
 def _to_array(rgb: torch.Tensor) -> np.ndarray:

@@ -38,7 +38,7 @@ PRECISIONS = ("fp32", "bf16")
 STAGES = (
     ("decode", "read + decode the file (PIL, EXIF orientation)"),
     ("to_float", "8-bit image -> float RGB array"),
-    ("rgb_to_lab", "RGB -> Lab at full resolution"),
+    ("rgb_to_l", "RGB -> L at full resolution (the lightness only)"),
     ("resize", "L down to the working size, ab up to full size"),
     ("model", "the model (bf16: autocast + channels_last)"),
     ("lab_to_rgb", "join L + ab, Lab -> RGB at full resolution"),
@@ -208,7 +208,7 @@ def _worker(cfg: dict) -> dict:
     for name, stage in [
         ("open_image", "decode"),
         ("pil_to_rgb_array", "to_float"),
-        ("rgb_to_lab", "rgb_to_lab"),
+        ("rgb_to_gray_l", "rgb_to_l"),
         ("predict_ab", "predict_ab"),
         ("run_model", "model"),
         ("join_lab", "lab_to_rgb"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
+from kornia.color import rgb_to_linear_rgb
 
 #: L is centred and scaled to [-1, 1] for the network.
 L_CENTER = 50.0
@@ -79,8 +80,20 @@ def split_lab(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def rgb_to_gray_l(rgb: torch.Tensor) -> torch.Tensor:
-    """The L channel of an sRGB image: (B, 3, H, W) in [0, 1] -> (B, 1, H, W) in [0, 100]."""
-    return split_lab(rgb_to_lab(rgb))[0]
+    """The L channel of an sRGB image: (B, 3, H, W) in [0, 1] -> (B, 1, H, W) in [0, 100].
+
+    Computes L alone, the way :func:`rgb_to_lab` (kornia) computes it: linear RGB (kornia), the Y row of
+    the same RGB->XYZ matrix, then CIE's f(Y) with kornia's constants. The full conversion also builds
+    X, Z, a and b, which the pipeline throws away at full resolution: for a 12 MP photo this is most of
+    the cost of reading its lightness. Tested equal to ``rgb_to_lab(rgb)[:, :1]``."""
+    check_image(rgb, 3, "rgb")
+    x = rgb if rgb.dtype in (torch.float32, torch.float64) else rgb.float()
+    lin = rgb_to_linear_rgb(x)
+    # Y of kornia's rgb_to_xyz (D65); the D65 white's Y is 1, so no normalisation is needed.
+    y = 0.212671 * lin[..., 0:1, :, :] + 0.715160 * lin[..., 1:2, :, :] + 0.072169 * lin[..., 2:3, :, :]
+    threshold = 0.008856
+    f = torch.where(y > threshold, y.clamp(min=threshold).pow(1 / 3.0), 7.787 * y + 4.0 / 29.0)
+    return (116.0 * f - 16.0).to(rgb.dtype)
 
 
 def l_to_gray_rgb(L: torch.Tensor) -> torch.Tensor:
