@@ -111,8 +111,14 @@ def test_compare_doubles_the_width(tmp_path, make_photo, tiny_model_dir):
     src = make_photo(tmp_path / "p.png", 45, 30)
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--compare")
     assert r.exit_code == 0, r.output
-    with Image.open(tmp_path / "out" / "p.png") as im:
+    with Image.open(tmp_path / "out" / "p.compare.png") as im:
         assert im.size == (90, 30)
+    # The side-by-side picture is not the colourised photo: a plain run still writes p.png.
+    assert not (tmp_path / "out" / "p.png").exists()
+    r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert r.exit_code == 0 and "1 written" in r.stdout, r.output
+    with Image.open(tmp_path / "out" / "p.png") as im:
+        assert im.size == (45, 30)
 
 
 def test_precision_bf16_colourises_like_fp32(tmp_path, make_photo, tiny_model_dir):

@@ -200,7 +200,7 @@ def colorize(
         ),
     ] = None,
     size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
-    compare: Annotated[bool, typer.Option("--compare", help="Write grey | colour side by side.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Write grey | colour side by side, as NAME.compare.EXT.")] = False,
     hints: Annotated[
         Path | None,
         typer.Option(
@@ -264,6 +264,8 @@ def colorize(
         except HintError as e:
             raise _fail(str(e)) from None
     jobs, problems = plan_jobs(inputs, output)
+    if compare:  # side-by-side pictures get their own names, so they never stand in for (or skip) real outputs
+        jobs = [Job(j.src, j.dst.with_name(f"{j.dst.stem}.compare{j.dst.suffix}")) for j in jobs]
     if hint_list is not None and len(jobs) > 1:
         raise _fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
     if model is None:
