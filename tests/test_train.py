@@ -455,8 +455,15 @@ def test_composite_loss_trains_and_logs_every_term(tmp_path):
     assert not any("feature_net" in k for k in ckpt["model"])  # the frozen loss network is not the model's
 
 
-def test_composite_loss_resume_is_exact(tmp_path):
-    straight = tiny_train_config(tmp_path, loss="composite", max_steps=4, out_dir=str(tmp_path / "a"))
+TINY_VIT = {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 2, "heads": 2, "img_size": 32}}
+
+
+RESUME_CASES = {"composite-loss": {"loss": "composite"}, "hint-model": {**TINY_VIT, "hint_max": 8}}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_is_exact_for_composite_loss_and_hint_models(tmp_path, case):
+    straight = tiny_train_config(tmp_path, **RESUME_CASES[case], max_steps=4, out_dir=str(tmp_path / "a"))
     broken = dataclasses.replace(straight, out_dir=str(tmp_path / "b"))
     train(straight, progress=False)
     train(broken, progress=False, stop_at_step=2)
@@ -513,7 +520,6 @@ def test_missing_weights_wheel_is_a_config_error(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- hint models
 
-TINY_VIT = {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 2, "heads": 2, "img_size": 32}}
 
 
 def test_hint_model_trains_with_random_hints_and_validates_with_and_without(tmp_path, monkeypatch):
@@ -534,17 +540,6 @@ def test_hint_model_trains_with_random_hints_and_validates_with_and_without(tmp_
     assert set(val_counts.tolist()) == {0, 4}
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["best_val_psnr"] == pytest.approx(summary["psnr_hints"])  # hint models are judged with hints
-
-
-def test_hint_model_resume_is_exact(tmp_path):
-    straight = tiny_train_config(tmp_path, **TINY_VIT, max_steps=4, hint_max=8, out_dir=str(tmp_path / "a"))
-    broken = dataclasses.replace(straight, out_dir=str(tmp_path / "b"))
-    train(straight, progress=False)
-    train(broken, progress=False, stop_at_step=2)
-    train(broken, progress=False, resume=True)
-    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
-    for key in ("model", "ema", "optimizer", "epoch", "step"):
-        _assert_same(a[key], b[key], key)
 
 
 def test_hint_generators_differ_by_step_micro_batch_and_rank():

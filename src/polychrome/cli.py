@@ -490,10 +490,7 @@ def evaluate(
         return
     if plot is not None:
         raise _fail("--plot draws the hint curve; it needs --hints COUNTS")
-    try:
-        evaluation = importlib.import_module("polychrome.evaluate")
-    except ImportError as e:
-        raise _fail(f"evaluation is not available in this installation ({e})") from None
+    evaluation = _evaluation_module("polychrome.evaluate")
     try:
         summary = evaluation.run_evaluation(
             str(model), str(data), str(json_path), size=size, limit=limit,
@@ -528,10 +525,7 @@ def _evaluate_hints(model: str, data: Path, json_path: Path, size, limit, grid, 
 
     if grid is not None:
         raise _fail("--grid is not available with --hints (use --plot for the curve)")
-    try:
-        evaluation = importlib.import_module("polychrome.evaluate_hints")
-    except ImportError as e:
-        raise _fail(f"evaluation is not available in this installation ({e})") from None
+    evaluation = _evaluation_module("polychrome.evaluate_hints")
     try:
         counts = evaluation.parse_counts(hints)
     except ValueError as e:
@@ -558,6 +552,14 @@ def _evaluate_hints(model: str, data: Path, json_path: Path, size, limit, grid, 
     if summary.get("skipped"):
         typer.echo(f"{len(summary['skipped'])} unreadable photos skipped (listed in the JSON)")
     typer.echo(f"summary written to {json_path}" + (f", curve to {plot}" if summary.get("plot") else ""))
+
+
+def _evaluation_module(name: str):
+    """Import an evaluation module lazily (it pulls in scikit-image); a broken install is a one-line error."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise _fail(f"evaluation is not available in this installation ({e})") from None
 
 
 def _fmt(v) -> str:
