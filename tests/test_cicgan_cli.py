@@ -200,3 +200,49 @@ def test_temperature_is_per_call_in_the_api(checkpoint, photo):
     assert model.temperature == DEFAULT_TEMPERATURE
     with pytest.raises(ValueError, match="no decoding temperature"):
         api_colorize(img, hub.load_model("unet-32"), temperature=0.38)
+
+
+# --------------------------------------------------------------------------- evaluate --temperature
+def test_evaluate_at_several_temperatures_matches_single_runs(checkpoint, tmp_path, make_photo):
+    from polychrome.evaluate import run_evaluation
+
+    for i, (w, h) in enumerate(((64, 48), (40, 56), (50, 50))):
+        make_photo(tmp_path / "photos" / f"p{i}.png", w, h, seed=10 + i)
+    r = invoke("evaluate", "--model", checkpoint, "--data", tmp_path / "photos", "--json", tmp_path / "s.json",
+               "--temperature", "0.1,1.0", "--grid", tmp_path / "g.png")
+    assert r.exit_code == 0, r.output
+    assert "T = 0.1" in r.stdout and "T = 1" in r.stdout and "grey baseline" in r.stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["n"] == 3 and summary["temperature"] == 0.1
+    by_t = summary["by_temperature"]
+    assert [t["temperature"] for t in by_t] == [0.1, 1.0]
+    assert by_t[0]["mean"] == summary["mean"]  # the summary's mean is the first temperature's
+    assert by_t[0]["mean"] != by_t[1]["mean"]  # the temperature reaches the decoding
+    # Each column is what scoring the model alone at that temperature gives.
+    for t in by_t:
+        model = hub.load_model(checkpoint)
+        with temperature(model, t["temperature"]):
+            alone = run_evaluation(model, tmp_path / "photos", None, progress=False)
+        assert alone["mean"] == pytest.approx(t["mean"], rel=1e-9), t["temperature"]
+        assert alone["grey"] == pytest.approx(summary["grey"], rel=1e-9)
+    # The grid: grey | one column per temperature | original.
+    model = hub.load_model(checkpoint)
+    grid = Image.open(tmp_path / "g.png")
+    one = run_evaluation(model, tmp_path / "photos", None, grid_path=tmp_path / "g1.png", progress=False)
+    assert one["n"] == 3 and grid.height == Image.open(tmp_path / "g1.png").height
+    assert grid.width > Image.open(tmp_path / "g1.png").width
+    assert model.temperature == DEFAULT_TEMPERATURE  # evaluation decodes copies; the model keeps its default
+
+
+def test_evaluate_temperature_errors_are_one_line(checkpoint, tiny_model_dir, tmp_path, make_photo):
+    make_photo(tmp_path / "photos" / "p.png", 40, 30)
+    base = ("evaluate", "--data", tmp_path / "photos", "--json", tmp_path / "s.json")
+    r = invoke(*base, "--model", tiny_model_dir, "--temperature", "0.38")
+    assert_one_line_error(r, "--temperature", "no decoding temperature", code=2)
+    for bad in ("0", "0.1,x", "-1", ",", "nan"):
+        assert_one_line_error(invoke(*base, "--model", checkpoint, "--temperature", bad), "--temperature", code=2)
+    r = invoke(*base, "--model", checkpoint, "--temperature", "0.38,0.38")
+    assert_one_line_error(r, "--temperature", "twice", code=2)
+    r = invoke(*base, "--model", checkpoint, "--temperature", "0.38", "--hints", "0,1")
+    assert_one_line_error(r, "--temperature", "--hints", code=2)
+    assert not (tmp_path / "s.json").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import importlib
 import logging
+import math
 import os
 from dataclasses import dataclass
 from enum import Enum
@@ -476,45 +477,75 @@ def evaluate(
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="With --hints: write the PSNR/SSIM-vs-hints plot PNG here.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="With --hints: photo i's hints are drawn with seed + i.")] = 0,
+    temperature: Annotated[
+        str | None,
+        typer.Option(
+            help="Classification models (cicgan): annealed-mean temperature(s), e.g. 0.1,0.38,1.0: every "
+            "photo is colourised at each, beside one grey baseline (the JSON's mean is the first's).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score a model on colour photos (turned grey, colourised, compared with the truth).
 
     With --hints, score a hint model once per hint count instead (hints sampled from each photo's true
-    colours, nested and reproducible), and optionally plot the curve.
+    colours, nested and reproducible), and optionally plot the curve. With --temperature T1,T2,..., score
+    a classification model at each decoding temperature in one run.
     """
     from polychrome import hub
     from polychrome.io import ImageError
 
     if hints is not None:
+        if temperature is not None:
+            raise _fail("--temperature applies to classification models; --hints scores a hint model")
         _evaluate_hints(model, data, json_path, size, limit, grid, hints, plot, seed)
         return
     if plot is not None:
         raise _fail("--plot draws the hint curve; it needs --hints COUNTS")
+    temperatures = None if temperature is None else _parse_temperatures(temperature)
     evaluation = _evaluation_module("polychrome.evaluate")
     try:
         summary = evaluation.run_evaluation(
             str(model), str(data), str(json_path), size=size, limit=limit,
             grid_path=str(grid) if grid else None, progress=_err_console().is_terminal,
+            **({"temperatures": temperatures} if temperatures else {}),
         )
     except hub.ModelLoadError as e:
         raise _fail(f"--model {e}") from None
     except (ImageError, FileNotFoundError) as e:
         raise _fail(str(e)) from None
-    mean, grey = summary.get("mean") or {}, summary.get("grey") or {}
-    reference = summary.get("reference") or {}
+    except ValueError as e:  # --temperature on a regressor, or a repeated temperature
+        raise _fail(f"--temperature {temperature}: {e}") from None
+    columns = {"model": summary.get("mean") or {}}
+    if summary.get("by_temperature"):
+        columns = {f"T = {t['temperature']:g}": t["mean"] or {} for t in summary["by_temperature"]}
+    grey, reference = summary.get("grey") or {}, summary.get("reference") or {}
     table = Table(title=f"{model} on {data} ({summary.get('n', '?')} photos)")
     table.add_column("metric")
-    table.add_column("model", justify="right")
+    for heading in columns:
+        table.add_column(heading, justify="right")
     table.add_column("grey baseline", justify="right")
     if reference:
         table.add_column("originals", justify="right")
-    for key in list(mean) + [k for k in grey if k not in mean]:
-        row = [key, _fmt(mean.get(key)), _fmt(grey.get(key))]
+    keys = list(dict.fromkeys([k for mean in columns.values() for k in mean] + list(grey)))
+    for key in keys:
+        row = [key, *(_fmt(mean.get(key)) for mean in columns.values()), _fmt(grey.get(key))]
         table.add_row(*row, *([_fmt(reference.get(key))] if reference else []))
     Console(highlight=False).print(table)
     if summary.get("skipped"):
         typer.echo(f"{len(summary['skipped'])} unreadable photos skipped (listed in the JSON)")
     typer.echo(f"summary written to {json_path}")
+
+
+def _parse_temperatures(text: str) -> list[float]:
+    """``"0.1,0.38,1"`` -> [0.1, 0.38, 1.0]; a one-line usage error for anything else."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise _fail(f"--temperature {text}: give numbers > 0 separated by commas, e.g. 0.1,0.38,1.0") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise _fail(f"--temperature {text}: give numbers > 0 separated by commas, e.g. 0.1,0.38,1.0")
+    return values
 
 
 def _evaluate_hints(model: str, data: Path, json_path: Path, size, limit, grid, hints: str, plot, seed: int) -> None:

@@ -9,6 +9,10 @@ a saved file would be, then compared with the original:
 * colourfulness (Hasler and Suesstrunk 2003) of the prediction, the grey baseline and the original,
 * mean CIEDE2000 between prediction and original.
 
+A classification model (cicgan) can be scored at several annealed-mean temperatures in one run
+(``temperatures``): each photo is read, made grey and scored against its original once, and colourised
+once per temperature, so the temperatures compare on identical inputs beside one grey baseline.
+
 Exact settings are in the :mod:`polychrome.metrics` docstrings and in the ``settings`` of the result.
 The grey baseline reproduces the numbers in ``../shared/data/README.md`` for val/bsds500 (all 300:
 PSNR 21.95 dB, SSIM 0.938, originals' colourfulness 39.7).
@@ -16,11 +20,12 @@ PSNR 21.95 dB, SSIM 0.938, originals' colourfulness 39.7).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -43,7 +48,7 @@ from rich.progress import (
 from polychrome import metrics
 from polychrome.hub import DEFAULT_INFER_SIZE, load_model
 from polychrome.io import ImageError, find_images, load_rgb, save_image_atomic, write_json_atomic
-from polychrome.pipeline import colorize_array, gray_array
+from polychrome.pipeline import colorize_array, gray_array, set_temperature
 
 #: Photos shown in the comparison grid, and the height (px) of each panel in it.
 GRID_ROWS = 6
@@ -64,6 +69,7 @@ def run_evaluation(
     limit: int | None = None,
     grid_path: str | os.PathLike | None = None,
     progress: bool = True,
+    temperatures: Sequence[float] | None = None,
 ) -> dict:
     """Colourise every photo under ``data`` and score it against the original.
 
@@ -79,6 +85,11 @@ def run_evaluation(
         grid_path: if given, a PNG with one row per photo (the first :data:`GRID_ROWS`):
             grey | prediction | original, each :data:`GRID_HEIGHT` px high.
         progress: show a rich progress bar on stderr.
+        temperatures: for a classification model (cicgan), decode at each of these annealed-mean
+            temperatures (distinct, each > 0) instead of the model's own setting. The summary's ``mean``,
+            ``per_image`` and grid are then the FIRST temperature's (``temperature`` says which), and
+            ``by_temperature`` lists ``{"temperature", "mean", "colorize_seconds_per_image"}`` for each,
+            in the order given; the grid shows one column per temperature.
 
     Runs on two threads: torch is set to one intra-op thread for the call (restored after) while a
     worker thread scores the previous photo.
@@ -95,6 +106,7 @@ def run_evaluation(
     Raises:
         polychrome.io.ImageError: ``data`` does not exist.
         polychrome.hub.ModelLoadError: ``model_spec`` cannot be loaded.
+        ValueError: ``temperatures`` for a model that regresses ab, or a repeated or invalid temperature.
     """
     t0 = time.perf_counter()
     if isinstance(model_spec, nn.Module):
@@ -102,20 +114,32 @@ def run_evaluation(
     else:
         model, model_name = load_model(model_spec), str(model_spec)
     work_size = working_size(model, size)
+    variants = temperature_variants(model, temperatures) if temperatures else {model_name: model}
     paths = photo_paths(data, limit)
 
-    scores = score_photos({model_name: model}, paths, Path(data), {model_name: work_size}, progress=progress)
-    thumbs = [(grey, preds[model_name], orig) for _, grey, preds, orig in scores.panels]
+    scores = score_photos(variants, paths, Path(data), dict.fromkeys(variants, work_size), progress=progress)
+    first = next(iter(variants))
+    thumbs = [(grey, *(preds[label] for label in variants), orig) for _, grey, preds, orig in scores.panels]
     result = summarise(
         model_name,
         model,
         data,
         work_size,
         limit,
-        scores.rows[model_name],
+        scores.rows[first],
         scores.skipped,
         grid=None if grid_path is None or not thumbs else str(grid_path),
     )
+    if temperatures:
+        result["temperature"] = float(temperatures[0])
+        result["by_temperature"] = [
+            {
+                "temperature": float(t),
+                "mean": {k: _mean(scores.rows[label], k) for k in _METRICS},
+                "colorize_seconds_per_image": _round(_mean(scores.rows[label], "colorize_seconds"), 4),
+            }
+            for t, label in zip(temperatures, variants)
+        ]
     result["seconds"] = round(time.perf_counter() - t0, 3)
     result["seconds_per_image"] = round(result["seconds"] / result["n"], 4) if result["n"] else None
     if json_path is not None:
@@ -124,6 +148,20 @@ def run_evaluation(
     if grid_path is not None and thumbs:
         save_image_atomic(comparison_grid(thumbs), grid_path)
     return result
+
+
+def temperature_variants(model: nn.Module, temperatures: Sequence[float]) -> dict[str, nn.Module]:
+    """``"T=0.38"`` -> a copy of the classification ``model`` decoding at that annealed-mean temperature, in order.
+
+    Raises ValueError (one line) for a model without a temperature, a repeated temperature or one that is
+    not a finite number > 0 (:func:`polychrome.pipeline.set_temperature`)."""
+    variants: dict[str, nn.Module] = {}
+    for t in temperatures:
+        label = f"T={t:g}"
+        if label in variants:
+            raise ValueError(f"temperature {t:g} is given twice")
+        variants[label] = set_temperature(copy.deepcopy(model), t)
+    return variants
 
 
 # --------------------------------------------------------------------------- reusable pieces
