@@ -231,7 +231,9 @@ def test_evaluate_at_several_temperatures_matches_single_runs(checkpoint, tmp_pa
     one = run_evaluation(model, tmp_path / "photos", None, grid_path=tmp_path / "g1.png", progress=False)
     assert one["n"] == 3 and grid.height == Image.open(tmp_path / "g1.png").height
     assert grid.width > Image.open(tmp_path / "g1.png").width
-    assert model.temperature == DEFAULT_TEMPERATURE  # evaluation decodes copies; the model keeps its default
+    # Evaluation decodes copies: a model passed in keeps its own decoding.
+    run_evaluation(model, tmp_path / "photos", None, progress=False, temperatures=[0.1, 1.0])
+    assert model.temperature == DEFAULT_TEMPERATURE and model.decode_mode == "annealed"
 
 
 def test_evaluate_temperature_errors_are_one_line(checkpoint, tiny_model_dir, tmp_path, make_photo):

@@ -316,8 +316,10 @@ def test_models_lists_architectures_and_weights():
 def test_evaluate_is_wired_to_run_evaluation(tmp_path, monkeypatch):
     calls = {}
 
-    def run_evaluation(model_spec, data, json_path, size=None, limit=None, grid_path=None, progress=True):
-        calls.update(model_spec=model_spec, data=data, json_path=json_path, size=size, limit=limit, grid_path=grid_path)
+    def run_evaluation(model_spec, data, json_path, size=None, limit=None, grid_path=None, progress=True,
+                       temperatures=None):
+        calls.update(model_spec=model_spec, data=data, json_path=json_path, size=size, limit=limit, grid_path=grid_path,
+                     temperatures=temperatures)
         return {"n": 3, "mean": {"psnr": 24.5, "ssim": 0.91}, "grey": {"psnr": 22.25, "ssim": 0.9}, "reference": {"ssim": 1.0}}
 
     monkeypatch.setitem(sys.modules, "polychrome.evaluate", types.SimpleNamespace(run_evaluation=run_evaluation))
@@ -325,7 +327,7 @@ def test_evaluate_is_wired_to_run_evaluation(tmp_path, monkeypatch):
                "--size", "128", "--grid", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
     assert calls == {"model_spec": "m", "data": str(tmp_path), "json_path": str(tmp_path / "s.json"),
-                     "size": 128, "limit": 5, "grid_path": str(tmp_path / "g.png")}
+                     "size": 128, "limit": 5, "grid_path": str(tmp_path / "g.png"), "temperatures": None}
     assert "24.5000" in r.stdout and "22.2500" in r.stdout and "1.0000" in r.stdout and "ssim" in r.stdout
 
 

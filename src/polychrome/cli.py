@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import importlib
 import logging
-import math
 import os
 from dataclasses import dataclass
 from enum import Enum
@@ -508,7 +507,7 @@ def evaluate(
         summary = evaluation.run_evaluation(
             str(model), str(data), str(json_path), size=size, limit=limit,
             grid_path=str(grid) if grid else None, progress=_err_console().is_terminal,
-            **({"temperatures": temperatures} if temperatures else {}),
+            temperatures=temperatures,
         )
     except hub.ModelLoadError as e:
         raise _fail(f"--model {e}") from None
@@ -538,12 +537,13 @@ def evaluate(
 
 
 def _parse_temperatures(text: str) -> list[float]:
-    """``"0.1,0.38,1"`` -> [0.1, 0.38, 1.0]; a one-line usage error for anything else."""
+    """``"0.1,0.38,1"`` -> [0.1, 0.38, 1.0]; a one-line usage error for what is not a list of numbers (their
+    range is checked where they are set, :func:`polychrome.pipeline.set_temperature`)."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise _fail(f"--temperature {text}: give numbers > 0 separated by commas, e.g. 0.1,0.38,1.0") from None
-    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        values = []
+    if not values:
         raise _fail(f"--temperature {text}: give numbers > 0 separated by commas, e.g. 0.1,0.38,1.0")
     return values
 
