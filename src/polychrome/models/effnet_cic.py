@@ -1,0 +1,53 @@
+"""effnet-cic: the classification colouriser (cicgan's heads and decoder) on the ImageNet-pretrained
+EfficientNet-Lite0 encoder.
+
+Per pixel it predicts a distribution over the quantised ab bins (color/quantize.py), trained with
+rebalanced cross-entropy on soft-encoded targets and decoded by the annealed mean, plus a bounded
+continuous ab residual that undoes the grid's quantisation, a confidence logit and the photo's global
+a/b histograms that drive FiLM in every decoder stage: everything of :class:`~polychrome.models.cicgan.Cicgan`
+but its encoder. The encoder is EfficientNet-Lite0 (models/efficientnet.py), tapped at strides 2, 4, 8,
+16 and 32 (16, 24, 40, 112, 320 channels), fed the neutral grey sRGB of the photo's lightness, as in
+models/effnet_unet.py.
+
+Its strided convolutions pad symmetrically, not like TensorFlow's "SAME" with which the ImageNet weights
+were trained: "SAME" puts the odd padding pixel after, never before, at each of the five stride-2 layers,
+so the bottom-right border looks different from the top-left one and a dense predictor can tell where
+its corners are. effnet-unet's composite loss rewarded one fixed, saturated patch there (a cyan blob in
+the top-right corner of every photo). Symmetric padding leaves the four corners alike; the cost on the
+encoder's ImageNet accuracy is small (module docstring of models/efficientnet.py) and training adapts it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from polychrome.models._registry import register_model
+from polychrome.models.cicgan import Cicgan
+from polychrome.models.effnet_unet import lite0_input
+from polychrome.models.efficientnet import STAGE_CHANNELS, EfficientNetLite0
+
+#: Encoder stages tapped, one per output stride 2, 4, 8, 16, 32.
+_TAPS = (0, 1, 2, 4, 6)
+
+
+class Lite0Pyramid(nn.Module):
+    """EfficientNet-Lite0 as a 5-level feature pyramid over the photo's lightness.
+
+    forward(L_net): (B, 1, H, W) L in network units, H and W multiples of 32 -> five maps at strides
+    2, 4, 8, 16, 32 with ``channels`` = (16, 24, 40, 112, 320)."""
+
+    channels = tuple(STAGE_CHANNELS[i] for i in _TAPS)
+
+    def __init__(self, pretrained: bool = False, padding: str = "symmetric"):
+        super().__init__()
+        self.net = EfficientNetLite0(head=False, pretrained=pretrained, padding=padding)
+
+    def forward(self, L_net: torch.Tensor) -> list[torch.Tensor]:
+        return self.net.forward_features(lite0_input(L_net), _TAPS)
+
+
+@register_model
+def effnet_cic(pretrained: bool = False, padding: str = "symmetric", **kw) -> Cicgan:
+    """EfficientNet-Lite0 encoder (pretrained=True: ImageNet weights), cicgan decoder (128, 64, 48, 32), 262 bins."""
+    return Cicgan(encoder=Lite0Pyramid(pretrained, padding), **{"decoder": (128, 64, 48, 32), **kw})
