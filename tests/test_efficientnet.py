@@ -217,3 +217,32 @@ def test_feature_pyramid_shapes(hw):
         assert [f.shape[1] for f in enc.forward_features(torch.randn(1, 3, h, w), (1, 3))] == [24, 80]
     with pytest.raises(ValueError, match="ascending"):
         enc.forward_features(torch.randn(1, 3, h, w), (2, 1))
+
+
+@pytest.mark.parametrize("padding", effnet.PADDINGS)
+@pytest.mark.parametrize("hw", [(37, 29), (64, 64)])
+def test_both_paddings_give_the_same_pyramid_shapes(padding, hw):
+    enc = EfficientNetLite0(head=False, padding=padding).eval()
+    with torch.no_grad():
+        feats = enc.forward_features(torch.randn(1, 3, *hw))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(-(-hw[0] // s), -(-hw[1] // s)) for s in (2, 4, 8, 16, 32)]
+
+
+def test_symmetric_padding_treats_the_four_borders_alike():
+    """A stride-2 3x3 box filter over ones counts the real pixels under each window: with symmetric padding
+    the four corner windows of an odd-sized input see the same count; TF "SAME" at an even size pads only
+    the bottom and right, so its top-left corner sees no padding at all and its bottom-right does."""
+
+    def corners(padding: str, n: int) -> list[float]:
+        layer = effnet.ConvBN(1, 1, 3, stride=2, act=False, padding=padding).eval()
+        with torch.no_grad():
+            layer.conv.weight.fill_(1.0)
+            layer.bn.weight.fill_(1.0), layer.bn.bias.zero_(), layer.bn.running_mean.zero_()
+            layer.bn.running_var.fill_(1.0 - effnet._BN_EPS)
+            y = layer(torch.ones(1, 1, n, n))[0, 0]
+        return [round(float(v)) for v in (y[0, 0], y[0, -1], y[-1, 0], y[-1, -1])]
+
+    assert corners("symmetric", 9) == [4, 4, 4, 4]
+    assert corners("tf", 8) == [9, 6, 6, 4]
+    with pytest.raises(ValueError, match="padding"):
+        EfficientNetLite0(head=False, padding="same")

@@ -567,3 +567,24 @@ def test_hint_range_is_checked():
     with pytest.raises(ConfigError, match="hint_sampling"):
         make_config(overrides=["hint_sampling=gauss"])
     assert make_config(overrides=["hint_sampling=log"]).hint_sampling == "log"
+
+
+def test_init_weights_starts_a_new_leg_from_a_trained_file(tmp_path):
+    first = tiny_train_config(tmp_path, max_steps=3, out_dir=str(tmp_path / "leg1"))
+    train(first, progress=False)
+    trained = load_checkpoint(tmp_path / "leg1" / "last.pt")
+    leg2 = dataclasses.replace(first, out_dir=str(tmp_path / "leg2"), init_weights=str(tmp_path / "leg1" / "last.pt"))
+    trainer = Trainer(leg2, progress=False)
+    try:
+        # The model and its EMA start from leg 1's EMA weights; the optimiser and schedule start afresh.
+        for k, v in trainer.model.state_dict().items():
+            assert torch.equal(v, trained["ema"][f"module.{k}"]), k
+        assert trainer.step == 0 and not trainer.opt.state
+    finally:
+        trainer.close()
+    other = dataclasses.replace(leg2, model="unet-32", out_dir=str(tmp_path / "leg3"))
+    with pytest.raises(ConfigError, match="init_weights: .*does not fit"):
+        Trainer(other, progress=False)
+    missing = dataclasses.replace(leg2, init_weights=str(tmp_path / "nope.pt"), out_dir=str(tmp_path / "leg4"))
+    with pytest.raises(ConfigError, match="init_weights: .*nope.pt"):
+        Trainer(missing, progress=False)
