@@ -257,6 +257,29 @@ def test_train_resume_without_checkpoint(tmp_path, photo):
     assert_one_line_error(r, "last.pt", code=1)
 
 
+def test_train_refuses_to_replace_a_run_and_reads_a_bad_checkpoint_in_one_line(tmp_path, photo):
+    cfg = _train_setup(tmp_path, photo)
+    assert invoke("train", cfg, "epochs=1", "workers=0", "--no-progress").exit_code == 0
+    run = tmp_path / "run"
+    before = {n: (run / n).read_bytes() for n in ("last.pt", "best.pt")}
+    (run / ".last.pt.x1y2.part").write_bytes(b"half a checkpoint from a killed run")
+    # A new run into the same out_dir would replace last.pt and best.pt: refused, nothing touched.
+    assert_one_line_error(invoke("train", cfg, "epochs=1", "workers=0", "--no-progress"), "--resume", code=1)
+    assert {n: (run / n).read_bytes() for n in before} == before
+    r = invoke("train", cfg, "epochs=1", "workers=0", "--no-progress", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert not list(run.glob(".*.part"))  # the killed run's temp file is gone
+    # A truncated or foreign last.pt: one line naming it, for the plain trainer and the GAN trainer alike.
+    data = (run / "last.pt").read_bytes()
+    for bad in (data[: len(data) // 2], b"not a checkpoint"):
+        (run / "last.pt").write_bytes(bad)
+        assert_one_line_error(invoke("train", cfg, "epochs=2", "workers=0", "--no-progress", "--resume"),
+                              "last.pt: not a readable training checkpoint", code=1)
+    torch.save({"step": 3}, run / "last.pt")
+    assert_one_line_error(invoke("train", cfg, "epochs=2", "workers=0", "--no-progress", "--resume"),
+                          "last.pt: not a polychrome training checkpoint", code=1)
+
+
 def test_train_then_export_then_colorize(tmp_path, photo, make_photo):
     cfg = _train_setup(tmp_path, photo)
     r = invoke("train", cfg, "epochs=1", "workers=0", "--no-progress")

@@ -504,7 +504,7 @@ def test_composite_loss_with_a_vgg16_weight_file(tmp_path):
         trainer.close()
     with pytest.raises(ValueError, match="not torchvision VGG16 weights"):
         torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
-        Trainer(dataclasses.replace(cfg, perceptual_weights=str(tmp_path / "bad.pth")), progress=False)
+        Trainer(dataclasses.replace(cfg, perceptual_weights=str(tmp_path / "bad.pth")), progress=False, overwrite=True)
 
 
 def test_missing_weights_wheel_is_a_config_error(tmp_path, monkeypatch):

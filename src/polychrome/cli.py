@@ -366,6 +366,7 @@ def train(
     config: Annotated[Path, typer.Argument(help="Experiment config, .toml or .yaml.", show_default=False)],
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE settings that replace the file's.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT_DIR/last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an OUT_DIR that holds a run.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (for logs).")] = False,
 ) -> None:
     """Train a colouriser. Works as is under `torchrun --nproc_per_node N -m polychrome train ...`.
@@ -385,10 +386,10 @@ def train(
     if cfg.model not in list_models():
         raise _fail(f"model: unknown architecture {cfg.model!r}; registered: {', '.join(list_models())}")
     try:
-        summary = run_training(cfg, resume=resume, progress=not no_progress)
+        summary = run_training(cfg, resume=resume, progress=not no_progress, overwrite=overwrite)
     except ConfigError as e:
         raise _fail(str(e)) from None
-    except (ImageError, FileNotFoundError, ValueError) as e:
+    except (ImageError, FileNotFoundError, FileExistsError, ValueError) as e:
         # Set-up problems a person can fix: no data, too few photos for a batch, nothing to resume.
         if os.environ.get("POLYCHROME_DEBUG"):
             raise

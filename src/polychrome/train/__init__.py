@@ -47,9 +47,12 @@ def load_config(file: str | Path | None = None, overrides: list[str] | dict | No
         raise
 
 
-def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
-    """Train ``cfg`` with the trainer its ``trainer`` field names; returns the final summary."""
-    return TRAINERS[cfg.trainer][1](cfg, resume=resume, progress=progress, stop_at_step=stop_at_step)
+def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None,
+        overwrite: bool = False) -> dict:
+    """Train ``cfg`` with the trainer its ``trainer`` field names; returns the final summary. A new run into an
+    out_dir holding checkpoints is refused (FileExistsError) unless ``overwrite``."""
+    return TRAINERS[cfg.trainer][1](cfg, resume=resume, progress=progress, stop_at_step=stop_at_step,
+                                    overwrite=overwrite)
 
 
 __all__ = [

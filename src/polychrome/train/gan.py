@@ -43,9 +43,8 @@ from polychrome.losses import (
     histogram_loss,
 )
 from polychrome.models.patchgan import MultiScalePatchGAN
-from polychrome.train.checkpoint import load_checkpoint
 from polychrome.train.config import ConfigError, TrainConfig, make_config
-from polychrome.train.loop import Trainer, lab_batch
+from polychrome.train.loop import Trainer, lab_batch, read_training_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +94,11 @@ class GanTrainer(Trainer):
 
     cfg: GanTrainConfig
 
-    def __init__(self, cfg: GanTrainConfig, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: GanTrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         if not isinstance(cfg, GanTrainConfig):
             raise ConfigError("GanTrainer needs a GanTrainConfig (train.gan.make_gan_config)")
         self._disc_checkpoint: dict | None = None
-        super().__init__(cfg, resume=resume, progress=progress)
+        super().__init__(cfg, resume=resume, progress=progress, overwrite=overwrite)
         try:
             self._build_critic(cfg, resume)
         except BaseException:
@@ -148,7 +147,7 @@ class GanTrainer(Trainer):
     def _resume(self) -> None:
         # Called from Trainer.__init__, before the critic exists: keep its part for __init__ to load.
         super()._resume()
-        ck = load_checkpoint(self.out / "last.pt")
+        ck = read_training_checkpoint(self.out / "last.pt")
         if "disc" not in ck:
             raise ValueError(f"{self.out / 'last.pt'}: not a GAN checkpoint (no critic weights)")
         self._disc_checkpoint = {"disc": ck["disc"], "disc_optimizer": ck["disc_optimizer"]}
@@ -235,9 +234,10 @@ class GanTrainer(Trainer):
         return total
 
 
-def train_gan(cfg: GanTrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
+def train_gan(cfg: GanTrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None,
+              overwrite: bool = False) -> dict:
     """Run a cicgan training job to completion (or to ``stop_at_step``); returns the final summary."""
-    trainer = GanTrainer(cfg, resume=resume, progress=progress)
+    trainer = GanTrainer(cfg, resume=resume, progress=progress, overwrite=overwrite)
     try:
         return trainer.fit(stop_at_step=stop_at_step)
     finally:

@@ -162,6 +162,46 @@ def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return L, l_to_net(L), ab_to_net(lab[:, 1:])
 
 
+#: The files that make an out_dir a training run a new run must not silently replace.
+RUN_FILES = ("last.pt", "best.pt")
+#: The keys every training checkpoint holds (train/checkpoint.py writes them through Trainer.state).
+CHECKPOINT_KEYS = ("model_name", "model", "ema", "optimizer", "scheduler", "scaler", "epoch", "step",
+                   "best_val_psnr", "rng")
+
+
+def refuse_to_overwrite(out: Path) -> None:
+    """FileExistsError when ``out`` already holds a run's checkpoints (a new run would replace them)."""
+    held = [n for n in RUN_FILES if (out / n).exists()]
+    if held:
+        raise FileExistsError(
+            f"{out}: already holds a training run ({', '.join(held)}); --resume continues it, "
+            "--overwrite starts it over, or set out_dir=... to start another"
+        )
+
+
+def remove_stale_parts(out: Path) -> list[Path]:
+    """Delete checkpoint temp files (``.last.pt.*.part``) a killed run left in ``out``; returns them."""
+    stale = [p for n in RUN_FILES for p in out.glob(f".{n}.*.part")] if out.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted checkpoint write", p)
+    return stale
+
+
+def read_training_checkpoint(path: Path) -> dict:
+    """:func:`load_checkpoint` with one-line errors: ValueError naming the file when it is truncated, not a
+    checkpoint, holds anything but tensors and plain containers, or lacks a key a resume needs."""
+    try:
+        ck = load_checkpoint(path)
+    except Exception as e:  # truncated zip, pickle refused by weights_only, not a torch file at all
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path}: not a readable training checkpoint ({first})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise ValueError(f"{path}: not a polychrome training checkpoint (no {', '.join(missing)})")
+    return ck
+
+
 def load_init_weights(model: torch.nn.Module, spec: str) -> None:
     """Copy the weights of a trained model file (``init_weights``) into ``model``, strictly.
 
@@ -182,8 +222,10 @@ def load_init_weights(model: torch.nn.Module, spec: str) -> None:
 class Trainer:
     """Builds everything from a :class:`TrainConfig` and runs :meth:`fit`."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         self.cfg, self.progress = cfg, progress
+        if not resume and not overwrite:
+            refuse_to_overwrite(Path(cfg.out_dir))
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         device_kind = "cuda" if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())) else "cpu"
@@ -194,6 +236,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.out = Path(cfg.out_dir)
+        if self.dist.main:
+            remove_stale_parts(self.out)
 
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -276,16 +320,20 @@ class Trainer:
         path = self.out / "last.pt"
         if not path.exists():
             raise FileNotFoundError(f"{path}: nothing to resume from")
-        ck = load_checkpoint(path)
+        ck = read_training_checkpoint(path)
         if ck["model_name"] != self.cfg.model:
             raise ValueError(f"{path}: checkpoint is a {ck['model_name']}, config asks for {self.cfg.model}")
-        self.model.load_state_dict(ck["model"], strict=True)
-        self.ema.load_state_dict(ck["ema"], strict=True)
-        self.opt.load_state_dict(ck["optimizer"])
-        self.sched.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.epoch, self.step, self.best_psnr = ck["epoch"], ck["step"], ck["best_val_psnr"]
-        set_rng_state(ck["rng"])
+        try:
+            self.model.load_state_dict(ck["model"], strict=True)
+            self.ema.load_state_dict(ck["ema"], strict=True)
+            self.opt.load_state_dict(ck["optimizer"])
+            self.sched.load_state_dict(ck["scheduler"])
+            self.scaler.load_state_dict(ck["scaler"])
+            self.epoch, self.step, self.best_psnr = int(ck["epoch"]), int(ck["step"]), float(ck["best_val_psnr"])
+            set_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"{path}: does not fit this run's {self.cfg.model} ({first})") from None
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
 
     # ----------------------------------------------------------------- training
@@ -512,9 +560,12 @@ class _progress_bar:
             self.p.stop()
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None) -> dict:
-    """Run a training job to completion (or to ``stop_at_step``); returns the final summary."""
-    trainer = Trainer(cfg, resume=resume, progress=progress)
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at_step: int | None = None,
+          overwrite: bool = False) -> dict:
+    """Run a training job to completion (or to ``stop_at_step``); returns the final summary.
+
+    A new run (not ``resume``) into an out_dir that already holds checkpoints is refused unless ``overwrite``."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite)
     try:
         return trainer.fit(stop_at_step=stop_at_step)
     finally:
