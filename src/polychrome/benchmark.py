@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 
 from polychrome import evaluate as ev
-from polychrome.hub import load_model
+from polychrome.colorizer import Colorizer
 from polychrome.io import ImageError, find_images, is_inside, save_image_atomic
 from polychrome.param_report import write_parameter_report
 from polychrome.sysinfo import describe, system_info
@@ -70,13 +70,13 @@ def model_label(spec: str | os.PathLike) -> str:
     return str(spec)
 
 
-def load_models(specs: Sequence[str | os.PathLike]) -> dict[str, nn.Module]:
-    """spec -> loaded model, in order (:func:`polychrome.hub.load_model`; raises its ModelLoadError)."""
-    return {str(spec): load_model(spec) for spec in specs}
+def load_models(specs: Sequence[str | os.PathLike]) -> dict[str, Colorizer]:
+    """spec -> Colorizer, in order (:meth:`polychrome.Colorizer.from_pretrained`; raises its ModelLoadError)."""
+    return {str(spec): Colorizer.from_pretrained(spec) for spec in specs}
 
 
 def run_benchmark(
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, Colorizer | nn.Module],
     data: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     size: int | None = None,
@@ -93,7 +93,7 @@ def run_benchmark(
     Args:
         models: spec (as the user named it) -> colouriser. Labels come from :func:`model_label`, made unique.
         data: photo sets: folders (searched recursively), image files or ``.txt`` lists.
-        size: working size (longest side, px) for every model; default each model's ``meta["infer_size"]``.
+        size: working size (longest side, px) for every model; default each model card's.
         limit: score only the first ``limit`` photos of each set.
         historical: a folder of photos without ground truth for the grey | models grid; None for none.
         grid_rows: photos per grid (the first of each set, and of ``historical``).
@@ -113,7 +113,7 @@ def run_benchmark(
     t0 = time.perf_counter()
     out = Path(out_dir)
     labels = _unique([model_label(spec) for spec in models])
-    by_label = dict(zip(labels, models.values()))
+    by_label = {label: ev.as_colorizer_kept(m) for label, m in zip(labels, models.values())}
     specs = dict(zip(labels, models))
     sizes = {label: ev.working_size(m, size) for label, m in by_label.items()}
     # Every path is checked before the first photo is colourised, so a typo costs nothing. Files under
@@ -135,24 +135,23 @@ def run_benchmark(
         "historical": None,
     }
     for label, model in by_label.items():
-        meta = getattr(model, "meta", {}) or {}
         entry = {
             "spec": specs[label],
-            "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
+            "architecture": model.card.architecture,
             "size": sizes[label],
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in model.model.parameters()),
             "parameter_report": None,
         }
         if params:
             folder = out / "params" / _slug(label)
-            write_parameter_report(model, folder, title=label)
+            write_parameter_report(model.model, folder, title=label)
             entry["parameter_report"] = (folder / "params.md").relative_to(out).as_posix()
         result["models"][label] = entry
 
     for name, d in zip(set_names, data):
         t_set = time.perf_counter()
         scores = ev.score_photos(
-            by_label, set_paths[str(d)], Path(d), sizes, keep=grid_rows, progress=progress, title=f"benchmark {name}"
+            {label: (m, None) for label, m in by_label.items()}, set_paths[str(d)], Path(d), sizes, keep=grid_rows, progress=progress, title=f"benchmark {name}"
         )
         summaries = {
             label: ev.summarise(label, by_label[label], d, sizes[label], limit, scores.rows[label], scores.skipped)
@@ -337,7 +336,7 @@ def _save_grid(grid: Image.Image, out: Path, name: str) -> str:
 
 
 def _historical(
-    models: Mapping[str, nn.Module], sizes: Mapping[str, int], paths: list[Path], root: Path, out: Path, progress: bool
+    models: Mapping[str, Colorizer], sizes: Mapping[str, int], paths: list[Path], root: Path, out: Path, progress: bool
 ) -> dict:
     """grey input | each model for photos without ground truth; each photo colourised once per model."""
     console = Console(stderr=True, highlight=False)
@@ -345,11 +344,11 @@ def _historical(
     with ExitStack() as stack:
         stack.enter_context(ev.torch_threads(1))
         for model in models.values():
-            stack.enter_context(ev.eval_mode(model))
+            stack.enter_context(ev.eval_mode(model.model))
         for path in paths:
             name = ev.display_name(path, root)
             try:
-                photo = ev.colourise_photo(models, path, sizes)
+                photo = ev.colourise_photo({label: (m, None) for label, m in models.items()}, path, sizes)
             except (ImageError, ValueError) as e:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 skipped.append({"file": name, "reason": reason})

@@ -11,11 +11,9 @@ config key) ends as ONE line on stderr and a non-zero exit code, never a traceba
 
 from __future__ import annotations
 
-import glob
 import importlib
 import logging
 import os
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -74,102 +72,23 @@ def _pick_device(device: Device) -> str:
     return device.value
 
 
-def _load(spec: str, device: str):
-    """hub.load_model with a one-line error (exit 2) for anything a person can get wrong."""
+def _load(spec: str, device: str, precision: str = "fp32"):
+    """A Colorizer for --model, with a one-line error (exit 2) for anything a person can get wrong."""
     from polychrome import hub
+    from polychrome.colorizer import Colorizer
 
-    if spec == "default" and "default" not in hub.bundled_names() and not Path(spec).exists():
+    if spec == "default" and "default" not in hub.bundled_names():
         raise _fail(
             "the bundled 'default' model is not in this installation (polychrome/weights/default.safetensors "
             "is missing); train one and pass --model PATH"
         )
     try:
-        return hub.load_model(spec, device=device)
+        return Colorizer.from_pretrained(spec, precision=precision, device=device)
     except hub.ModelLoadError as e:
         raise _fail(f"--model {e}") from None
 
 
 # --------------------------------------------------------------------------- colorize
-_GLOB_CHARS = set("*?[")
-
-
-@dataclass(frozen=True)
-class Job:
-    src: Path
-    dst: Path
-
-
-def _glob_base(pattern: str) -> Path:
-    """The folder a glob is anchored at: its leading path parts without wildcards."""
-    parts = Path(pattern).parts
-    base = []
-    for part in parts[:-1]:
-        if _GLOB_CHARS & set(part):
-            break
-        base.append(part)
-    return Path(*base) if base else Path(".")
-
-
-def plan_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
-    """Expand INPUT arguments into (source, output) pairs, and one-line problems for inputs that give none.
-
-    A folder is searched recursively and mirrored under ``out_dir``; a file lands as ``out_dir/NAME``;
-    a glob (one the shell left alone) keeps the path below its first wildcard. Photos already inside
-    ``out_dir`` (when it sits inside an input folder) are earlier outputs, not inputs.
-    """
-    from polychrome.io import ImageError, find_images, is_image_path, is_inside
-
-    jobs: list[Job] = []
-    problems: list[str] = []
-    for arg in inputs:
-        p = Path(arg)
-        if p.is_dir():
-            if p.resolve() == out_dir.resolve():
-                problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
-                continue
-            found = [f for f in find_images(p) if not is_inside(f, out_dir)]
-            pairs = [(f, f.relative_to(p)) for f in found]
-            if not pairs:
-                problems.append(f"{arg}: no photos found (looked for {', '.join(_extensions())})")
-        elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
-            try:
-                listed = find_images(p)
-            except ImageError as e:
-                problems.append(str(e))
-                continue
-            pairs = [(f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name)) for f in listed]
-            if not pairs:
-                problems.append(f"{arg}: the list names no photos")
-        elif p.is_file():
-            pairs = [(p, Path(p.name))]
-        elif _GLOB_CHARS & set(arg):
-            base = _glob_base(arg)
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
-            files = [m for m in matches if m.is_file() and is_image_path(m) and not is_inside(m, out_dir)]
-            pairs = [(m, m.relative_to(base)) for m in files]
-            if not pairs:
-                problems.append(f"{arg}: no photos match this pattern")
-        else:
-            problems.append(f"{arg}: no such file or folder")
-            continue
-        jobs.extend(Job(src, out_dir / rel) for src, rel in pairs)
-    return jobs, problems
-
-
-def _extensions() -> list[str]:
-    from polychrome.io import IMAGE_EXTENSIONS
-
-    return list(IMAGE_EXTENSIONS)
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _progress(console: Console):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -242,17 +161,7 @@ def colorize(
     """
     from polychrome import hub
     from polychrome.color.hints import HintError, load_hint_file
-    from polychrome.io import ImageError
-    from polychrome.pipeline import (
-        colorize_file,
-        confidence_error,
-        confidence_path,
-        gives_confidence,
-        hint_model_error,
-        model_label,
-        set_temperature,
-        uses_hints,
-    )
+    from polychrome.pipeline.batch import colorize_batch, plan
 
     err = _err_console()
     if output.exists() and not output.is_dir():
@@ -263,9 +172,7 @@ def colorize(
             hint_list = load_hint_file(hints)  # its errors name the file
         except HintError as e:
             raise _fail(str(e)) from None
-    jobs, problems = plan_jobs(inputs, output)
-    if compare:  # side-by-side pictures get their own names, so they never stand in for (or skip) real outputs
-        jobs = [Job(j.src, j.dst.with_name(f"{j.dst.stem}.compare{j.dst.suffix}")) for j in jobs]
+    jobs, problems = plan(inputs, output, compare=compare, confidence=confidence)
     if hint_list is not None and len(jobs) > 1:
         raise _fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
     if model is None:
@@ -277,66 +184,41 @@ def colorize(
             )
     if confidence and hint_list:
         raise _fail("--confidence is for automatic colourisation; use it without --hints")
-    net = _load(model, _pick_device(device)) if jobs else None
-    if net is not None and temperature is not None:
+    colorizer = _load(model, _pick_device(device), precision.value) if jobs else None
+    if colorizer is not None:
         try:
-            set_temperature(net, temperature)
+            colorizer.decoding(temperature)
         except ValueError as e:
             raise _fail(f"--temperature: {e}") from None
-    if net is not None and confidence and not gives_confidence(net):
-        raise _fail(str(confidence_error(model_label(net))))
-    if hint_list and net is not None and not uses_hints(net):
-        raise _fail(str(hint_model_error(model)))
+        if confidence:
+            try:
+                colorizer.check_confidence()
+            except ValueError as e:
+                raise _fail(f"--confidence: {e}") from None
+        if hint_list and not colorizer.card.takes_hints:
+            raise _fail(
+                f"model {model} cannot use colour hints; use a hint model such as 'hints' "
+                "(polychrome colorize --hints FILE uses it by default)"
+            )
 
-    input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
-    failed = len(problems)
     for msg in problems:
         _say_error(msg, err)
-    written = skipped = 0
-    claimed: dict[Path, Path] = {}
-    seen: set[tuple[Path, Path]] = set()
     with _progress(err) as bar:
         task = bar.add_task("colorize", total=len(jobs), name="")
-        for job in jobs:
-            bar.update(task, name=job.src.name)
-            try:
-                dst_key = job.dst.resolve()
-                if (job.src.resolve(), dst_key) in seen:
-                    continue  # the same photo named twice (a folder and a file in it)
-                seen.add((job.src.resolve(), dst_key))
-                if dst_key in claimed:
-                    raise ImageError(f"{job.src}: its output {job.dst} is already the output of {claimed[dst_key]}")
-                claimed[dst_key] = job.src
-                conf_dst = confidence_path(job.dst) if confidence else None
-                if conf_dst is not None:
-                    if conf_dst.resolve() in claimed:
-                        raise ImageError(
-                            f"{job.src}: its confidence map {conf_dst} is already the output of {claimed[conf_dst.resolve()]}"
-                        )
-                    claimed[conf_dst.resolve()] = job.src
-                    if conf_dst.exists() and _file_id(conf_dst) in input_ids:
-                        raise ImageError(f"{job.src}: its confidence map {conf_dst} is an input photo; refusing to overwrite it")
-                if job.dst.exists() and _file_id(job.dst) in input_ids:
-                    raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
-                if job.dst.exists() and not overwrite and (conf_dst is None or conf_dst.exists()):
-                    skipped += 1
-                    continue
-                colorize_file(
-                    net, job.src, job.dst, size=size, compare=compare, precision=precision.value, hints=hint_list,
-                    confidence_path=conf_dst,
-                )
-                written += 1
-            except ImageError as e:
-                failed += 1
-                _say_error(str(e), err)
-            except HintError as e:  # a hint outside this photo
-                failed += 1
-                _say_error(f"{hints}: {e}", err)
-            except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
-                failed += 1
-                _say_error(f"{job.src}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", err)
-            finally:
-                bar.advance(task)
+
+        def on_job(job, outcome, failure) -> None:
+            if failure is not None:
+                if isinstance(failure.error, HintError):  # a hint outside this photo
+                    _say_error(f"{hints}: {failure.error}", err)
+                else:
+                    _say_error(failure.message, err)
+            bar.update(task, advance=1, name=job.src.name)
+
+        report = colorize_batch(
+            colorizer, jobs, size=size, compare=compare, hints=hint_list, temperature=temperature,
+            overwrite=overwrite, on_job=on_job,
+        )  # fmt: skip
+    written, skipped, failed = len(report.written), len(report.skipped), len(problems) + len(report.failed)
     note = " (already there; --overwrite to redo them)" if skipped else ""
     typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {output}")
     if failed:
@@ -538,7 +420,7 @@ def evaluate(
 
 def _parse_temperatures(text: str) -> list[float]:
     """``"0.1,0.38,1"`` -> [0.1, 0.38, 1.0]; a one-line usage error for what is not a list of numbers (their
-    range is checked where they are set, :func:`polychrome.pipeline.set_temperature`)."""
+    range is checked by the model card, :meth:`polychrome.models.card.ModelCard.decoding`)."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -703,7 +585,7 @@ def report(
     if model in list_models() and model not in hub.bundled_names() and not Path(model).exists():
         net, title = create_model(model), f"{model} (random weights: counts only)"
     else:
-        net, title = _load(model, "cpu"), model
+        net, title = _load(model, "cpu").model, model
     rep = write_parameter_report(net, out, title=title)
     table = Table(title=f"{title}: {rep['total']:,} parameters")
     table.add_column("largest layers")
@@ -840,7 +722,7 @@ def demo(
     from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
     from polychrome.pipeline import colorize_file, gray_array
 
-    net = _load(model, _pick_device(device))
+    colorizer = _load(model, _pick_device(device))
     sources = _demo_sources()
     if not sources:
         raise _fail("scikit-image's sample photos are not installed (skimage/data/*.png)", code=1)
@@ -853,7 +735,7 @@ def demo(
             save_image_atomic(rgb_array_to_pil(rgb), original)
             save_image_atomic(rgb_array_to_pil(gray_array(rgb)), grey)
             # From the grey file, through the very path `polychrome colorize` takes.
-            colorize_file(net, grey, colour, size=size)
+            colorize_file(colorizer, grey, colour, size=size)
             written.append(name)
     except ImageError as e:
         raise _fail(str(e), code=1) from None
@@ -889,14 +771,14 @@ def palette_build(
     import random
 
     from polychrome.color.quantize import build_palette
-    from polychrome.io import ImageError, find_images
+    from polychrome.io import IMAGE_EXTENSIONS, ImageError, find_images
 
     try:
         paths = find_images(data)
     except ImageError as e:
         raise _fail(str(e)) from None
     if not paths:
-        raise _fail(f"{data}: no photos found (looked for {', '.join(_extensions())})")
+        raise _fail(f"{data}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
     if 0 < max_photos < len(paths):
         paths = sorted(random.Random(seed).sample(paths, max_photos))
     try:
@@ -937,7 +819,7 @@ def serve(
     from polychrome import hub
     from polychrome.web import Limits, create_app
 
-    if model == "hints" and "hints" not in hub.bundled_names() and not Path(model).exists():
+    if model == "hints" and "hints" not in hub.bundled_names():
         raise _fail("the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
                     "is missing); pass --model PATH to a trained hint model")
     try:

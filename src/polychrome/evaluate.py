@@ -1,9 +1,9 @@
 """Score a colouriser against the colour originals of a folder of photos.
 
-Each photo goes through the one pipeline the CLI uses (:func:`polychrome.pipeline.colorize_array`:
-the model sees only L at its working size; ab is upsampled onto the full-resolution L), and so does a
-grey baseline (:func:`polychrome.pipeline.gray_array`: ab = 0, L kept). Both are quantised to 8 bits as
-a saved file would be, then compared with the original:
+Each photo goes through the Colorizer the CLI uses (:meth:`polychrome.Colorizer.colorize_uint8`: the model
+sees only L at its working size; ab is upsampled onto the full-resolution L), and so does a grey baseline
+(:func:`polychrome.pipeline.gray_array`: ab = 0, L kept). Both are quantised to 8 bits as a saved file
+would be (:func:`polychrome.io.to_uint8`), then compared with the original:
 
 * PSNR (dB, peak 255, capped at :data:`polychrome.metrics.PSNR_MAX_DB`) and SSIM on RGB 0-255,
 * colourfulness (Hasler and Suesstrunk 2003) of the prediction, the grey baseline and the original,
@@ -14,13 +14,10 @@ A classification model (cicgan) can be scored at several annealed-mean temperatu
 once per temperature, so the temperatures compare on identical inputs beside one grey baseline.
 
 Exact settings are in the :mod:`polychrome.metrics` docstrings and in the ``settings`` of the result.
-The grey baseline reproduces the numbers in ``../shared/data/README.md`` for val/bsds500 (all 300:
-PSNR 21.95 dB, SSIM 0.938, originals' colourfulness 39.7).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import sys
@@ -46,9 +43,9 @@ from rich.progress import (
 )
 
 from polychrome import metrics
-from polychrome.hub import DEFAULT_INFER_SIZE, load_model
-from polychrome.io import ImageError, find_images, load_rgb, save_image_atomic, write_json_atomic
-from polychrome.pipeline import colorize_array, gray_array, set_temperature
+from polychrome.colorizer import Colorizer, as_colorizer
+from polychrome.io import ImageError, find_images, load_rgb, save_image_atomic, to_uint8, write_json_atomic
+from polychrome.pipeline import gray_array
 
 #: Photos shown in the comparison grid, and the height (px) of each panel in it.
 GRID_ROWS = 6
@@ -62,7 +59,7 @@ _METRICS = ("psnr", "ssim", "colorfulness", "ciede2000")
 
 
 def run_evaluation(
-    model_spec: str | os.PathLike | nn.Module,
+    model_spec: str | os.PathLike | nn.Module | Colorizer,
     data: str | os.PathLike,
     json_path: str | os.PathLike | None,
     size: int | None = None,
@@ -74,13 +71,13 @@ def run_evaluation(
     """Colourise every photo under ``data`` and score it against the original.
 
     Args:
-        model_spec: anything :func:`polychrome.hub.load_model` accepts (bundled name, export folder,
-            ``.safetensors``, checkpoint ``.pt``), or an already loaded ``nn.Module`` (put in eval mode
-            for the run, its mode restored after).
+        model_spec: anything :meth:`polychrome.Colorizer.from_pretrained` accepts (bundled name, export
+            folder, ``.safetensors``, checkpoint ``.pt``), a Colorizer, or a loaded ``nn.Module`` (put in eval
+            mode for the run, its mode restored after).
         data: a folder (searched recursively), one image, or a ``.txt`` list (see :func:`polychrome.io.find_images`).
             Folder contents are taken in sorted order, a ``.txt`` list in its own order.
         json_path: where to write the result as JSON (atomically); None writes nothing.
-        size: working size (longest side, px) the model sees; default the model's ``meta["infer_size"]``.
+        size: working size (longest side, px) the model sees; default its card's.
         limit: evaluate only the first ``limit`` photos.
         grid_path: if given, a PNG with one row per photo (the first :data:`GRID_ROWS`):
             grey | prediction | original, each :data:`GRID_HEIGHT` px high.
@@ -109,12 +106,11 @@ def run_evaluation(
         ValueError: ``temperatures`` for a model that regresses ab, or a repeated or invalid temperature.
     """
     t0 = time.perf_counter()
-    if isinstance(model_spec, nn.Module):
-        model, model_name = model_spec, _module_name(model_spec)
-    else:
-        model, model_name = load_model(model_spec), str(model_spec)
+    model = as_colorizer_kept(model_spec)
+    model_name = model_spec if isinstance(model_spec, (str, os.PathLike)) else model.name
+    model_name = str(model_name)
     work_size = working_size(model, size)
-    variants = temperature_variants(model, temperatures) if temperatures else {model_name: model}
+    variants = temperature_variants(model, temperatures) if temperatures else {model_name: (model, None)}
     paths = photo_paths(data, limit)
 
     scores = score_photos(variants, paths, Path(data), dict.fromkeys(variants, work_size), progress=progress)
@@ -150,17 +146,35 @@ def run_evaluation(
     return result
 
 
-def temperature_variants(model: nn.Module, temperatures: Sequence[float]) -> dict[str, nn.Module]:
-    """``"T=0.38"`` -> a copy of the classification ``model`` decoding at that annealed-mean temperature, in order.
+def as_colorizer_kept(model) -> Colorizer:
+    """:func:`polychrome.colorizer.as_colorizer`, leaving a given model's train/eval mode as it was (the
+    evaluation puts it in eval mode for its run only, :func:`eval_mode`)."""
+    if isinstance(model, nn.Module):
+        was_training = model.training
+        colorizer = as_colorizer(model)
+        model.train(was_training)
+        return colorizer
+    return as_colorizer(model)
+
+
+#: What :func:`score_photos` runs under each label: a Colorizer and the temperature of its calls (None: the
+#: model's own decoding).
+Variant = tuple[Colorizer, float | None]
+
+
+def temperature_variants(model: Colorizer, temperatures: Sequence[float]) -> dict[str, Variant]:
+    """``"T=0.38"`` -> the classification ``model`` decoding at that annealed-mean temperature, in order (one
+    model: the temperature is an argument of each call).
 
     Raises ValueError (one line) for a model without a temperature, a repeated temperature or one that is
-    not a finite number > 0 (:func:`polychrome.pipeline.set_temperature`)."""
-    variants: dict[str, nn.Module] = {}
+    not a finite number > 0 (:meth:`polychrome.models.card.ModelCard.decoding`)."""
+    variants: dict[str, Variant] = {}
     for t in temperatures:
         label = f"T={t:g}"
         if label in variants:
             raise ValueError(f"temperature {t:g} is given twice")
-        variants[label] = set_temperature(copy.deepcopy(model), t)
+        model.decoding(t)
+        variants[label] = (model, float(t))
     return variants
 
 
@@ -169,10 +183,9 @@ def temperature_variants(model: nn.Module, temperatures: Sequence[float]) -> dic
 # for several models at once, so each photo is decoded, made grey and scored against its original once.
 
 
-def working_size(model: nn.Module, size: int | None = None) -> int:
-    """The working size (longest side, px) a model is evaluated at: ``size``, else its ``meta["infer_size"]``."""
-    meta = getattr(model, "meta", {}) or {}
-    return int(size or meta.get("infer_size") or DEFAULT_INFER_SIZE)
+def working_size(model: Colorizer, size: int | None = None) -> int:
+    """The working size (longest side, px) a model is evaluated at: ``size``, else its card's."""
+    return int(size or model.card.working_size)
 
 
 def photo_paths(data: str | os.PathLike, limit: int | None = None) -> list[Path]:
@@ -197,7 +210,7 @@ class PhotoScores:
 
 
 def score_photos(
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, Variant],
     paths: list[Path],
     root: Path,
     sizes: Mapping[str, int],
@@ -208,7 +221,8 @@ def score_photos(
     """Colourise each photo once with each model and score every result, the grey baseline and the original.
 
     Args:
-        models: label -> colouriser. Each is put in eval mode for the call (its mode restored after).
+        models: label -> (Colorizer, temperature or None). Each model is put in eval mode for the call (its
+            mode restored after).
         paths: the photos, in order; ``root`` names them in the rows (path relative to it when it is a folder).
         sizes: label -> working size (longest side, px).
         keep: thumbnails are kept for the first ``keep`` scored photos (for grids).
@@ -257,10 +271,10 @@ def score_photos(
         bar.advance(task)
 
     # Two threads: this one colourises photo i+1 (torch, one intra-op thread) while a worker scores photo i
-    # (scikit-image, which dominates the time). Measured on the 2-core build machine next to a training
-    # job: torch with 2 intra-op threads ran this loop ~7x slower than with 1 (oversubscribed OpenMP).
+    # (scikit-image, which dominates the time); torch with as many intra-op threads as cores would
+    # oversubscribe them.
     with ExitStack() as stack:
-        for model in models.values():
+        for model in {id(c.model): c.model for c, _ in models.values()}.values():
             stack.enter_context(eval_mode(model))
         stack.enter_context(torch_threads(1))
         stack.enter_context(bar)
@@ -299,7 +313,7 @@ def progress_bar(title: str, console: Console, enabled: bool = True) -> Progress
 
 def summarise(
     model_name: str,
-    model: nn.Module,
+    model: Colorizer,
     data: str | os.PathLike,
     size: int,
     limit: int | None,
@@ -309,10 +323,9 @@ def summarise(
 ) -> dict:
     """The summary ``run_evaluation`` returns, from one model's rows of :func:`score_photos` (less the
     ``seconds`` fields, which the caller knows)."""
-    meta = getattr(model, "meta", {}) or {}
     return {
         "model": model_name,
-        "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
+        "architecture": model.card.architecture,
         "data": str(data),
         "n": len(per_image),
         "size": size,
@@ -340,19 +353,19 @@ class ColourisedPhoto:
     grey_seconds: float
 
 
-def colourise_photo(models: Mapping[str, nn.Module], path: Path, sizes: Mapping[str, int]) -> ColourisedPhoto:
-    """Read one photo and colourise it once with each model (label -> model, label -> working size), timing
-    each pipeline call. Raises :class:`polychrome.io.ImageError` for an unreadable file."""
+def colourise_photo(models: Mapping[str, Variant], path: Path, sizes: Mapping[str, int]) -> ColourisedPhoto:
+    """Read one photo and colourise it once with each model (label -> (Colorizer, temperature), label ->
+    working size), timing each call. Raises :class:`polychrome.io.ImageError` for an unreadable file."""
     rgb = load_rgb(path)
     t = time.perf_counter()
-    grey = metrics.to_uint8(gray_array(rgb))
+    grey = to_uint8(gray_array(rgb))
     grey_seconds = time.perf_counter() - t
     preds, seconds = {}, {}
-    for label, model in models.items():
+    for label, (model, temperature) in models.items():
         t = time.perf_counter()
-        preds[label] = metrics.to_uint8(colorize_array(model, rgb, sizes[label]))
+        preds[label] = model.colorize_uint8(rgb, temperature=temperature, size=sizes[label])
         seconds[label] = time.perf_counter() - t
-    return ColourisedPhoto(grey, preds, metrics.to_uint8(rgb), seconds, grey_seconds)
+    return ColourisedPhoto(grey, preds, to_uint8(rgb), seconds, grey_seconds)
 
 
 def _score_all(photo: ColourisedPhoto) -> tuple[dict, dict[str, dict]]:
@@ -402,7 +415,7 @@ def _settings(size: int) -> dict:
     import polychrome
 
     return {
-        "pipeline": "polychrome.pipeline.colorize_array at full resolution (model sees L only, at the working size)",
+        "pipeline": "polychrome.Colorizer at full resolution (model sees L only, at the working size)",
         "grey_baseline": "polychrome.pipeline.gray_array (ab = 0, L kept)",
         "working_size": size,
         "quantisation": "uint8 = floor(clip(x, 0, 1) * 255 + 0.5), as a saved 8-bit file",
@@ -459,11 +472,6 @@ def display_name(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix() if root.is_dir() else str(path)
     except ValueError:
         return str(path)
-
-
-def _module_name(model: nn.Module) -> str:
-    meta = getattr(model, "meta", None) or {}
-    return str(meta.get("model") or getattr(model, "registry_name", None) or type(model).__name__)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The interactive hint page's server: a FastAPI app over :mod:`polychrome.pipeline`.
+"""The interactive hint page's server: a FastAPI app over a :class:`polychrome.Colorizer`.
 
 A person uploads a photo once; the server keeps its lightness in memory and answers every later
 request from it:
@@ -15,11 +15,11 @@ Every request body is the hint file's structure, ``[{"x": 120, "y": 45, "color":
 pixel coordinates of the ORIGINAL photo (:mod:`polychrome.color.hints`); ``[]`` is automatic colourisation.
 
 Why the preview is both fast and faithful: at upload the server computes, once, the full-resolution L,
-the model's input L at the working size (resized exactly as :func:`polychrome.pipeline.predict_ab`
-resizes it) and a display-size L. A preview then runs only the model on the working-size L
-(:func:`~polychrome.pipeline.predict_ab`, hints mapped to the working grid), upsamples ab to the display
-size and joins it with the display L (:func:`~polychrome.pipeline.join_lab`). The model sees exactly what
-the full-resolution download's model sees, so the download is the preview at full size.
+the model's input L on the working grid (:meth:`Colorizer.working_l`) and a display-size L. Every request
+runs the model once on the working-grid L (:meth:`Colorizer.predict_working`, cached per hint list) and
+renders that ab onto an L (:meth:`Colorizer.render`): the display L for a preview, the full-resolution L
+for the download. ``polychrome colorize`` is the same three calls on the same full-resolution L, so the
+download is the CLI's result and the preview is it at display size.
 
 Model calls run in worker threads (never on the event loop), at most ``Limits.jobs`` at a time; a
 request over that is refused (429) rather than queued, and one that runs past ``Limits.timeout_s`` is
@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-import torch.nn.functional as F
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -58,18 +57,9 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from polychrome.color.hints import Hint, HintError, ab_to_hex, hints_to_json, parse_hints
+from polychrome.colorizer import Colorizer, as_colorizer
 from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
-from polychrome.pipeline import (
-    check_precision,
-    gray_lightness,
-    join_lab,
-    lightness,
-    model_label,
-    predict_ab,
-    to_channels_last,
-    uses_hints,
-    working_shape,
-)
+from polychrome.pipeline import check_precision, gray_rgb, lightness, resize_l, working_shape
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +194,7 @@ class Photo:
     id: str
     name: str
     L_full: torch.Tensor  # (1, 1, H, W) float32 L in [0, 100], the photo's own resolution
-    L_work: torch.Tensor  # (1, 1, h, w) the model's input L (working_shape(H, W, size)), resized like predict_ab
+    L_work: torch.Tensor  # (1, 1, h, w) the model's input L on the working grid (Colorizer.working_l)
     L_preview: torch.Tensor  # (1, 1, ph, pw) the display L of previews
     ab_cache: OrderedDict = field(default_factory=OrderedDict)  # key -> (1, 2, h, w) ab, Lab units
 
@@ -327,14 +317,6 @@ class JobGate:
 # Small helpers
 
 
-def _resize_l(L: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """L (1,1,H,W) resized to ``hw`` the way :func:`polychrome.pipeline.predict_ab` resizes the model's input
-    (antialiased bilinear: plain bilinear would alias fine texture); unchanged if already that size."""
-    if tuple(L.shape[-2:]) == tuple(hw):
-        return L
-    return F.interpolate(L, size=hw, mode="bilinear", antialias=True, align_corners=False)
-
-
 def _encode(rgb: torch.Tensor, fmt: str, quality: int = 90) -> bytes:
     """sRGB (1, 3, H, W) in [0, 1] -> encoded image bytes (``"png"`` or ``"jpeg"``)."""
     img = rgb_array_to_pil(rgb[0].permute(1, 2, 0).numpy())
@@ -407,19 +389,11 @@ class _BodyLimit:
 # The app
 
 
-def _load(spec: str | nn.Module) -> nn.Module:
-    if isinstance(spec, nn.Module):
-        return spec.eval()
-    from polychrome.hub import load_model
-
-    return load_model(spec)
-
-
-def _display_name(spec: str | nn.Module, model: nn.Module) -> str:
+def _display_name(spec: str | nn.Module | Colorizer, model: Colorizer) -> str:
     """How the page names a model: a bundled name as is, a weight file by its file name, an object by its
     architecture."""
     if not isinstance(spec, str):
-        return model_label(model)
+        return model.name
     return spec if os.sep not in spec and "." not in spec else Path(spec).name
 
 
@@ -432,8 +406,8 @@ def _default_auto_spec(model_spec) -> str | None:
 
 
 def create_app(
-    model_spec: str | nn.Module = "hints",
-    auto_spec: str | nn.Module | None = None,
+    model_spec: str | nn.Module | Colorizer = "hints",
+    auto_spec: str | nn.Module | Colorizer | None = None,
     limits: Limits = Limits(),
     size: int | None = None,
     preview_size: int = 640,
@@ -442,28 +416,25 @@ def create_app(
     """The web page and its API.
 
     Args:
-        model_spec: the colourising model: a bundled name (``"hints"``), a weight path, or a loaded model
-            object (tests inject small ones). A hint model (``uses_hints = True``) is what the page is
-            for; any other model still colourises automatically and answers 422 to hints.
+        model_spec: the colourising model: a bundled name (``"hints"``), a weight path, a Colorizer or a
+            loaded model (tests inject small ones). A hint model (its card's ``takes_hints``) is what the
+            page is for; any other model still colourises automatically and answers 422 to hints.
         auto_spec: the automatic model whose colour at a spot is offered as a suggestion; None picks the
             bundled ``default`` model when there is one (and it is not ``model_spec``), ``""`` none.
         limits: see :class:`Limits`.
-        size: the working size (longest side of the model's grid, px); None: the model's ``infer_size``.
+        size: the working size (longest side of the model's grid, px); None: the model card's.
         preview_size: longest side of the preview images, px (never above the photo's own).
-        precision: ``"fp32"`` or ``"bf16"`` for the model call (:func:`polychrome.pipeline.run_model`).
+        precision: ``"fp32"`` or ``"bf16"`` for the model call (:mod:`polychrome.pipeline.precision`); a
+            Colorizer given in ``model_spec`` / ``auto_spec`` keeps its own.
     Raises:
         polychrome.hub.ModelLoadError for a model that cannot be loaded.
     """
     check_precision(precision)
-    model = _load(model_spec)
+    model = as_colorizer(model_spec, precision)
     if auto_spec is None:
         auto_spec = _default_auto_spec(model_spec)
-    auto_model = _load(auto_spec) if auto_spec not in (None, "") else None
-    if precision == "bf16":  # convert the weights once now, not racily inside two concurrent jobs
-        to_channels_last(model)
-        if auto_model is not None:
-            to_channels_last(auto_model)
-    size = int(size or getattr(model, "meta", {}).get("infer_size", 256))
+    auto_model = as_colorizer(auto_spec, precision) if auto_spec not in (None, "") else None
+    size = int(size or model.card.working_size)
     model_name = _display_name(model_spec, model)
     auto_name = None if auto_model is None else _display_name(auto_spec, auto_model)
 
@@ -544,22 +515,18 @@ def create_app(
         for i, h in enumerate(hints):
             if not (h.x < W and h.y < H):
                 raise HTTPException(422, f"hints: hint {i} at ({h.x:g}, {h.y:g}) lies outside the {W}x{H} photo")
-        if hints and not uses_hints(model):
+        if hints and not model.card.takes_hints:
             raise HTTPException(422, f"model {model_name} cannot use colour hints; serve a hint model such as 'hints'")
         return hints
 
-    def ab_work(photo: Photo, net: nn.Module, tag: str, hints: list[Hint]) -> torch.Tensor:
+    def ab_work(photo: Photo, net: Colorizer, tag: str, hints: list[Hint]) -> torch.Tensor:
         """ab (1, 2, h, w) on the working grid for ``hints`` (full-resolution coordinates), cached."""
         key = (tag, _hints_key(hints))
         ab = store.cached_ab(photo, key)
         if ab is not None:
             return ab
-        (H, W), (h, w) = photo.hw, tuple(photo.L_work.shape[-2:])
-        # The hints' pixel coordinates on the working grid; rasterize_hints then puts each on cell
-        # int(x * w / W), as the full-resolution path does.
-        scaled = [Hint(hint.x * w / W, hint.y * h / H, hint.color) for hint in hints]
         try:
-            ab = predict_ab(net, photo.L_work, size, precision, hints=scaled or None)
+            ab = net.predict_working(photo.L_work, hints or None, full_hw=photo.hw).ab
         except HintError as e:
             raise HTTPException(422, _one_line(e)) from None
         store.cache_ab(photo, key, ab)
@@ -567,9 +534,7 @@ def create_app(
 
     def preview(photo: Photo, hints: list[Hint], fmt: str) -> tuple[bytes, float]:
         t0 = time.perf_counter()
-        ab = ab_work(photo, model, "model", hints)
-        ab = F.interpolate(ab, size=photo.L_preview.shape[-2:], mode="bilinear", align_corners=False)
-        data = _encode(join_lab(photo.L_preview, ab), fmt)
+        data = _encode(model.render(photo.L_preview, ab_work(photo, model, "model", hints)), fmt)
         return data, time.perf_counter() - t0
 
     def suggest(photo: Photo, x: float, y: float, hints: list[Hint]) -> list[Suggestion]:
@@ -584,7 +549,7 @@ def create_app(
         L_spot = float(photo.L_work[0, 0, r0:r1, c0:c1].mean())
         L_show = min(max(L_spot, 40.0), 80.0)
         found: list[tuple[str, str, tuple[float, float]]] = []
-        if uses_hints(model):
+        if model.card.takes_hints:
             found.append(("hint-model-auto", "automatic, no hints", at(ab_work(photo, model, "model", []))))
             if hints:
                 found.append(("current", "current result", at(ab_work(photo, model, "model", hints))))
@@ -602,13 +567,8 @@ def create_app(
         return out
 
     def full(photo: Photo, hints: list[Hint], fmt: str) -> bytes:
-        from polychrome.pipeline import colorize_lightness
-
-        try:
-            rgb = colorize_lightness(model, photo.L_full, size, precision, hints=hints or None)
-        except HintError as e:
-            raise HTTPException(422, _one_line(e)) from None
-        return _encode(rgb, fmt, quality=95)
+        # The working-grid ab of the preview, rendered onto the full-resolution L: polychrome colorize's path.
+        return _encode(model.render(photo.L_full, ab_work(photo, model, "model", hints)), fmt, quality=95)
 
     def decode(path: str, name: str) -> Photo:
         _check_pixels(path, name, limits.max_pixels)
@@ -621,8 +581,8 @@ def create_app(
         rgb, _alpha = pil_to_rgb_array(img)  # alpha is not kept: the page's results are opaque
         L = lightness(rgb)
         H, W = L.shape[-2:]
-        L_work = _resize_l(L, working_shape(H, W, size))
-        L_preview = _resize_l(L, working_shape(H, W, preview_size))
+        L_work = model.working_l(L, size)
+        L_preview = resize_l(L, working_shape(H, W, preview_size))
         return Photo(secrets.token_urlsafe(9), name, L, L_work.contiguous(), L_preview.contiguous())
 
     # ---- routes
@@ -640,7 +600,7 @@ def create_app(
     @app.get("/api/info", response_model=ServerInfo, summary="Models, sizes and limits of this server")
     async def info() -> ServerInfo:
         return ServerInfo(
-            model=model_name, uses_hints=uses_hints(model), auto_model=auto_name, working_size=size,
+            model=model_name, uses_hints=model.card.takes_hints, auto_model=auto_name, working_size=size,
             preview_size=preview_size, precision=precision, limits=LimitsInfo(**asdict(limits)),
         )  # fmt: skip
 
@@ -696,7 +656,7 @@ def create_app(
     )
     async def gray(photo_id: PhotoId, format: PreviewFormat = "jpeg") -> Response:
         photo = store.get(photo_id)
-        data = _encode(gray_lightness(photo.L_preview), format)
+        data = _encode(gray_rgb(photo.L_preview), format)
         return Response(data, media_type=MEDIA[format], headers={"Cache-Control": "no-store"})
 
     @app.post(
@@ -760,9 +720,8 @@ def create_app(
         responses={**_image_responses("The colourised photo at its full resolution (an attachment)."), **ERRORS},
     )
     async def full_result(request: Request, photo_id: PhotoId, format: FullFormat = "png") -> Response:
-        """Colourise at the photo's full resolution with the given hints: the same
-        `polychrome.pipeline.colorize_lightness` path as `polychrome colorize --hints`, at this server's
-        working size."""
+        """Colourise at the photo's full resolution with the given hints: the same Colorizer path as
+        `polychrome colorize --hints`, at this server's working size."""
         photo = store.get(photo_id)
         hints = read_hints(photo, await request.body())
         data = await gate.run("full-resolution colourisation", full, photo, hints, format)
