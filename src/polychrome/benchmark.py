@@ -39,9 +39,6 @@ from polychrome.sysinfo import describe, system_info
 #: Height (px) of the label strip above a grid's columns, and the size of its font.
 LABEL_HEIGHT = 22
 LABEL_FONT_SIZE = 14
-#: Where ``polychrome benchmark`` looks for genuine black-and-white photos when not told (relative to the
-#: working directory, as the project's shared data sits beside the repository).
-DEFAULT_HISTORICAL = Path("../shared/data/historical")
 GREY_LABEL = "grey baseline"
 #: Table columns of the report: (key in a row of :func:`table_rows`, heading, short heading for a terminal, format).
 COLUMNS = (

@@ -507,7 +507,7 @@ _BENCH_HELP = {
     "out": "Folder for results.json, report.md, grids/ and params/.",
     "size": "Working size (longest side, px) for every model; default: each model's.",
     "historical": "Black-and-white photos without ground truth, for a grey | models grid "
-    "[default: ../shared/data/historical if it exists].",
+    "(none by default).",
     "params": "Write each model's parameter report into OUT/params/.",
 }
 
@@ -522,7 +522,7 @@ def benchmark(
     size: Annotated[int | None, typer.Option(min=8, help=_BENCH_HELP["size"])] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N photos of each set.")] = None,
     historical: Annotated[Path | None, typer.Option(help=_BENCH_HELP["historical"], show_default=False)] = None,
-    no_historical: Annotated[bool, typer.Option("--no-historical", help="No historical grid.")] = False,
+    no_historical: Annotated[bool, typer.Option("--no-historical", help="No historical grid (the default).")] = False,
     grid_rows: Annotated[int, typer.Option(min=1, help="Photos per grid.")] = 6,
     params: Annotated[bool, typer.Option("--params/--no-params", help=_BENCH_HELP["params"])] = True,
 ) -> None:
@@ -542,9 +542,7 @@ def benchmark(
             raise _fail(f"--data {d}: no such file or folder")
     if no_historical:
         historical = None
-    elif historical is None:
-        historical = bench.DEFAULT_HISTORICAL if bench.DEFAULT_HISTORICAL.is_dir() else None
-    elif not historical.exists():
+    elif historical is not None and not historical.exists():
         raise _fail(f"--historical {historical}: no such file or folder")
     loaded = {spec: _load(spec, "cpu") for spec in specs}
     try:

@@ -27,13 +27,12 @@ from polychrome.models.card import CardError, ModelCard
 from polychrome.pipeline.core import (
     Prediction,
     Timer,
-    hint_planes,
-    join_lab,
     lightness,
     no_timer,
     predict,
-    resize_l,
+    render,
     to_array,
+    to_working_grid,
     upsample,
     working_shape,
 )
@@ -98,7 +97,10 @@ class Colorizer:
     def check_hints(self, hints) -> None:
         """HintError if ``hints`` are given (non-empty) to a model without hint inputs."""
         if hints and not self.card.takes_hints:
-            raise HintError(f"model {self.name} cannot use colour hints; use a hint model such as 'hints'")
+            raise self._hint_error()
+
+    def _hint_error(self) -> HintError:
+        return HintError(f"model {self.name} cannot use colour hints; use a hint model such as 'hints'")
 
     def check_confidence(self) -> None:
         """ValueError if the model predicts no confidence map."""
@@ -123,8 +125,7 @@ class Colorizer:
 
     def working_l(self, L: torch.Tensor, size: int | None = None, timer: Timer = no_timer) -> torch.Tensor:
         """L (B, 1, H, W) resized to the working grid, as the model sees it."""
-        with timer("resize"):
-            return resize_l(L, self.working_shape(*L.shape[-2:], size))
+        return to_working_grid(L, int(size or self.card.working_size), timer)
 
     def predict_working(
         self,
@@ -147,24 +148,20 @@ class Colorizer:
         decoding = self.decoding(temperature)
         if confidence:
             self.check_confidence()
-        if hints is not None and (hint_ab is not None or hint_mask is not None):
-            raise ValueError("give hints (full-resolution) or hint_ab/hint_mask (working grid), not both")
-        if hints:
-            hint_ab, hint_mask = hint_planes(hints, full_hw or tuple(L_work.shape[-2:]), tuple(L_work.shape[-2:]))
         try:
             return predict(
-                self.model, L_work, precision=self.precision, takes_hints=self.card.takes_hints, hint_ab=hint_ab,
-                hint_mask=hint_mask, decoding=decoding, confidence=confidence, timer=timer,
+                self.model, L_work, precision=self.precision, takes_hints=self.card.takes_hints, hints=hints,
+                full_hw=full_hw, hint_ab=hint_ab, hint_mask=hint_mask, decoding=decoding, confidence=confidence,
+                timer=timer,
             )  # fmt: skip
         except HintError:
-            raise HintError(f"model {self.name} cannot use colour hints; use a hint model such as 'hints'") from None
+            if self.card.takes_hints:  # a hint outside the photo: its own message
+                raise
+            raise self._hint_error() from None  # hint planes holding a hint: the message names the model
 
     def render(self, L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> torch.Tensor:
         """ab on the working grid upsampled to L's size and joined with L: sRGB (B, 3, H, W) in [0, 1]."""
-        with timer("resize"):
-            ab = upsample(ab_work, tuple(L.shape[-2:]))
-        with timer("lab_to_rgb"):
-            return join_lab(L, ab)
+        return render(L, ab_work, timer)
 
     def confidence_at(self, confidence_work: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """A working-grid confidence map (B, 1, h, w) upsampled to ``hw``, in [0, 1]."""

@@ -104,6 +104,20 @@ def check_hint_planes(hint_ab: torch.Tensor, hint_mask: torch.Tensor, batch: int
             raise ValueError(f"{name} must be ({batch} or 1, {c}, {hw[0]}, {hw[1]}) on the working grid, got {tuple(t.shape)}")
 
 
+def to_working_grid(L: torch.Tensor, size: int, timer: Timer = no_timer) -> torch.Tensor:
+    """Full-resolution L (B, 1, H, W) -> L on the working grid (longest side ``size``), as the model sees it."""
+    with timer("resize"):
+        return resize_l(L, working_shape(*L.shape[-2:], size))
+
+
+def render(L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> torch.Tensor:
+    """Working-grid ab (B, 2, h, w) upsampled to L's size and joined with L (B, 1, H, W): sRGB (B, 3, H, W)."""
+    with timer("resize"):
+        ab = upsample(ab_work, tuple(L.shape[-2:]))
+    with timer("lab_to_rgb"):
+        return join_lab(L, ab)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What one model call gives, on the working grid."""
@@ -119,6 +133,8 @@ def predict(
     *,
     precision: str = "fp32",
     takes_hints: bool = False,
+    hints: list[Hint] | None = None,
+    full_hw: tuple[int, int] | None = None,
     hint_ab: torch.Tensor | None = None,
     hint_mask: torch.Tensor | None = None,
     decoding: dict | None = None,
@@ -134,6 +150,8 @@ def predict(
         L_work: (B, 1, h, w) float L in [0, 100].
         precision: ``"fp32"`` or ``"bf16"`` for the model call (:mod:`polychrome.pipeline.precision`).
         takes_hints: the model has hint inputs; with none given it sees zeros (automatic colourisation).
+        hints: hints in pixel coordinates of the full-resolution photo of size ``full_hw`` (default: the
+            working grid's own), painted onto the working grid (:func:`hint_planes`).
         hint_ab, hint_mask: (B or 1, 2|1, h, w) on the working grid, Lab units / {0, 1}; hint models only.
         decoding: keyword arguments for a classification model's forward (``temperature``, ``decode_mode``).
         confidence: also return the model's confidence map.
@@ -144,6 +162,12 @@ def predict(
     B, _, h, w = L_work.shape
     device = next(model.parameters()).device
     extra: tuple[torch.Tensor, ...] = ()
+    if hints is not None and (hint_ab is not None or hint_mask is not None):
+        raise ValueError("give hints (full-resolution) or hint_ab/hint_mask (working grid), not both")
+    if hints:
+        if not takes_hints:
+            raise HintError("this model cannot use colour hints")
+        hint_ab, hint_mask = hint_planes(hints, full_hw or (h, w), (h, w))
     if hint_ab is not None or hint_mask is not None:
         if hint_ab is None or hint_mask is None:
             raise ValueError("give hint_ab and hint_mask together, or neither")

@@ -22,7 +22,7 @@ class TrainConfig:
     trainer: str = "default"  # "default" (train/loop.py) or "gan" (train/gan.py, with GanTrainConfig's own keys)
     model: str = "unet-32"  # registered architecture name (polychrome models)
     model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments for the architecture
-    data: str = "../shared/data/train"  # folder tree or .txt list of training photos
+    data: str = ""  # folder tree or .txt list of training photos (required; configs/*.toml name this workspace's)
     val_data: str = ""  # validation photos; empty = hold out val_fraction of `data`
     val_fraction: float = 0.02  # share of `data` held out when val_data is empty
     val_max_images: int = 256  # cap on validation photos per evaluation (speed)

@@ -85,6 +85,8 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 def split_train_val(cfg: TrainConfig) -> tuple[list[Path] | str, list[Path] | str]:
     """Training and validation sources: ``val_data`` when given, else a seeded hold-out of ``data``."""
+    if not cfg.data:
+        raise ConfigError("data: give the folder (or .txt list) of training photos")
     if cfg.val_data:
         return cfg.data, cfg.val_data
     paths = find_images(cfg.data)
