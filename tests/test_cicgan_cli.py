@@ -205,7 +205,7 @@ def test_temperature_is_per_call_in_the_api(checkpoint, photo):
 
 # --------------------------------------------------------------------------- evaluate --temperature
 def test_evaluate_at_several_temperatures_matches_single_runs(checkpoint, tmp_path, make_photo):
-    from polychrome.evaluate import run_evaluation
+    from polychrome.eval.automatic import run_evaluation
 
     for i, (w, h) in enumerate(((64, 48), (40, 56), (50, 50))):
         make_photo(tmp_path / "photos" / f"p{i}.png", w, h, seed=10 + i)

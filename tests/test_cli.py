@@ -323,7 +323,7 @@ def test_evaluate_is_wired_to_run_evaluation(tmp_path, monkeypatch):
                      temperatures=temperatures)
         return {"n": 3, "mean": {"psnr": 24.5, "ssim": 0.91}, "grey": {"psnr": 22.25, "ssim": 0.9}, "reference": {"ssim": 1.0}}
 
-    monkeypatch.setitem(sys.modules, "polychrome.evaluate", types.SimpleNamespace(run_evaluation=run_evaluation))
+    monkeypatch.setitem(sys.modules, "polychrome.eval.automatic", types.SimpleNamespace(run_evaluation=run_evaluation))
     r = invoke("evaluate", "--model", "m", "--data", tmp_path, "--json", tmp_path / "s.json", "--limit", "5",
                "--size", "128", "--grid", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
@@ -364,7 +364,7 @@ def hint_model(monkeypatch):
     """The CLI's model loader hands out a SpreadHints fixture model; ``hint_model.specs`` records what was asked."""
     from _hint_helpers import SpreadHints
 
-    from polychrome import cli
+    from polychrome.cli import colorize as cli
 
     model = SpreadHints(infer_size=48)
     model.specs = []
@@ -373,7 +373,7 @@ def hint_model(monkeypatch):
         model.specs.append(spec)
         return colorizer_of(model, precision)
 
-    monkeypatch.setattr(cli, "_load", load)
+    monkeypatch.setattr(cli, "load_colorizer", load)
     return model
 
 
@@ -480,7 +480,7 @@ def hint_photos(tmp_path) -> Path:
 def test_evaluate_hints_writes_the_curve_json_table_and_plot(tmp_path, hint_photos, monkeypatch):
     from _hint_helpers import SpreadHints
 
-    from polychrome import evaluate_hints
+    from polychrome.eval import hints as evaluate_hints
 
     monkeypatch.setattr(evaluate_hints, "as_colorizer_kept", lambda spec: colorizer_of(SpreadHints(infer_size=32)))
     r = invoke("evaluate", "--model", "fixture", "--data", hint_photos, "--hints", "0,2,20,200",

@@ -17,10 +17,11 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from polychrome.color.lab import ab_to_net, l_to_net, rgb_to_lab
 from polychrome.colorizer import Colorizer
-from polychrome.evaluate import GRID_GAP, GRID_HEIGHT, run_evaluation
+from polychrome.eval.automatic import run_evaluation
+from polychrome.eval.report import GRID_GAP, GRID_HEIGHT
 from polychrome.hub import save_weights
 from polychrome.io import ImageError, load_rgb, rgb_array_to_pil
-from polychrome.metrics import colorfulness
+from polychrome.eval.metrics import colorfulness
 from polychrome.models import create_model
 from polychrome.models.card import ModelCard
 from polychrome.pipeline import gray_array
@@ -225,7 +226,7 @@ class CountingZeroAb(ZeroAb):
 
 
 def test_score_photos_reads_each_photo_once_for_several_models(photos, model_dir, monkeypatch):
-    import polychrome.evaluate as ev
+    import polychrome.eval.runner as ev
 
     reads = []
     real_load = ev.load_rgb
@@ -262,7 +263,7 @@ def _curve(res: dict, metric: str = "psnr") -> list[float]:
 def test_hint_curve_json_plot_and_more_hints_score_higher(photos, tmp_path):
     from _hint_helpers import SpreadHints
 
-    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.eval.hints import run_hint_evaluation
 
     res = run_hint_evaluation(colorizer_of(SpreadHints(infer_size=32)), photos, HINT_COUNTS, json_path=tmp_path / "h.json",
                               plot_path=tmp_path / "h.png", progress=False)
@@ -292,7 +293,7 @@ def test_hint_curve_json_plot_and_more_hints_score_higher(photos, tmp_path):
 def test_hint_curve_is_reproducible_and_nested(photos, monkeypatch):
     from _hint_helpers import SpreadHints
 
-    from polychrome import evaluate_hints
+    from polychrome.eval import hints as evaluate_hints
 
     def drop_seconds(res):
         return {k: v for k, v in res.items() if k != "seconds"}
@@ -310,7 +311,7 @@ def test_hint_curve_is_reproducible_and_nested(photos, monkeypatch):
 
 def test_hint_curve_zero_hints_is_the_plain_evaluation_and_hints_need_a_hint_model(photos, model_dir):
     from polychrome.color.hints import HintError
-    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.eval.hints import run_hint_evaluation
 
     plain = run_evaluation(str(model_dir), photos, None, progress=False)
     zero = run_hint_evaluation(str(model_dir), photos, [0], progress=False)
@@ -324,7 +325,7 @@ def test_hint_curve_zero_hints_is_the_plain_evaluation_and_hints_need_a_hint_mod
 
 
 def test_hint_curve_with_icolorit_tiny_runs(photos):
-    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.eval.hints import run_hint_evaluation
 
     torch.manual_seed(0)
     model = create_model("icolorit-tiny")

@@ -39,7 +39,7 @@ def _close(got: dict, want: dict) -> None:
 
 @pytest.mark.parametrize("model", ["default", "unet-32"])
 def test_evaluation_figures_are_unchanged(photos, model):
-    from polychrome.evaluate import run_evaluation
+    from polychrome.eval.automatic import run_evaluation
 
     result = run_evaluation(model, str(photos), None, progress=False)
     for part in ("mean", "grey", "reference"):
@@ -47,7 +47,7 @@ def test_evaluation_figures_are_unchanged(photos, model):
 
 
 def test_hint_curve_is_unchanged(photos):
-    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.eval.hints import run_hint_evaluation
 
     result = run_hint_evaluation("hints", str(photos), counts=[0, 2, 10], progress=False)
     assert [p["hints"] for p in result["curve"]] == [0, 2, 10]

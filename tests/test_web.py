@@ -233,7 +233,7 @@ def test_too_big_upload_is_413():
         # Just over (within the multipart framing allowance): refused while the file is read.
         r = upload(c, b"\0" * 20_001, name="big.png")
         assert r.status_code == 413 and "19.5 KB limit" in one_line(r)
-        assert len(c.app.state.store) == 0
+        assert len(c.app.state.session.store) == 0
 
 
 def test_json_body_over_its_limit_is_413():
@@ -315,7 +315,7 @@ def test_store_drops_the_least_recently_used_photo():
     with client(limits=Limits(max_store_bytes=int(2.5 * one_photo))) as c:
         ids = [photo_id(c) for _ in range(3)]
         assert [c.get(f"/api/photos/{i}").status_code for i in ids] == [404, 200, 200]
-        assert c.app.state.store.nbytes() <= 2.5 * one_photo + 3 * 2 * 4 * 96 * 72
+        assert c.app.state.session.store.nbytes() <= 2.5 * one_photo + 3 * 2 * 4 * 96 * 72
 
 
 def _hold_one_job(c, model, pid, results: list):

@@ -31,7 +31,7 @@ from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb
 from polychrome.data import ColorPhotoFolder
 from polychrome.io import find_images
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
-from polychrome.metrics import mean_chroma, psnr_per_image
+from polychrome.eval.metrics import mean_chroma, psnr_per_image
 from polychrome.models import create_model
 from polychrome.models.card import ModelCard
 from polychrome.models.efficientnet import PretrainedWeightsUnavailable

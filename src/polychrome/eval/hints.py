@@ -2,12 +2,12 @@
 
 For each photo, hints are drawn from its TRUE colours on the model's working grid (as in training and in
 Zhang et al. 2017 / iColoriT): :func:`polychrome.color.hints.sample_hints` with a generator seeded
-``seed + i`` for the i-th photo (in :func:`polychrome.evaluate.photo_paths` order), the same seed for every
+``seed + i`` for the i-th photo (in :func:`polychrome.eval.automatic.photo_paths` order), the same seed for every
 hint count. The sampler draws one random order of all places, so a larger count is a superset of a smaller
 one: the curve adds hints, it does not redraw them. Each count colourises the photo through the one
 Colorizer (:meth:`polychrome.Colorizer.colorize_lightness` with ``hint_ab`` / ``hint_mask`` on the working
 grid; L at full resolution, ab upsampled), and the 8-bit result is scored with the same PSNR and SSIM as
-``polychrome evaluate`` (:mod:`polychrome.metrics`). The grey baseline (ab = 0) is scored once per photo.
+``polychrome evaluate`` (:mod:`polychrome.eval.metrics`). The grey baseline (ab = 0) is scored once per photo.
 
 Reference (ImageNet, Zhang et al. SIGGRAPH 2017): 24.4 dB with 0 hints, 28.4 with 10, 31.1 with 100.
 """
@@ -27,13 +27,13 @@ from PIL import Image
 from rich.console import Console
 from torch import nn
 
-from polychrome import metrics
+from polychrome.eval import metrics
 from polychrome.color.hints import HINT_PATCH, HintError, sample_hints
 from polychrome.color.lab import rgb_to_lab
 from polychrome.colorizer import Colorizer
-from polychrome.evaluate import (
+from polychrome.eval.provenance import evaluation_settings
+from polychrome.eval.runner import (
     MAX_THREADS,
-    _settings,
     as_colorizer_kept,
     display_name,
     eval_mode,
@@ -159,7 +159,7 @@ def run_hint_evaluation(
             bar.update(task, status=f"PSNR by hints {status} dB")
         bar.advance(task)
 
-    # Two threads as in polychrome.evaluate: torch (one intra-op thread) colourises photo i+1 while a worker
+    # Two threads as in polychrome.eval.automatic: torch (one intra-op thread) colourises photo i+1 while a worker
     # scores photo i with scikit-image.
     with ExitStack() as stack:
         stack.enter_context(eval_mode(model.model))
@@ -198,7 +198,7 @@ def run_hint_evaluation(
         "skipped": skipped,
         "per_image": per_image,
         "settings": {
-            **_settings(work_size),
+            **evaluation_settings(work_size),
             "pipeline": "polychrome.Colorizer.colorize_lightness at full resolution, hints on the working grid",
             "hints": (
                 f"polychrome.color.hints.sample_hints on the true ab resized (antialiased bilinear) to the working "

@@ -101,7 +101,7 @@ def run_speed(
     Raises:
         RuntimeError: a worker failed (its last error line is in the message).
     """
-    from polychrome.sysinfo import system_info
+    from polychrome.eval.provenance import system_info
 
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be at least 1 and warmup at least 0")
@@ -158,7 +158,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _spawn(cfg: dict) -> dict:
     """Run one configuration in a fresh interpreter; its result is the last line of its stdout."""
-    cmd = [sys.executable, "-m", "polychrome.speed", json.dumps(cfg)]
+    cmd = [sys.executable, "-m", "polychrome.diagnostics.speed", json.dumps(cfg)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
