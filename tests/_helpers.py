@@ -90,3 +90,20 @@ def tiny_train_config(tmp_path: Path, n_photos: int = 38, **overrides):
         "out_dir": str(tmp_path / "run"),
     }
     return make_config(overrides={**base, **overrides})
+
+
+def colorizer_of(model, precision: str = "fp32"):
+    """A Colorizer for a test's model: a Colorizer (with ``precision``), or a stand-in module whose ``meta``
+    test attribute names it and its working size ({"model": NAME, "infer_size": N})."""
+    from dataclasses import replace
+
+    from polychrome.colorizer import Colorizer
+    from polychrome.models.card import ModelCard
+
+    if isinstance(model, Colorizer):
+        return model if model.precision == precision else Colorizer(model.model, model.card, precision)
+    card = ModelCard.for_model(model)
+    meta = getattr(model, "meta", None)
+    if meta:
+        card = replace(card, architecture=meta["model"], working_size=meta["infer_size"])
+    return Colorizer(model, card, precision)

@@ -35,7 +35,10 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    return hub.load_model(tiny_model_dir)
+    """A Colorizer over the tiny export (its model: ``tiny_model.model``)."""
+    from polychrome.colorizer import Colorizer
+
+    return Colorizer.from_pretrained(tiny_model_dir)
 
 
 class ConstantAB(nn.Module):

@@ -75,7 +75,7 @@ def test_model_given_by_path(tiny_model, tiny_model_dir, photo):
     np.testing.assert_array_equal(
         polychrome.colorize(arr, model=str(tiny_model_dir)), polychrome.colorize(arr, model=tiny_model)
     )
-    assert polychrome.load_model(tiny_model_dir).meta["infer_size"] == 64
+    assert polychrome.Colorizer.from_pretrained(tiny_model_dir).card.working_size == 64
 
 
 def test_bad_inputs_raise_clear_errors(tiny_model):

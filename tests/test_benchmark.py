@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _helpers import colour_photo, grey_photo, save
+from _helpers import colorizer_of, colour_photo, grey_photo, save
 from PIL import Image
 from typer.testing import CliRunner
 
 from polychrome import hub
-from polychrome.benchmark import LABEL_HEIGHT, labelled_grid, model_label, run_benchmark
+from polychrome.eval.benchmark import LABEL_HEIGHT, labelled_grid, model_label, run_benchmark
 from polychrome.cli import app
-from polychrome.evaluate import GRID_GAP, GRID_HEIGHT, run_evaluation
+from polychrome.colorizer import Colorizer
+from polychrome.eval.automatic import run_evaluation
+from polychrome.eval.report import GRID_GAP, GRID_HEIGHT
 from polychrome.models import create_model
-from polychrome.param_report import parameter_report, write_parameter_report
+from polychrome.diagnostics.param_report import parameter_report, write_parameter_report
 
 METRICS = ("psnr", "ssim", "colorfulness", "ciede2000")
 # (w, h) of the two photos of each set; the second is portrait, so grid cells are set by the first.
@@ -141,7 +143,7 @@ class CountingZeroAb(nn.Module):
 def test_each_photo_is_colourised_once_per_model(bench_setup):
     root, _, model_b = bench_setup
     zero = CountingZeroAb()
-    res = run_benchmark({"zero": zero, str(model_b): hub.load_model(model_b)}, [root / "set_a", root / "set_b"],
+    res = run_benchmark({"zero": colorizer_of(zero), str(model_b): Colorizer.from_pretrained(model_b)}, [root / "set_a", root / "set_b"],
                         root / "rep", historical=root / "hist", params=False, progress=False)
     assert zero.calls == 2 + 2 + len(HIST_SIZES)  # scores and grids come from the same colourisation
     grey = res["sets"]["set_a"]["grey"]
@@ -202,7 +204,7 @@ def test_benchmark_without_historical_folder(bench_setup, monkeypatch):
 def test_an_output_folder_inside_a_photo_folder_is_not_scored(bench_setup):
     root, model_a, _ = bench_setup
     for _ in range(2):  # the second run finds the first run's grids inside set_a and leaves them alone
-        res = run_benchmark({str(model_a): hub.load_model(model_a)}, [root / "set_a"], root / "set_a" / "rep",
+        res = run_benchmark({str(model_a): Colorizer.from_pretrained(model_a)}, [root / "set_a"], root / "set_a" / "rep",
                             params=False, progress=False)
         assert [row["file"] for row in res["sets"]["set_a"]["models"][model_label(model_a)]["per_image"]] == [
             "p0.png", "p1.png"]

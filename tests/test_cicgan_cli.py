@@ -5,6 +5,7 @@ and the pipeline's single-call confidence map."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from test_cli import assert_one_line_error, invoke
 from polychrome import colorize as api_colorize
 from polychrome import hub
 from polychrome.color.quantize import DEFAULT_TEMPERATURE
-from polychrome.pipeline import lightness, predict_ab, predict_ab_confidence, temperature
+from polychrome.colorizer import Colorizer
+from polychrome.pipeline import lightness
 from polychrome.train import ConfigError, GanTrainConfig, TrainConfig, load_config, make_config
 
 #: A seconds-long GAN run (the sizes of tests/test_train_gan.py): cicgan-small, a 2-scale base-8 critic on
@@ -123,7 +125,7 @@ def test_colorize_a_checkpoint_with_temperature_and_confidence(checkpoint, tmp_p
         assert conf.size == size and conf.mode == "L"  # full resolution, greyscale
     # The map is the model's confidence (sigmoid, upsampled to full size) in 8 bits.
     L = lightness(np.asarray(Image.open(tmp_path / "in" / "b.png").convert("RGB")).astype(np.float32) / 255)
-    _, want = predict_ab_confidence(hub.load_model(checkpoint), L, 48)
+    _, want = Colorizer.from_pretrained(checkpoint).predict_ab_confidence(L, 48)
     got = np.asarray(Image.open(tmp_path / "out" / "b.confidence.png")).astype(np.float32) / 255
     np.testing.assert_allclose(got, want[0, 0].numpy(), atol=1 / 255)
     assert got.std() > 0
@@ -168,7 +170,7 @@ def test_export_keeps_the_palette_and_the_temperature(checkpoint, tmp_path, make
     # The JSON's temperature is the loaded model's default (a person may edit it).
     meta["temperature"] = 0.2
     (tmp_path / "exp" / "config.json").write_text(json.dumps(meta))
-    assert hub.load_model(tmp_path / "exp").temperature == 0.2
+    assert Colorizer.from_pretrained(tmp_path / "exp").card.temperature == 0.2
     src = make_photo(tmp_path / "p.png", 50, 40)
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tmp_path / "exp", "--temperature", "1.0",
                "--confidence")
@@ -178,33 +180,32 @@ def test_export_keeps_the_palette_and_the_temperature(checkpoint, tmp_path, make
 
 # --------------------------------------------------------------------------- pipeline and API
 def test_confidence_comes_from_the_same_single_model_call(checkpoint, photo):
-    model = hub.load_model(checkpoint)
+    model = Colorizer.from_pretrained(checkpoint)
     calls = []
-    model.register_forward_hook(lambda m, args, kwargs, out: calls.append(kwargs), with_kwargs=True)
+    model.model.register_forward_hook(lambda m, args, kwargs, out: calls.append(kwargs), with_kwargs=True)
     L = lightness(photo(45, 70).astype(np.float32) / 255)
-    ab, conf = predict_ab_confidence(model, L, 48)
-    assert calls == [{"return_all": True}]
+    ab, conf = model.predict_ab_confidence(L, 48)
+    assert calls == [{"return_all": True, "temperature": DEFAULT_TEMPERATURE, "decode_mode": "annealed"}]
     assert ab.shape == (1, 2, 45, 70) and conf.shape == (1, 1, 45, 70)
     assert conf.min() >= 0 and conf.max() <= 1
-    torch.testing.assert_close(ab, predict_ab(model, L, 48))  # the same colours as without the map
+    torch.testing.assert_close(ab, model.predict_ab(L, 48))  # the same colours as without the map
 
 
 def test_temperature_is_per_call_in_the_api(checkpoint, photo):
-    model = hub.load_model(checkpoint)
+    model = Colorizer.from_pretrained(checkpoint)
     img = photo(40, 52)
     cold, warm = api_colorize(img, model, temperature=0.1), api_colorize(img, model, temperature=1.0)
     assert cold.shape == img.shape and not np.array_equal(cold, warm)
-    assert model.temperature == DEFAULT_TEMPERATURE  # restored: a cached model keeps its default
-    with temperature(model, 0.5):
-        assert model.temperature == 0.5
-    assert model.temperature == DEFAULT_TEMPERATURE
+    # Nothing was set on the model: the temperature is an argument of the call.
+    assert model.card.temperature == DEFAULT_TEMPERATURE and model.model.temperature == DEFAULT_TEMPERATURE
+    np.testing.assert_array_equal(api_colorize(img, model), api_colorize(img, model, temperature=DEFAULT_TEMPERATURE))
     with pytest.raises(ValueError, match="no decoding temperature"):
-        api_colorize(img, hub.load_model("unet-32"), temperature=0.38)
+        api_colorize(img, "unet-32", temperature=0.38)
 
 
 # --------------------------------------------------------------------------- evaluate --temperature
 def test_evaluate_at_several_temperatures_matches_single_runs(checkpoint, tmp_path, make_photo):
-    from polychrome.evaluate import run_evaluation
+    from polychrome.eval.automatic import run_evaluation
 
     for i, (w, h) in enumerate(((64, 48), (40, 56), (50, 50))):
         make_photo(tmp_path / "photos" / f"p{i}.png", w, h, seed=10 + i)
@@ -220,20 +221,21 @@ def test_evaluate_at_several_temperatures_matches_single_runs(checkpoint, tmp_pa
     assert by_t[0]["mean"] != by_t[1]["mean"]  # the temperature reaches the decoding
     # Each column is what scoring the model alone at that temperature gives.
     for t in by_t:
-        model = hub.load_model(checkpoint)
-        with temperature(model, t["temperature"]):
-            alone = run_evaluation(model, tmp_path / "photos", None, progress=False)
+        model = Colorizer.from_pretrained(checkpoint)
+        model = Colorizer(model.model, replace(model.card, temperature=t["temperature"]))  # its default, now
+        alone = run_evaluation(model, tmp_path / "photos", None, progress=False)
         assert alone["mean"] == pytest.approx(t["mean"], rel=1e-9), t["temperature"]
         assert alone["grey"] == pytest.approx(summary["grey"], rel=1e-9)
     # The grid: grey | one column per temperature | original.
-    model = hub.load_model(checkpoint)
+    model = Colorizer.from_pretrained(checkpoint)
     grid = Image.open(tmp_path / "g.png")
     one = run_evaluation(model, tmp_path / "photos", None, grid_path=tmp_path / "g1.png", progress=False)
     assert one["n"] == 3 and grid.height == Image.open(tmp_path / "g1.png").height
     assert grid.width > Image.open(tmp_path / "g1.png").width
-    # Evaluation decodes copies: a model passed in keeps its own decoding.
+    # Temperatures are call arguments: a model passed in keeps its own decoding.
     run_evaluation(model, tmp_path / "photos", None, progress=False, temperatures=[0.1, 1.0])
-    assert model.temperature == DEFAULT_TEMPERATURE and model.decode_mode == "annealed"
+    assert model.card.temperature == DEFAULT_TEMPERATURE and model.card.decode_mode == "annealed"
+    assert model.model.temperature == DEFAULT_TEMPERATURE and model.model.decode_mode == "annealed"
 
 
 def test_evaluate_temperature_errors_are_one_line(checkpoint, tiny_model_dir, tmp_path, make_photo):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _helpers import colorizer_of
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -323,8 +324,8 @@ def test_train_under_torchrun_two_processes(tmp_path, photo):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = hub.load_model(tmp_path / "run" / "last.pt")
-    assert ckpt.meta["step"] == 2  # 39 training photos // (8 per batch x 2 processes)
+    _, card = hub.load(tmp_path / "run" / "last.pt")
+    assert card.about["step"] == 2  # 39 training photos // (8 per batch x 2 processes)
 
 
 # --------------------------------------------------------------------------- models / evaluate / demo
@@ -345,7 +346,7 @@ def test_evaluate_is_wired_to_run_evaluation(tmp_path, monkeypatch):
                      temperatures=temperatures)
         return {"n": 3, "mean": {"psnr": 24.5, "ssim": 0.91}, "grey": {"psnr": 22.25, "ssim": 0.9}, "reference": {"ssim": 1.0}}
 
-    monkeypatch.setitem(sys.modules, "polychrome.evaluate", types.SimpleNamespace(run_evaluation=run_evaluation))
+    monkeypatch.setitem(sys.modules, "polychrome.eval.automatic", types.SimpleNamespace(run_evaluation=run_evaluation))
     r = invoke("evaluate", "--model", "m", "--data", tmp_path, "--json", tmp_path / "s.json", "--limit", "5",
                "--size", "128", "--grid", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
@@ -386,16 +387,16 @@ def hint_model(monkeypatch):
     """The CLI's model loader hands out a SpreadHints fixture model; ``hint_model.specs`` records what was asked."""
     from _hint_helpers import SpreadHints
 
-    from polychrome import cli
+    from polychrome.cli import colorize as cli
 
     model = SpreadHints(infer_size=48)
     model.specs = []
 
-    def load(spec, device):
+    def load(spec, device, precision="fp32"):
         model.specs.append(spec)
-        return model
+        return colorizer_of(model, precision)
 
-    monkeypatch.setattr(cli, "_load", load)
+    monkeypatch.setattr(cli, "load_colorizer", load)
     return model
 
 
@@ -475,10 +476,8 @@ def test_hints_without_the_bundled_hint_model_says_so(tmp_path, make_photo, monk
 
 
 def test_colorize_hints_with_a_saved_icolorit_model(tmp_path, make_photo):
-    from polychrome.models import create_model, list_models
+    from polychrome.models import create_model
 
-    if "icolorit-tiny" not in list_models():
-        pytest.skip("models/icolorit.py not registered yet")
     torch.manual_seed(0)
     model_dir = hub.save_weights(create_model("icolorit-tiny"), {"model": "icolorit-tiny", "infer_size": 48},
                                  tmp_path / "model")
@@ -504,9 +503,9 @@ def hint_photos(tmp_path) -> Path:
 def test_evaluate_hints_writes_the_curve_json_table_and_plot(tmp_path, hint_photos, monkeypatch):
     from _hint_helpers import SpreadHints
 
-    from polychrome import evaluate_hints
+    from polychrome.eval import hints as evaluate_hints
 
-    monkeypatch.setattr(evaluate_hints, "load_model", lambda spec: SpreadHints(infer_size=32))
+    monkeypatch.setattr(evaluate_hints, "as_colorizer_kept", lambda spec: colorizer_of(SpreadHints(infer_size=32)))
     r = invoke("evaluate", "--model", "fixture", "--data", hint_photos, "--hints", "0,2,20,200",
                "--json", tmp_path / "curve.json", "--plot", tmp_path / "curve.png")
     assert r.exit_code == 0, r.output

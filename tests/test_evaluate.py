@@ -11,16 +11,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from _helpers import colour_photo, save
+from _helpers import colorizer_of, colour_photo, save
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from polychrome.color.lab import ab_to_net, l_to_net, rgb_to_lab
-from polychrome.evaluate import GRID_GAP, GRID_HEIGHT, run_evaluation
+from polychrome.colorizer import Colorizer
+from polychrome.eval.automatic import run_evaluation
+from polychrome.eval.report import GRID_GAP, GRID_HEIGHT
 from polychrome.hub import save_weights
 from polychrome.io import ImageError, load_rgb, rgb_array_to_pil
-from polychrome.metrics import colorfulness
+from polychrome.eval.metrics import colorfulness
 from polychrome.models import create_model
+from polychrome.models.card import ModelCard
 from polychrome.pipeline import gray_array
 
 # (w, h) of the three photos; the last has another aspect ratio so grid rows differ in width.
@@ -223,14 +226,14 @@ class CountingZeroAb(ZeroAb):
 
 
 def test_score_photos_reads_each_photo_once_for_several_models(photos, model_dir, monkeypatch):
-    import polychrome.evaluate as ev
+    import polychrome.eval.runner as ev
 
     reads = []
     real_load = ev.load_rgb
     monkeypatch.setattr(ev, "load_rgb", lambda p: reads.append(Path(p).name) or real_load(p))
-    zero, loaded = CountingZeroAb(), ev.load_model(model_dir)
+    zero, loaded = CountingZeroAb(), Colorizer.from_pretrained(model_dir)
     paths = ev.photo_paths(photos)
-    models, sizes = {"zero": zero, "tiny": loaded}, {"zero": 64, "tiny": 64}
+    models, sizes = {"zero": (colorizer_of(zero), None), "tiny": (loaded, None)}, {"zero": 64, "tiny": 64}
     scores = ev.score_photos(models, paths, photos, sizes, keep=2, progress=False)
 
     assert sorted(reads) == sorted(p.name for p in paths)  # each file decoded once, for both models
@@ -260,9 +263,9 @@ def _curve(res: dict, metric: str = "psnr") -> list[float]:
 def test_hint_curve_json_plot_and_more_hints_score_higher(photos, tmp_path):
     from _hint_helpers import SpreadHints
 
-    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.eval.hints import run_hint_evaluation
 
-    res = run_hint_evaluation(SpreadHints(infer_size=32), photos, HINT_COUNTS, json_path=tmp_path / "h.json",
+    res = run_hint_evaluation(colorizer_of(SpreadHints(infer_size=32)), photos, HINT_COUNTS, json_path=tmp_path / "h.json",
                               plot_path=tmp_path / "h.png", progress=False)
     saved = _strict_json(tmp_path / "h.json")
     assert saved["counts"] == HINT_COUNTS and [c["hints"] for c in saved["curve"]] == HINT_COUNTS
@@ -290,7 +293,7 @@ def test_hint_curve_json_plot_and_more_hints_score_higher(photos, tmp_path):
 def test_hint_curve_is_reproducible_and_nested(photos, monkeypatch):
     from _hint_helpers import SpreadHints
 
-    from polychrome import evaluate_hints
+    from polychrome.eval import hints as evaluate_hints
 
     def drop_seconds(res):
         return {k: v for k, v in res.items() if k != "seconds"}
@@ -308,7 +311,7 @@ def test_hint_curve_is_reproducible_and_nested(photos, monkeypatch):
 
 def test_hint_curve_zero_hints_is_the_plain_evaluation_and_hints_need_a_hint_model(photos, model_dir):
     from polychrome.color.hints import HintError
-    from polychrome.evaluate_hints import run_hint_evaluation
+    from polychrome.eval.hints import run_hint_evaluation
 
     plain = run_evaluation(str(model_dir), photos, None, progress=False)
     zero = run_hint_evaluation(str(model_dir), photos, [0], progress=False)
@@ -322,13 +325,9 @@ def test_hint_curve_zero_hints_is_the_plain_evaluation_and_hints_need_a_hint_mod
 
 
 def test_hint_curve_with_icolorit_tiny_runs(photos):
-    from polychrome.evaluate_hints import run_hint_evaluation
-    from polychrome.models import list_models
+    from polychrome.eval.hints import run_hint_evaluation
 
-    if "icolorit-tiny" not in list_models():
-        pytest.skip("models/icolorit.py not registered yet")
     torch.manual_seed(0)
     model = create_model("icolorit-tiny")
-    model.meta = {"model": "icolorit-tiny", "infer_size": 32}
-    res = run_hint_evaluation(model, photos, [0, 10], limit=2, progress=False)
+    res = run_hint_evaluation(Colorizer(model, ModelCard.for_model(model, working_size=32)), photos, [0, 10], limit=2, progress=False)
     assert res["n"] == 2 and all(math.isfinite(v) for c in res["curve"] for v in (c["psnr"], c["ssim"]))

@@ -7,6 +7,8 @@ import json
 import pytest
 import torch
 from _helpers import tiny_train_config
+
+from polychrome.models.card import architecture_kwargs
 from safetensors.torch import load_file, save_file
 from torch.optim.swa_utils import AveragedModel
 
@@ -49,9 +51,9 @@ def test_save_load_round_trip_identical_outputs(tmp_path):
     hub.save_weights(model, _meta(model), tmp_path / "export")
     assert (tmp_path / "export" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "export" / "config.json").read_text())["model"] == "simple-unet"
-    loaded = hub.load_model(tmp_path / "export")
+    loaded, card = hub.load(tmp_path / "export")
     assert not loaded.training
-    assert loaded.meta["infer_size"] == 64 and loaded.depth == 2
+    assert card.working_size == 64 and loaded.depth == 2
     x = torch.rand(2, 1, 40, 56) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
@@ -154,17 +156,29 @@ def test_ema_to_model_state_remaps_keys():
 
 def test_training_checkpoint_loads_its_ema_weights(checkpoint):
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = hub.load_model(checkpoint)
+    model, card = hub.load(checkpoint)
     assert not model.training and model.depth == 2
-    assert model.meta["model"] == "simple-unet" and model.meta["model_kwargs"] == {"depth": 2}
-    assert model.meta["infer_size"] == 48 and model.meta["step"] == 4
-    assert model.meta["train_config"]["image_size"] == 32
+    assert card.architecture == "simple-unet" and card.kwargs == {"depth": 2}
+    assert card.working_size == 48 and card.about["step"] == 4
+    assert card.about["train_config"]["image_size"] == 32
+    assert ckpt["card"]["model"] == "simple-unet"  # training writes the card into every checkpoint
     state = model.state_dict()
     for k, v in ckpt["ema"].items():
         if k.startswith("module."):
             assert torch.equal(state[k[len("module."):]], v), k
     # EMA (decay 0.9, with warm-up) differs from the raw weights after a few steps.
     assert not torch.equal(state["head.weight"], ckpt["model"]["head.weight"])
+
+
+def test_a_checkpoint_written_before_the_card_still_loads(checkpoint, tmp_path):
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    del ckpt["card"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    (old_model, old), (model, card) = hub.load(tmp_path / "old.pt"), hub.load(checkpoint)
+    assert old == card and old.about["step"] == card.about["step"] == 4
+    x = torch.rand(1, 1, 24, 40) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(old_model(x), model(x))
 
 
 def test_export_checkpoint(checkpoint, tmp_path):
@@ -184,16 +198,15 @@ def test_export_checkpoint(checkpoint, tmp_path):
 def test_loaded_model_colourises_through_the_pipeline(checkpoint):
     import numpy as np
 
-    from polychrome.pipeline import colorize_array
+    from polychrome.colorizer import Colorizer
 
-    model = hub.load_model(checkpoint)
-    out = colorize_array(model, np.random.default_rng(0).random((30, 70, 3)).astype(np.float32))
+    out = Colorizer.from_pretrained(checkpoint).colorize_array(np.random.default_rng(0).random((30, 70, 3)).astype(np.float32))
     assert out.shape == (30, 70, 3) and out.dtype == np.float32 and np.isfinite(out).all()
 
 
 def test_checkpoint_that_does_not_fit_names_the_keys(checkpoint, tmp_path):
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    ckpt["model_kwargs"] = {"depth": 3}  # the architecture no longer matches the saved EMA weights
+    ckpt["card"]["model_kwargs"] = {"depth": 3}  # the architecture no longer matches the saved EMA weights
     torch.save(ckpt, tmp_path / "mismatch.pt")
     with pytest.raises(hub.ModelLoadError, match="weights do not fit simple-unet.*Missing key") as info:
         hub.load_model(tmp_path / "mismatch.pt")
@@ -211,7 +224,7 @@ def test_init_only_kwargs_are_dropped_when_rebuilding(tmp_path):
     x = torch.rand(1, 1, 24, 40) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-    assert hub.architecture_kwargs({"pretrained": False, "base": 8}) == {"base": 8}
+    assert architecture_kwargs({"pretrained": False, "base": 8}) == {"base": 8}
     bad = {"model": "simple-unet", "model_kwargs": [1, 2], "infer_size": 64}
     with pytest.raises(hub.ModelLoadError, match="model_kwargs must be a mapping"):
-        hub.build_from_meta(bad)
+        hub.read_card(bad)

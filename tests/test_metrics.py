@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from polychrome.io import rgb_array_to_pil
-from polychrome.metrics import (
+from polychrome.eval.metrics import (
     PSNR_MAX_DB,
     ciede2000,
     colorfulness,

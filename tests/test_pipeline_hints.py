@@ -8,15 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from _helpers import grey_photo, save
+from _helpers import colorizer_of, grey_photo, save
 from _hint_helpers import SpreadHints
 from PIL import Image
 
 import polychrome
 from polychrome.color.hints import Hint, HintError, hex_to_ab
 from polychrome.color.lab import AB_SCALE
-from polychrome.models import create_model, list_models
-from polychrome.pipeline import colorize_array, colorize_file, predict_ab, working_shape
+from polychrome.colorizer import Colorizer
+from polychrome.models import create_model
+from polychrome.models.card import ModelCard
+from polychrome.pipeline import colorize_file, working_shape
 
 # Muted colours: in gamut at the test photos' mid lightness, so the output keeps the photo's L exactly.
 RED, BLUE = "#b06050", "#5070a8"
@@ -36,7 +38,7 @@ def test_hints_reach_the_model_on_the_working_grid_in_network_units():
     model = SpreadHints(infer_size=64)
     # 200 x 90 photo at working size 64 -> a 29 x 64 grid (non-square: x and y scale differently).
     assert working_shape(90, 200, 64) == (29, 64)
-    colorize_array(model, _mid_grey(90, 200), hints=[Hint(150, 20, RED), Hint(3.5, 88.9, BLUE)])
+    colorizer_of(model).colorize_array(_mid_grey(90, 200), hints=[Hint(150, 20, RED), Hint(3.5, 88.9, BLUE)])
     L_net, hint_ab_net, hint_mask = model.seen[-1]
     assert L_net.shape == (1, 1, 29, 64) and hint_ab_net.shape == (1, 2, 29, 64) and hint_mask.shape == (1, 1, 29, 64)
     expected = torch.zeros(29, 64)
@@ -54,19 +56,19 @@ def test_hints_reach_the_model_on_the_working_grid_in_network_units():
 def test_a_hint_model_without_hints_sees_zeros():
     model = SpreadHints()
     rgb = _mid_grey(30, 50)
-    out = colorize_array(model, rgb)
+    out = colorizer_of(model).colorize_array(rgb)
     _, hint_ab_net, hint_mask = model.seen[-1]
     assert hint_ab_net is not None and hint_mask is not None  # zeros, not None: one input format for a hint model
     assert hint_ab_net.abs().max() == 0 and hint_mask.abs().max() == 0
-    np.testing.assert_array_equal(out, colorize_array(model, rgb, hints=[]))
+    np.testing.assert_array_equal(out, colorizer_of(model).colorize_array(rgb, hints=[]))
 
 
 def test_colorize_file_moves_the_colour_near_a_hint_toward_it_and_keeps_size_and_L(tmp_path, lab):
     src = save(grey_photo(3, w=150, h=97), tmp_path / "in.png")
     grey = np.asarray(Image.open(src)).astype(np.float32) / 255.0
     hints = [Hint(30, 70, RED), Hint(120, 20, BLUE)]
-    plain = colorize_file(SpreadHints(infer_size=48), src, tmp_path / "plain.png")
-    hinted = colorize_file(SpreadHints(infer_size=48), src, tmp_path / "hinted.png", hints=hints)
+    plain = colorize_file(colorizer_of(SpreadHints(infer_size=48)), src, tmp_path / "plain.png")
+    hinted = colorize_file(colorizer_of(SpreadHints(infer_size=48)), src, tmp_path / "hinted.png", hints=hints)
     with Image.open(plain) as p, Image.open(hinted) as h:
         assert h.size == (150, 97) and h.mode == "RGB"
         plain_ab, hinted_ab, hinted_L = _ab(np.asarray(p), lab), _ab(np.asarray(h), lab), lab(np.asarray(h))[..., 0]
@@ -89,7 +91,7 @@ def test_hints_follow_an_exif_rotated_photo(tmp_path, lab):
     exif = Image.Exif()
     exif[0x0112] = 6  # ... tagged "turn right to view": it shows as the upright 60 x 40 photo
     stored.save(tmp_path / "rot.jpg", exif=exif, quality=95)
-    out = colorize_file(SpreadHints(), tmp_path / "rot.jpg", tmp_path / "out.png", hints=[Hint(50, 8, RED)])
+    out = colorize_file(colorizer_of(SpreadHints()), tmp_path / "rot.jpg", tmp_path / "out.png", hints=[Hint(50, 8, RED)])
     with Image.open(out) as o:
         assert o.size == (60, 40)
         ab = _ab(np.asarray(o), lab)
@@ -100,25 +102,25 @@ def test_hints_follow_an_exif_rotated_photo(tmp_path, lab):
 def test_a_model_without_hint_inputs_refuses_hints(tiny_model, tmp_path, make_photo):
     rgb = _mid_grey(20, 30)
     with pytest.raises(HintError, match=r"^model simple-unet cannot use colour hints; use a hint model such as 'hints'"):
-        colorize_array(tiny_model, rgb, hints=[Hint(1, 1, RED)])
+        colorizer_of(tiny_model).colorize_array(rgb, hints=[Hint(1, 1, RED)])
     src = make_photo(tmp_path / "a.png", 30, 20)
     with pytest.raises(HintError, match="cannot use colour hints") as e:
-        colorize_file(tiny_model, src, tmp_path / "out.png", hints=[Hint(1, 1, RED)])
+        colorize_file(colorizer_of(tiny_model), src, tmp_path / "out.png", hints=[Hint(1, 1, RED)])
     assert "\n" not in str(e.value)
     assert not (tmp_path / "out.png").exists()
     # Hint tensors on the working grid: refused too, unless they hold no hint at all.
     L = torch.full((1, 1, 20, 30), 50.0)
     with pytest.raises(HintError, match="cannot use colour hints"):
-        predict_ab(tiny_model, L, 64, hint_ab=torch.zeros(1, 2, 20, 30), hint_mask=torch.ones(1, 1, 20, 30))
-    empty = predict_ab(tiny_model, L, 64, hint_ab=torch.zeros(1, 2, 20, 30), hint_mask=torch.zeros(1, 1, 20, 30))
-    torch.testing.assert_close(empty, predict_ab(tiny_model, L, 64))
+        colorizer_of(tiny_model).predict_ab(L, 64, hint_ab=torch.zeros(1, 2, 20, 30), hint_mask=torch.ones(1, 1, 20, 30))
+    empty = colorizer_of(tiny_model).predict_ab(L, 64, hint_ab=torch.zeros(1, 2, 20, 30), hint_mask=torch.zeros(1, 1, 20, 30))
+    torch.testing.assert_close(empty, colorizer_of(tiny_model).predict_ab(L, 64))
     # An empty hint list asks for nothing the model cannot do.
-    np.testing.assert_array_equal(colorize_array(tiny_model, rgb, hints=[]), colorize_array(tiny_model, rgb))
+    np.testing.assert_array_equal(colorizer_of(tiny_model).colorize_array(rgb, hints=[]), colorizer_of(tiny_model).colorize_array(rgb))
 
 
 def test_a_hint_outside_the_photo_is_a_hint_error():
     with pytest.raises(HintError, match=r"outside the 30x20 photo"):
-        colorize_array(SpreadHints(), _mid_grey(20, 30), hints=[Hint(30, 5, RED)])
+        colorizer_of(SpreadHints()).colorize_array(_mid_grey(20, 30), hints=[Hint(30, 5, RED)])
 
 
 def test_working_grid_hint_tensors_equal_the_rasterised_hints_and_are_checked():
@@ -127,26 +129,26 @@ def test_working_grid_hint_tensors_equal_the_rasterised_hints_and_are_checked():
     hint_ab, hint_mask = torch.zeros(1, 2, 16, 32), torch.zeros(1, 1, 16, 32)
     hint_ab[..., 4:6, 10:12] = torch.tensor(Hint(0, 0, RED).ab).view(1, 2, 1, 1)
     hint_mask[..., 4:6, 10:12] = 1
-    by_tensor = predict_ab(model, L, 32, hint_ab=hint_ab, hint_mask=hint_mask)  # one set, broadcast to the batch
+    by_tensor = colorizer_of(model).predict_ab(L, 32, hint_ab=hint_ab, hint_mask=hint_mask)  # one set, broadcast to the batch
     assert by_tensor.shape == (2, 2, 40, 80)
     # (28, 13) -> column int(28 * 32 / 80) = 11, row int(13 * 16 / 40) = 5: the square from (4, 10).
-    torch.testing.assert_close(predict_ab(model, L, 32, hints=[Hint(28, 13, RED)]), by_tensor)
+    torch.testing.assert_close(colorizer_of(model).predict_ab(L, 32, hints=[Hint(28, 13, RED)]), by_tensor)
     # (21, 9) -> column 8, row 3: another square, another result.
-    assert not torch.allclose(predict_ab(model, L, 32, hints=[Hint(21, 9, RED)]), by_tensor)
+    assert not torch.allclose(colorizer_of(model).predict_ab(L, 32, hints=[Hint(21, 9, RED)]), by_tensor)
     with pytest.raises(ValueError, match="together"):
-        predict_ab(model, L, 32, hint_ab=hint_ab)
+        colorizer_of(model).predict_ab(L, 32, hint_ab=hint_ab)
     with pytest.raises(ValueError, match="working grid"):
-        predict_ab(model, L, 32, hint_ab=torch.zeros(1, 2, 40, 80), hint_mask=torch.zeros(1, 1, 40, 80))
+        colorizer_of(model).predict_ab(L, 32, hint_ab=torch.zeros(1, 2, 40, 80), hint_mask=torch.zeros(1, 1, 40, 80))
     with pytest.raises(ValueError, match="not both"):
-        predict_ab(model, L, 32, hints=[], hint_ab=hint_ab, hint_mask=hint_mask)
+        colorizer_of(model).predict_ab(L, 32, hints=[], hint_ab=hint_ab, hint_mask=hint_mask)
 
 
 def test_bf16_with_hints_matches_fp32():
     rgb = _mid_grey(45, 70)
     hints = [Hint(10, 10, RED), Hint(60, 40, BLUE)]
-    fp32 = colorize_array(SpreadHints(), rgb, hints=hints)
+    fp32 = colorizer_of(SpreadHints()).colorize_array(rgb, hints=hints)
     model = SpreadHints()
-    bf16 = colorize_array(model, rgb, hints=hints, precision="bf16")
+    bf16 = colorizer_of(model, "bf16").colorize_array(rgb, hints=hints)
     assert bf16.dtype == np.float32 and bf16.shape == rgb.shape
     np.testing.assert_allclose(bf16, fp32, atol=0.02)  # bfloat16 rounding of the hint colours only
     _, hint_ab_net, hint_mask = model.seen[-1]
@@ -173,14 +175,15 @@ def test_python_api_refuses_hints_for_a_model_without_hint_inputs(tiny_model):
         polychrome.colorize(np.zeros((8, 8, 3), np.uint8), model=tiny_model, hints=[Hint(1, 1, RED)])
 
 
-@pytest.mark.skipif("icolorit-tiny" not in list_models(), reason="models/icolorit.py not registered yet")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_icolorit_tiny_through_the_pipeline(precision):
     torch.manual_seed(0)
-    model = create_model("icolorit-tiny").eval()
-    model.meta = {"model": "icolorit-tiny", "infer_size": 40}  # a size that is no multiple of 16
+    model = create_model("icolorit-tiny")
+    card = ModelCard.for_model(model, working_size=40)  # a size that is no multiple of 16
+    assert card.takes_hints
+    colorizer = Colorizer(model, card, precision)
     rgb = _mid_grey(37, 61)
-    out = colorize_array(model, rgb, precision=precision, hints=[Hint(5, 30, RED), Hint(60, 0, BLUE)])
+    out = colorizer.colorize_array(rgb, hints=[Hint(5, 30, RED), Hint(60, 0, BLUE)])
     assert out.shape == (37, 61, 3) and out.dtype == np.float32 and np.isfinite(out).all()
-    auto = colorize_array(model, rgb, precision=precision)
+    auto = colorizer.colorize_array(rgb)
     assert auto.shape == (37, 61, 3) and np.isfinite(auto).all()

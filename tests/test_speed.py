@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from polychrome import hub, speed
+from polychrome import hub
+from polychrome.diagnostics import speed
 from polychrome.cli import app
 
 runner = CliRunner()

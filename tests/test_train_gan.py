@@ -121,17 +121,16 @@ def test_config_checks(tmp_path):
 
 
 def test_a_gan_checkpoint_colourises_at_full_resolution_with_a_temperature(tmp_path, photo):
-    from polychrome import hub
-    from polychrome.pipeline import colorize_array
+    from polychrome.colorizer import Colorizer
 
     cfg = gan_config(tmp_path, max_steps=2, palette="")
     train_gan(cfg, progress=False)
-    model = hub.load_model(tmp_path / "run" / "last.pt")  # the EMA generator; the critic is not needed
-    assert model.registry_name == "cicgan-small" and model.temperature == 0.38
+    model = Colorizer.from_pretrained(tmp_path / "run" / "last.pt")  # the EMA generator; the critic is not needed
+    assert model.card.architecture == "cicgan-small" and model.card.temperature == 0.38
+    assert model.card.gives_confidence and not model.card.takes_hints
     rgb = photo(45, 70).astype(np.float32) / 255
     out = {}
     for t in (0.1, 1.0):
-        model.temperature = t
-        out[t] = colorize_array(model, rgb)
+        out[t] = model.colorize_array(rgb, temperature=t)
         assert out[t].shape == (45, 70, 3) and np.isfinite(out[t]).all()
     assert not np.allclose(out[0.1], out[1.0])

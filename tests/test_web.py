@@ -16,6 +16,8 @@ import threading
 import numpy as np
 import pytest
 import torch
+from _helpers import colorizer_of
+from fastapi import testclient as fastapi_testclient
 from _web_helpers import GlowHints, grey_png
 from PIL import Image
 
@@ -24,15 +26,20 @@ from polychrome.color.hints import hex_to_ab, load_hint_file, parse_hints
 from polychrome.pipeline import colorize_file
 from polychrome.web import Limits, create_app
 
-fastapi_testclient = pytest.importorskip("fastapi.testclient")
-
 W, H = 241, 181  # odd sizes: nothing divides evenly into the working and preview grids
 SIZE = 96  # working size of these tests
 BLUE = "#2060e0"
 
 
+def _wrapped(model, precision: str):
+    """Stand-in modules become Colorizers with their test names and sizes; names and paths stay as they are."""
+    return colorizer_of(model, precision) if isinstance(model, torch.nn.Module) else model
+
+
 def client(model=None, limits: Limits | None = None, auto_spec="", **kw):
-    app = create_app(model if model is not None else GlowHints(), auto_spec=auto_spec, limits=limits or Limits(),
+    precision = kw.get("precision", "fp32")
+    model, auto_spec = _wrapped(model if model is not None else GlowHints(), precision), _wrapped(auto_spec, precision)
+    app = create_app(model, auto_spec=auto_spec, limits=limits or Limits(),
                      size=kw.pop("size", SIZE), preview_size=kw.pop("preview_size", 160), **kw)  # fmt: skip
     return fastapi_testclient.TestClient(app)
 
@@ -127,7 +134,7 @@ def test_full_resolution_download_is_the_cli_pipeline(tmp_path):
         preview = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=hints))
     assert full.shape == (H, W, 3)
     (tmp_path / "photo.png").write_bytes(data)
-    colorize_file(model, tmp_path / "photo.png", tmp_path / "cli.png", size=SIZE, hints=parse_hints(hints))
+    colorize_file(colorizer_of(model), tmp_path / "photo.png", tmp_path / "cli.png", size=SIZE, hints=parse_hints(hints))
     cli = np.asarray(Image.open(tmp_path / "cli.png").convert("RGB"))
     assert np.array_equal(full, cli)
     # The preview is the same result, smaller: the model saw the same working-size input and hints.
@@ -226,7 +233,7 @@ def test_too_big_upload_is_413():
         # Just over (within the multipart framing allowance): refused while the file is read.
         r = upload(c, b"\0" * 20_001, name="big.png")
         assert r.status_code == 413 and "19.5 KB limit" in one_line(r)
-        assert len(c.app.state.store) == 0
+        assert len(c.app.state.session.store) == 0
 
 
 def test_json_body_over_its_limit_is_413():
@@ -308,7 +315,7 @@ def test_store_drops_the_least_recently_used_photo():
     with client(limits=Limits(max_store_bytes=int(2.5 * one_photo))) as c:
         ids = [photo_id(c) for _ in range(3)]
         assert [c.get(f"/api/photos/{i}").status_code for i in ids] == [404, 200, 200]
-        assert c.app.state.store.nbytes() <= 2.5 * one_photo + 3 * 2 * 4 * 96 * 72
+        assert c.app.state.session.store.nbytes() <= 2.5 * one_photo + 3 * 2 * 4 * 96 * 72
 
 
 def _hold_one_job(c, model, pid, results: list):
@@ -420,10 +427,6 @@ def test_serve_command_serves_the_page_on_localhost(tmp_path):
 HINTS_SPEC = os.environ.get("POLYCHROME_TEST_HINTS_MODEL", "hints")
 
 
-NO_HINTS_MODEL = HINTS_SPEC == "hints" and "hints" not in hub.bundled_names()
-
-
-@pytest.mark.skipif(NO_HINTS_MODEL, reason="no bundled 'hints' model in this installation yet")
 def test_bundled_hints_model_moves_colour_toward_a_hint(lab):
     """The shipped hint model, through the API at `polychrome serve`'s working size: one saturated hint in a
     smooth region pulls the colour at its spot toward it (a fifth of the way at least, and in its direction).

@@ -1,8 +1,8 @@
 """Loading trained colourisers: bundled names, exported weight folders/files, training checkpoints.
 
 Release weights are a ``model.safetensors`` plus a ``config.json`` (or ``NAME.safetensors`` +
-``NAME.json`` side by side). The JSON holds ``{"model": registry name, "model_kwargs": {...},
-"infer_size": int, ...}``. Loading is strict: a missing or unexpected key is an error.
+``NAME.json`` side by side). The JSON is the model card (:mod:`polychrome.models.card`). Loading is
+strict: a missing or unexpected key is an error.
 Training checkpoints (``.pt``) are read with ``torch.load(weights_only=True)`` only.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -19,14 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from polychrome.io import default_file_mode
 from polychrome.models import create_model
+from polychrome.models.card import DEFAULT_WORKING_SIZE, CardError, ModelCard
 
-#: Working size (longest side, px) used when a weight file does not say.
-DEFAULT_INFER_SIZE = 256
-
-#: Constructor arguments that only choose a model's starting weights (``pretrained=True`` reads the
-#: ImageNet encoder weights). A trained model's file holds every weight and is loaded strictly over
-#: them, so rebuilding it drops these: loading never needs, nor re-reads, the pretrained source.
-INIT_ONLY_KWARGS = frozenset({"pretrained"})
+#: File suffixes of training checkpoints.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 class ModelLoadError(Exception):
@@ -40,137 +37,176 @@ def _one_line(e: Exception, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _weights_root() -> Path:
+    return Path(str(resources.files("polychrome") / "weights"))
+
+
 def bundled_names() -> list[str]:
     """Names of the weight sets shipped inside the package (``polychrome/weights/NAME.safetensors``)."""
     root = resources.files("polychrome") / "weights"
     return sorted(p.name[: -len(".safetensors")] for p in root.iterdir() if p.name.endswith(".safetensors"))
 
 
-def _weight_files(spec: str | os.PathLike) -> tuple[Path, Path] | None:
-    """(safetensors, json) for a bundled name, an export folder or a .safetensors file; None otherwise."""
-    p = Path(spec)
-    if p.is_dir():
-        return p / "model.safetensors", p / "config.json"
-    if p.suffix == ".safetensors":
-        side = p.with_suffix(".json")
-        return p, side if side.exists() else p.parent / "config.json"
-    if str(spec) in bundled_names():
-        root = Path(str(resources.files("polychrome") / "weights"))
-        return root / f"{spec}.safetensors", root / f"{spec}.json"
-    return None
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a model's weights come from, told apart without looking at the filesystem first:
+
+    * ``"bundled"``: a bare name (no path separator, no weight-file suffix), e.g. ``"hints"``: always the
+      weights shipped in the package, whatever folders the working directory holds;
+    * ``"folder"``: an export folder (``model.safetensors`` + ``config.json``);
+    * ``"safetensors"``: a ``.safetensors`` file with ``NAME.json`` (or ``config.json``) beside it;
+    * ``"checkpoint"``: a training checkpoint (``.pt``, ``.pth``, ``.ckpt``; its EMA weights).
+
+    Anything given as a ``Path``, or a string with a path separator or a weight-file suffix, is a path; to
+    load a folder whose name has neither, write it as ``./NAME``.
+    """
+
+    kind: str
+    path: Path  # the weight file, folder or checkpoint
+    name: str  # what was asked for, as given
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike) -> WeightSource:
+        """Tell what ``spec`` names (see the class docstring). Raises :class:`ModelLoadError` naming what was
+        looked for and how to ask for the other kind."""
+        text = os.fspath(spec)
+        is_path = isinstance(spec, os.PathLike) or "/" in text or os.sep in text or text in (".", "..") or (
+            Path(text).suffix in (".safetensors", *CHECKPOINT_SUFFIXES)
+        )
+        if not is_path:
+            if text in bundled_names():
+                return cls("bundled", _weights_root() / f"{text}.safetensors", text)
+            from polychrome.models import list_models
+
+            why = ""
+            if text in list_models():
+                why = f"; {text!r} is an architecture without trained weights (use create_model for a random one)"
+            elif Path(text).exists():
+                why = f"; to load the folder or file {text!r} in the working directory, give it as a path: ./{text}"
+            raise ModelLoadError(
+                f"{text}: not a bundled model ({', '.join(bundled_names()) or 'none'}), and not a path "
+                f"(a path names a folder, a .safetensors file or a checkpoint){why}"
+            )
+        p = Path(text)
+        if p.suffix in CHECKPOINT_SUFFIXES:
+            if not p.is_file():
+                raise ModelLoadError(f"{p}: checkpoint file not found")
+            return cls("checkpoint", p, text)
+        if p.suffix == ".safetensors":
+            if not p.is_file():
+                raise ModelLoadError(f"{p}: weight file not found")
+            return cls("safetensors", p, text)
+        if p.is_dir():
+            return cls("folder", p, text)
+        raise ModelLoadError(
+            f"{p}: {'not a folder' if p.exists() else 'no such folder'} (a weight path is an export folder, a "
+            f".safetensors file or a checkpoint {'/'.join(CHECKPOINT_SUFFIXES)}){_bundled_hint(p)}"
+        )
+
+    def other_kind(self) -> str:
+        """For an error about a path: how to ask for the bundled model of the same name, if there is one."""
+        return "" if self.kind == "bundled" else _bundled_hint(self.path)
+
+    def files(self) -> tuple[Path, Path]:
+        """(safetensors, json) of a bundled name, folder or .safetensors source."""
+        if self.kind == "bundled":
+            return self.path, self.path.with_suffix(".json")
+        if self.kind == "folder":
+            return self.path / "model.safetensors", self.path / "config.json"
+        side = self.path.with_suffix(".json")
+        return self.path, side if side.exists() else self.path.parent / "config.json"
 
 
-def architecture_kwargs(model_kwargs: dict) -> dict:
-    """``model_kwargs`` without the :data:`INIT_ONLY_KWARGS`: what rebuilding a trained model takes."""
-    return {k: v for k, v in model_kwargs.items() if k not in INIT_ONLY_KWARGS}
+def _bundled_hint(path: Path) -> str:
+    name = path.stem if path.suffix == ".safetensors" else path.name
+    return f"; for the bundled model {name!r}, give its bare name: {name}" if name in bundled_names() else ""
 
 
-def build_from_meta(meta: dict) -> nn.Module:
-    """Rebuild the architecture a weight file's metadata names (randomly initialised, for a strict load)."""
-    if not isinstance(meta, dict) or "model" not in meta:
-        raise ModelLoadError("weight metadata has no 'model' entry naming the architecture")
-    model_kwargs = meta.get("model_kwargs", {})
-    if not isinstance(model_kwargs, dict):
-        raise ModelLoadError(f"weight metadata's model_kwargs must be a mapping, got {model_kwargs!r}")
+def build_model(card: ModelCard) -> nn.Module:
+    """The architecture ``card`` names, randomly initialised (for a strict load)."""
     try:
-        return create_model(meta["model"], **architecture_kwargs(model_kwargs))
+        return create_model(card.architecture, **card.kwargs)
     except KeyError as e:
         raise ModelLoadError(f"weight metadata names no known model: {e}") from None
     except (TypeError, ValueError) as e:  # model_kwargs the architecture does not take
-        raise ModelLoadError(f"weight metadata does not fit {meta['model']}: {e}") from None
+        raise ModelLoadError(f"weight metadata does not fit {card.architecture}: {e}") from None
 
 
-def load_model(spec: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
-    """Load a trained colouriser in eval mode.
+def read_card(meta: dict) -> ModelCard:
+    """:meth:`ModelCard.from_json` with its errors as :class:`ModelLoadError`."""
+    try:
+        return ModelCard.from_json(meta)
+    except CardError as e:
+        raise ModelLoadError(str(e)) from None
 
-    ``spec`` is a bundled name (``default``), an export folder, a ``.safetensors`` file with its JSON,
-    or a training checkpoint ``.pt`` (its EMA weights). The model gets ``model.meta`` (the JSON dict,
-    with at least ``model`` and ``infer_size``).
+
+def load(spec: str | os.PathLike = "default", device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Load a trained colouriser in eval mode, and its model card.
+
+    ``spec`` is a bundled name (``"default"``), or a path: an export folder, a ``.safetensors`` file with its
+    JSON, or a training checkpoint (its EMA weights); see :class:`WeightSource`.
     """
-    files = _weight_files(spec)
-    if files is not None:
-        st, js = files
+    source = WeightSource.parse(spec)
+    if source.kind == "checkpoint":
+        model, card = _load_checkpoint(source.path)
+    else:
+        st, js = source.files()
         if not st.exists():
-            raise ModelLoadError(f"{st}: weight file not found")
+            raise ModelLoadError(f"{st}: weight file not found{source.other_kind()}")
         if not js.exists():
-            raise ModelLoadError(f"{js}: metadata file not found next to {st.name}")
+            raise ModelLoadError(f"{js}: metadata file not found next to {st.name}{source.other_kind()}")
         try:
             meta = json.loads(js.read_text())
         except json.JSONDecodeError as e:
             raise ModelLoadError(f"{js}: not valid JSON ({e})") from None
-        model = build_from_meta(meta)
+        card = read_card(meta)
+        model = build_model(card)
         try:
             model.load_state_dict(load_file(st), strict=True)
         except Exception as e:  # safetensors header errors and strict-load mismatches alike
             raise ModelLoadError(f"{st}: cannot load weights ({_one_line(e)})") from None
-    elif Path(spec).suffix in (".pt", ".ckpt", ".pth") and Path(spec).is_file():
-        model, meta = _load_checkpoint(Path(spec))
-    else:
-        from polychrome.models import list_models
-
-        hint = (
-            f"; {spec!r} is an architecture without trained weights (use create_model for a random one)"
-            if str(spec) in list_models()
-            else ""
-        )
-        raise ModelLoadError(
-            f"{spec}: not a bundled model ({', '.join(bundled_names()) or 'none'}), weight file or checkpoint{hint}"
-        )
-    meta.setdefault("infer_size", DEFAULT_INFER_SIZE)
-    apply_decoding(model, meta)
-    model.meta = meta
-    return model.to(device).eval()
+    try:
+        card = card.fitted_to(model)
+    except CardError as e:
+        raise ModelLoadError(str(e)) from None
+    return model.to(device).eval(), card
 
 
-def decoding_meta(model: nn.Module) -> dict:
-    """A classification model's decoding defaults (``temperature``, ``decode_mode``) for its JSON; {} for others."""
-    return {k: getattr(model, k) for k in ("temperature", "decode_mode") if hasattr(model, k)}
+def load_model(spec: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
+    """The model of :func:`load` (its card: ``polychrome.Colorizer.from_pretrained(spec).card``)."""
+    return load(spec, device)[0]
 
 
-def apply_decoding(model: nn.Module, meta: dict) -> None:
-    """Set the decoding defaults a weight file's JSON records (:func:`decoding_meta`) on the rebuilt model."""
-    for key, kind in (("temperature", (int, float)), ("decode_mode", str)):
-        if key not in meta:
-            continue
-        if not hasattr(model, key):
-            raise ModelLoadError(f"weight metadata sets {key}, but {meta.get('model')} has no {key}")
-        value = meta[key]
-        from polychrome.color.quantize import DECODE_MODES
-
-        if (isinstance(value, bool) or not isinstance(value, kind) or (key == "temperature" and not value > 0)
-                or (key == "decode_mode" and value not in DECODE_MODES)):
-            raise ModelLoadError(f"weight metadata's {key} is not valid: {value!r}")
-        setattr(model, key, float(value) if key == "temperature" else value)
-
-
-def _load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+def _load_checkpoint(path: Path) -> tuple[nn.Module, ModelCard]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelLoadError(f"{path}: not a readable polychrome checkpoint ({str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or "model_name" not in ckpt or "ema" not in ckpt:
         raise ModelLoadError(f"{path}: not a polychrome training checkpoint (no model_name/ema)")
-    meta = checkpoint_meta(ckpt)
-    model = build_from_meta(meta)
+    card = checkpoint_card(ckpt)
+    model = build_model(card)
     try:
         model.load_state_dict(ema_to_model_state(ckpt["ema"]), strict=True)
     except RuntimeError as e:
-        raise ModelLoadError(f"{path}: weights do not fit {meta['model']} ({_one_line(e)})") from None
-    return model, meta
+        raise ModelLoadError(f"{path}: weights do not fit {card.architecture} ({_one_line(e)})") from None
+    return model, card
 
 
-def checkpoint_meta(ckpt: dict) -> dict:
-    """The release metadata (config.json contents) of a training checkpoint."""
+def checkpoint_card(ckpt: dict) -> ModelCard:
+    """The model card of a training checkpoint: ``ckpt["card"]`` where training wrote one, else rebuilt from
+    the checkpoint's model name, arguments and training config (checkpoints written before the card)."""
     cfg = ckpt.get("config", {})
-    return {
+    provenance = {"train_config": cfg, "epoch": ckpt.get("epoch"), "step": ckpt.get("step"),
+                  "best_val_psnr": ckpt.get("best_val_psnr")}
+    if isinstance(ckpt.get("card"), dict):
+        return read_card({**ckpt["card"], **provenance})
+    return read_card({
         "model": ckpt["model_name"],
-        "model_kwargs": architecture_kwargs(ckpt.get("model_kwargs", {})),
-        "infer_size": cfg.get("infer_size", DEFAULT_INFER_SIZE),
-        "train_config": cfg,
-        "epoch": ckpt.get("epoch"),
-        "step": ckpt.get("step"),
-        "best_val_psnr": ckpt.get("best_val_psnr"),
-    }
+        "model_kwargs": ckpt.get("model_kwargs", {}),
+        "infer_size": cfg.get("infer_size", DEFAULT_WORKING_SIZE),
+        **provenance,
+    })
 
 
 def ema_to_model_state(ema_state: dict) -> dict:
@@ -181,23 +217,26 @@ def ema_to_model_state(ema_state: dict) -> dict:
 def export_checkpoint(
     ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, half: bool = False, infer_size: int | None = None
 ) -> Path:
-    """Write ``model.safetensors`` (EMA weights, fp16 if ``half``) and ``config.json`` from a checkpoint.
+    """Write ``model.safetensors`` (EMA weights, fp16 if ``half``) and ``config.json`` (the model card, with a
+    classification model's default temperature, editable there) from a checkpoint.
 
     ``infer_size`` replaces the working size recorded by the training config."""
-    model, meta = _load_checkpoint(Path(ckpt_path))
+    model, card = _load_checkpoint(Path(ckpt_path))
+    card = card.fitted_to(model)
     if infer_size is not None:
-        meta["infer_size"] = int(infer_size)
-    meta.update(decoding_meta(model))  # a classification model's default T travels with it (editable in the JSON)
-    return save_weights(model, meta, out_dir, half=half)
+        card = replace(card, working_size=int(infer_size))
+    return save_weights(model, card, out_dir, half=half)
 
 
-def save_weights(model: nn.Module, meta: dict, out_dir: str | os.PathLike, half: bool = False, name: str = "model") -> Path:
-    """Save ``model``'s state dict as ``out_dir/NAME.safetensors`` and ``meta`` as JSON beside it.
-
-    With ``name="model"`` the JSON is ``config.json`` (an export folder); otherwise ``NAME.json``.
+def save_weights(
+    model: nn.Module, card: ModelCard | dict, out_dir: str | os.PathLike, half: bool = False, name: str = "model"
+) -> Path:
+    """Save ``model``'s state dict as ``out_dir/NAME.safetensors`` and its card (or a metadata dict) as JSON
+    beside it. With ``name="model"`` the JSON is ``config.json`` (an export folder); otherwise ``NAME.json``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    meta = card.to_json() if isinstance(card, ModelCard) else card
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / f"{name}.safetensors"))
     os.chmod(out / f"{name}.safetensors", default_file_mode())  # safetensors writes 0600

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from polychrome.color.lab import rgb_to_lab
 from polychrome.data.transforms import center_crop_resize, train_transform
-from polychrome.io import ImageError, find_images, open_image, pil_to_rgb_array
+from polychrome.io import ImageError, find_images, open_image, pil_to_rgb_array, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def to_rgb_pil(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
     rgb, _ = pil_to_rgb_array(img)
-    return Image.fromarray((rgb * 255 + 0.5).astype(np.uint8), "RGB")
+    return Image.fromarray(to_uint8(rgb), "RGB")
 
 
 def is_grayscale(img: Image.Image, threshold: float = GRAY_AB_THRESHOLD) -> bool:

@@ -18,8 +18,9 @@ brown-grey. Around that:
   output conv split three ways, as detection heads do: the three read the same evidence.
 
 The ab palette (bins, prior, rebalancing weights) lives in the model as buffers (``model.palette``),
-so a checkpoint decodes with its own bins. Decoding is chosen at inference through attributes,
-not weights: ``model.decode_mode`` ("annealed", "mode" or "mean") and ``model.temperature`` (0.38).
+so a checkpoint decodes with its own bins. Decoding is chosen at inference, not by weights: per call
+through ``forward(..., temperature=, decode_mode=)``, defaulting to ``model.decode_mode`` ("annealed",
+"mode" or "mean") and ``model.temperature`` (0.38).
 
 Heads work at half resolution (Zhang used a quarter): the class logits are Q channels deep, and the
 pipeline upsamples ab anyway; the final ab is upsampled bilinearly to the input size.
@@ -115,8 +116,9 @@ class Cicgan(nn.Module):
 
     forward(L_net, return_all=False): L_net (B, 1, H, W) float, L in network units [-1, 1], any H, W
     (padded to a multiple of 32 inside and cropped back). Returns ab_net (B, 2, H, W) in network units,
-    inside (-1, 1), decoded with ``self.decode_mode`` / ``self.temperature``; ``return_all=True`` returns
-    a :class:`CicganOutput` with every head.
+    inside (-1, 1), decoded with ``decode_mode`` / ``temperature`` when given, else the model's defaults
+    ``self.decode_mode`` / ``self.temperature`` (read by its model card; front ends pass the call's own
+    settings instead of changing them); ``return_all=True`` returns a :class:`CicganOutput` with every head.
 
     Args:
         layers, widths, stem_width: the ResNet encoder (ResNet34 by default).
@@ -133,7 +135,7 @@ class Cicgan(nn.Module):
             (see models/effnet_cic.py).
     """
 
-    #: The pipeline may ask for ``forward(..., return_all=True).confidence`` (``polychrome colorize --confidence``).
+    #: ``forward(..., return_all=True).confidence`` exists (read by :mod:`polychrome.models.card`).
     gives_confidence = True
 
     def __init__(
@@ -176,7 +178,9 @@ class Cicgan(nn.Module):
     def num_bins(self) -> int:
         return self.palette.num_bins
 
-    def forward(self, L_net: torch.Tensor, return_all: bool = False):
+    def forward(
+        self, L_net: torch.Tensor, return_all: bool = False, temperature: float | None = None, decode_mode: str | None = None
+    ):
         h, w = L_net.shape[-2:]
         feats = self.encoder(pad_to_multiple(L_net, 32))
         x = self.attention(feats[4])
@@ -189,7 +193,8 @@ class Cicgan(nn.Module):
         q = self.num_bins
         logits, residual, confidence = out[:, :q], out[:, q : q + 2], out[:, q + 2 :]
         residual = RESIDUAL_SCALE * torch.tanh(residual)
-        ab = decode(logits, self.palette.bins, self.decode_mode, self.temperature) + residual  # (B, 2, h2, w2) CIE
+        mode, t = decode_mode or self.decode_mode, temperature or self.temperature  # per call; the model's own stay
+        ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, h2, w2) CIE
         # Upsample at the padded-grid ratio (exactly 2x of the half-resolution map), then crop: pixel
         # centres line up with the encoder's grid for odd sizes too.
         ab_full = F.interpolate(ab, size=(2 * h2, 2 * w2), mode="bilinear", align_corners=False)[..., :h, :w]

@@ -63,7 +63,7 @@ class IColoriT(nn.Module):
     the weights, not a limit on the input size (see the module docstring for other sizes).
     """
 
-    #: Callers check ``getattr(model, "uses_hints", False)`` before passing hints.
+    #: forward takes (L_net, hint_ab_net, hint_mask); front ends read this from the model card.
     uses_hints = True
 
     def __init__(

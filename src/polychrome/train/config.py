@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polychrome.models.card import DEFAULT_WORKING_SIZE
+
 
 class ConfigError(Exception):
     """A config file or override is invalid; the message names the key."""
@@ -22,13 +24,13 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments for the architecture
     init_weights: str = ""  # start a new run from these weights (export folder, .safetensors or .pt: its EMA), loaded
     # strictly into `model`; a fresh optimiser and schedule (a training leg that continues an earlier one). Ignored by --resume.
-    data: str = "../shared/data/train"  # folder tree or .txt list of training photos
+    data: str = ""  # folder tree or .txt list of training photos (required; configs/*.toml name this workspace's)
     val_data: str = ""  # validation photos; empty = hold out val_fraction of `data`
     val_fraction: float = 0.02  # share of `data` held out when val_data is empty
     val_max_images: int = 256  # cap on validation photos per evaluation (speed)
     limit_train_images: int = 0  # use a fixed random subset of this many training photos (0 = all)
     image_size: int = 128  # training crop size (px, square)
-    infer_size: int = 256  # working size (longest side, px) written into exported weights
+    infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
     lr: float = 2e-4  # AdamW peak learning rate

@@ -31,8 +31,9 @@ from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb
 from polychrome.data import ColorPhotoFolder
 from polychrome.io import find_images
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
-from polychrome.metrics import mean_chroma, psnr_per_image
+from polychrome.eval.metrics import mean_chroma, psnr_per_image
 from polychrome.models import create_model
+from polychrome.models.card import ModelCard
 from polychrome.models.efficientnet import PretrainedWeightsUnavailable
 from polychrome.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from polychrome.train.config import ConfigError, TrainConfig
@@ -84,6 +85,8 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 def split_train_val(cfg: TrainConfig) -> tuple[list[Path] | str, list[Path] | str]:
     """Training and validation sources: ``val_data`` when given, else a seeded hold-out of ``data``."""
+    if not cfg.data:
+        raise ConfigError("data: give the folder (or .txt list) of training photos")
     if cfg.val_data:
         return cfg.data, cfg.val_data
     paths = find_images(cfg.data)
@@ -269,7 +272,8 @@ class Trainer:
         self.criterion = criterion.to(self.device) if criterion is not None else None
         self.last_terms: dict[str, float] = {}  # the composite loss's terms at the last step (for logging)
         # Hint models (color/hints.py) take random true-colour hints beside L in training and validation.
-        self.uses_hints = bool(getattr(model, "uses_hints", False))
+        self.card = ModelCard.for_model(model, working_size=cfg.infer_size)  # travels in every checkpoint
+        self.uses_hints = self.card.takes_hints
         if cfg.grad_checkpointing:
             if not hasattr(model, "set_grad_checkpointing"):
                 raise ConfigError(f"grad_checkpointing: model {cfg.model!r} does not support gradient checkpointing")
@@ -300,6 +304,7 @@ class Trainer:
         return {
             "model_name": self.cfg.model,
             "model_kwargs": dict(self.cfg.model_kwargs),
+            "card": self.card.to_json(),
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),

@@ -3,7 +3,7 @@
 * torch, batched, sRGB in [0, 1] (``psnr_per_image``, ``mean_chroma``): cheap validation inside training.
 * numpy, one photo (H, W, 3) on the **0-255 scale** (uint8, or float holding 0-255 values): the
   evaluation metrics of ``polychrome evaluate``, wrappers over scikit-image so the numbers match what
-  others compute with the same library. Use :func:`to_uint8` to quantise a [0, 1] result exactly as
+  others compute with the same library. Use :func:`polychrome.io.to_uint8` (re-exported here) to quantise a [0, 1] result exactly as
   a saved 8-bit file would hold it.
 """
 
@@ -16,6 +16,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchmetrics.functional.image import peak_signal_noise_ratio as _tm_psnr
 
 from polychrome.color.lab import rgb_to_lab
+from polychrome.io import to_uint8  # noqa: F401  (re-exported: scores are taken on 8-bit values)
 
 #: PSNR (dB) reported for identical images, and the most any image scores. A finite cap keeps means
 #: and JSON finite; for 8-bit photos of a few hundred pixels a side only (near-)identical pairs reach it
@@ -42,12 +43,6 @@ def mean_chroma(rgb: torch.Tensor) -> torch.Tensor:
 
 
 # --- numpy, one photo, 0-255 -----------------------------------------------------------------------
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] (any shape) -> uint8 0-255: clipped, rounded half up, exactly as
-    :func:`polychrome.io.rgb_array_to_pil` writes a photo to disk."""
-    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _check_rgb255(x: np.ndarray, name: str) -> np.ndarray:

@@ -2,12 +2,12 @@
 
 For each photo, hints are drawn from its TRUE colours on the model's working grid (as in training and in
 Zhang et al. 2017 / iColoriT): :func:`polychrome.color.hints.sample_hints` with a generator seeded
-``seed + i`` for the i-th photo (in :func:`polychrome.evaluate.photo_paths` order), the same seed for every
+``seed + i`` for the i-th photo (in :func:`polychrome.eval.automatic.photo_paths` order), the same seed for every
 hint count. The sampler draws one random order of all places, so a larger count is a superset of a smaller
 one: the curve adds hints, it does not redraw them. Each count colourises the photo through the one
-pipeline (:func:`polychrome.pipeline.colorize_lightness` with ``hint_ab`` / ``hint_mask`` on the working
+Colorizer (:meth:`polychrome.Colorizer.colorize_lightness` with ``hint_ab`` / ``hint_mask`` on the working
 grid; L at full resolution, ab upsampled), and the 8-bit result is scored with the same PSNR and SSIM as
-``polychrome evaluate`` (:mod:`polychrome.metrics`). The grey baseline (ab = 0) is scored once per photo.
+``polychrome evaluate`` (:mod:`polychrome.eval.metrics`). The grey baseline (ab = 0) is scored once per photo.
 
 Reference (ImageNet, Zhang et al. SIGGRAPH 2017): 24.4 dB with 0 hints, 28.4 with 10, 31.1 with 100.
 """
@@ -23,18 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from rich.console import Console
 from torch import nn
 
-from polychrome import metrics
-from polychrome.color.hints import HINT_PATCH, sample_hints
+from polychrome.eval import metrics
+from polychrome.color.hints import HINT_PATCH, HintError, sample_hints
 from polychrome.color.lab import rgb_to_lab
-from polychrome.evaluate import (
+from polychrome.colorizer import Colorizer
+from polychrome.eval.provenance import evaluation_settings
+from polychrome.eval.runner import (
     MAX_THREADS,
-    _module_name,
-    _settings,
+    as_colorizer_kept,
     display_name,
     eval_mode,
     photo_paths,
@@ -42,16 +42,8 @@ from polychrome.evaluate import (
     torch_threads,
     working_size,
 )
-from polychrome.hub import load_model
-from polychrome.io import ImageError, load_rgb, save_image_atomic, write_json_atomic
-from polychrome.pipeline import (
-    colorize_lightness,
-    gray_lightness,
-    hint_model_error,
-    lightness,
-    uses_hints,
-    working_shape,
-)
+from polychrome.io import ImageError, load_rgb, save_image_atomic, to_uint8, write_json_atomic
+from polychrome.pipeline import gray_rgb, lightness, resize_l, to_array
 
 #: The hint counts of the issue's curve (``polychrome evaluate --hints`` takes any list).
 DEFAULT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100, 200)
@@ -82,7 +74,7 @@ def sample_photo_hints(
 
     Args:
         rgb: (H, W, 3) float in [0, 1], the colour original.
-        work_hw: (h, w) working grid (:func:`polychrome.pipeline.working_shape`).
+        work_hw: (h, w) working grid (:meth:`polychrome.Colorizer.working_shape`).
         counts: numbers of hints (each clamped to the places there are).
         seed: the photo's seed. Every count starts from a generator seeded with it, so the hints of a larger
             count are a superset of a smaller count's.
@@ -91,9 +83,7 @@ def sample_photo_hints(
     """
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, 3, H, W)
     ab = rgb_to_lab(x)[:, 1:]
-    if tuple(ab.shape[-2:]) != tuple(work_hw):
-        # The same antialiased resize the pipeline gives L, so hint colours match what the model sees.
-        ab = F.interpolate(ab, size=work_hw, mode="bilinear", antialias=True, align_corners=False)
+    ab = resize_l(ab, work_hw)  # resized as the model's L is, so hint colours match what the model sees
     return [sample_hints(ab, int(k), patch=HINT_PATCH, generator=torch.Generator().manual_seed(seed)) for k in counts]
 
 
@@ -111,13 +101,14 @@ def run_hint_evaluation(
     """Colourise every photo under ``data`` with 0, 1, 2, ... hints sampled from its true colours; score each.
 
     Args:
-        model_spec: anything :func:`polychrome.hub.load_model` accepts, or a loaded ``nn.Module`` (eval mode
-            for the run, its mode restored after). Needs ``uses_hints`` unless ``counts`` is only ``[0]``.
+        model_spec: anything :meth:`polychrome.Colorizer.from_pretrained` accepts, a Colorizer, or a loaded
+            ``nn.Module`` (eval mode for the run, its mode restored after). Needs a hint model (its card's
+            ``takes_hints``) unless ``counts`` is only ``[0]``.
         data: a folder (searched recursively), one image, or a ``.txt`` list (:func:`polychrome.io.find_images`).
         counts: hint counts (sorted, duplicates dropped).
         json_path: where to write the result as JSON (atomically); None writes nothing.
         plot_path: where to write a PNG of the PSNR and SSIM curves; None draws nothing.
-        size: working size (longest side, px); default the model's ``meta["infer_size"]``.
+        size: working size (longest side, px); default the model card's.
         limit: only the first ``limit`` photos.
         seed: photo i's hints come from a generator seeded ``seed + i``.
         progress: a rich progress bar on stderr.
@@ -139,12 +130,10 @@ def run_hint_evaluation(
     counts = sorted({int(k) for k in counts})
     if not counts or counts[0] < 0:
         raise ValueError(f"hint counts must be non-negative and at least one, got {counts}")
-    if isinstance(model_spec, nn.Module):
-        model, model_name = model_spec, _module_name(model_spec)
-    else:
-        model, model_name = load_model(model_spec), str(model_spec)
-    if counts != [0] and not uses_hints(model):
-        raise hint_model_error(model_name)
+    model = as_colorizer_kept(model_spec)
+    model_name = str(model_spec if isinstance(model_spec, (str, os.PathLike)) else model.name)
+    if counts != [0] and not model.card.takes_hints:
+        raise HintError(f"model {model_name} cannot use colour hints; use a hint model such as 'hints'")
     work_size = working_size(model, size)
     paths = photo_paths(data, limit)
     root = Path(data)
@@ -170,10 +159,10 @@ def run_hint_evaluation(
             bar.update(task, status=f"PSNR by hints {status} dB")
         bar.advance(task)
 
-    # Two threads as in polychrome.evaluate: torch (one intra-op thread) colourises photo i+1 while a worker
+    # Two threads as in polychrome.eval.automatic: torch (one intra-op thread) colourises photo i+1 while a worker
     # scores photo i with scikit-image.
     with ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
+        stack.enter_context(eval_mode(model.model))
         stack.enter_context(torch_threads(1))
         stack.enter_context(bar)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=MAX_THREADS - 1))
@@ -194,10 +183,9 @@ def run_hint_evaluation(
         if pending is not None:
             collect(*pending)
 
-    meta = getattr(model, "meta", {}) or {}
     result = {
         "model": model_name,
-        "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
+        "architecture": model.card.architecture,
         "data": str(data),
         "n": len(per_image),
         "size": work_size,
@@ -210,8 +198,8 @@ def run_hint_evaluation(
         "skipped": skipped,
         "per_image": per_image,
         "settings": {
-            **_settings(work_size),
-            "pipeline": "polychrome.pipeline.colorize_lightness at full resolution, hints on the working grid",
+            **evaluation_settings(work_size),
+            "pipeline": "polychrome.Colorizer.colorize_lightness at full resolution, hints on the working grid",
             "hints": (
                 f"polychrome.color.hints.sample_hints on the true ab resized (antialiased bilinear) to the working "
                 f"grid: {HINT_PATCH}x{HINT_PATCH} px squares, each the true mean ab there; photo i uses "
@@ -229,22 +217,21 @@ def run_hint_evaluation(
 
 
 def colourise_with_hints(
-    model: nn.Module, path: Path, counts: Sequence[int], size: int, seed: int
+    model: Colorizer, path: Path, counts: Sequence[int], size: int, seed: int
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """(grey, [colourisation with each count of hints], original) of one photo, uint8 (H, W, 3) as saved.
     Raises :class:`polychrome.io.ImageError` for an unreadable file."""
     rgb = load_rgb(path)
     L = lightness(rgb)
-    work_hw = working_shape(*rgb.shape[:2], size)
+    work_hw = model.working_shape(*rgb.shape[:2], size)
     preds = []
     for hint_ab, hint_mask in sample_photo_hints(rgb, work_hw, counts, seed):
-        if uses_hints(model):
-            out = colorize_lightness(model, L, size, hint_ab=hint_ab, hint_mask=hint_mask)
+        if model.card.takes_hints:
+            out, _ = model.colorize_lightness(L, size=size, hint_ab=hint_ab, hint_mask=hint_mask)
         else:  # only count 0 gets here (checked up front): the plain automatic path
-            out = colorize_lightness(model, L, size)
-        preds.append(metrics.to_uint8(out[0].permute(1, 2, 0).numpy()))
-    grey = metrics.to_uint8(gray_lightness(L)[0].permute(1, 2, 0).numpy())
-    return grey, preds, metrics.to_uint8(rgb)
+            out, _ = model.colorize_lightness(L, size=size)
+        preds.append(to_uint8(to_array(out)))
+    return to_uint8(to_array(gray_rgb(L))), preds, to_uint8(rgb)
 
 
 def _score(grey: np.ndarray, preds: list[np.ndarray], orig: np.ndarray) -> dict:

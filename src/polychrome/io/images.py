@@ -1,4 +1,4 @@
-"""Reading and writing photos. The only place that knows about PIL and files.
+"""Photo files: reading (EXIF orientation applied, float RGB and alpha), writing atomically, the 8-bit quantiser.
 
 Errors a person can cause (missing file, not an image, truncated file) are raised as
 :class:`ImageError` with a one-line message naming the file.
@@ -104,13 +104,28 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return pil_to_rgb_array(open_image(path))[0]
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """THE 8-bit quantiser: float in [0, 1] (any shape) -> uint8, clipped and rounded half up, as every
+    written file, served image and scored prediction is."""
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_uint16(x: np.ndarray) -> np.ndarray:
+    """The 16-bit counterpart of :func:`to_uint8`: float in [0, 1] -> uint16, clipped, rounded half up."""
+    return (np.clip(x, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+
+
 def rgb_array_to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
     """RGB float (H, W, 3) in [0, 1] (and optional alpha (H, W)) -> 8-bit PIL image."""
-    u8 = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    img = Image.fromarray(u8, "RGB")
+    img = Image.fromarray(to_uint8(rgb), "RGB")
     if alpha is not None:
-        img.putalpha(Image.fromarray((np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L"))
+        img.putalpha(Image.fromarray(to_uint8(alpha), "L"))
     return img
+
+
+def grey_to_pil(x: np.ndarray) -> Image.Image:
+    """A float map (H, W) in [0, 1] -> an 8-bit greyscale PIL image (white = 1)."""
+    return Image.fromarray(to_uint8(x), "L")
 
 
 def default_file_mode() -> int:

@@ -2,7 +2,7 @@
 
 For each set every photo is read once, made grey once and colourised once by each model (through the
 one pipeline, :func:`polychrome.pipeline.colorize_array`); those same 8-bit results are scored against
-the originals (:func:`polychrome.evaluate.score_photos`, the code behind ``polychrome evaluate``, so the
+the originals (:func:`polychrome.eval.automatic.score_photos`, the code behind ``polychrome evaluate``, so the
 numbers are the ones ``evaluate`` gives each model alone) and laid out in the image grids. Written into
 the output folder:
 
@@ -12,7 +12,7 @@ the output folder:
   its distance from the originals', seconds per photo), the grids, the models, the hardware.
 * ``grids/SET.png``: grey | each model | original for the first few photos of each set, columns labelled;
   ``grids/historical.png``: grey input | each model over a folder of genuine black-and-white photos.
-* ``params/LABEL/``: each model's parameter report (:mod:`polychrome.param_report`).
+* ``params/LABEL/``: each model's parameter report (:mod:`polychrome.diagnostics.param_report`).
 """
 
 from __future__ import annotations
@@ -30,18 +30,17 @@ import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 
-from polychrome import evaluate as ev
-from polychrome.hub import load_model
-from polychrome.io import ImageError, find_images, is_inside, save_image_atomic
-from polychrome.param_report import write_parameter_report
-from polychrome.sysinfo import describe, system_info
+from polychrome.colorizer import Colorizer
+from polychrome.diagnostics.param_report import write_parameter_report
+from polychrome.eval import report as pictures
+from polychrome.eval import runner
+from polychrome.eval.automatic import summarise
+from polychrome.eval.provenance import describe, system_info
+from polychrome.io import ImageError, find_images, is_inside, save_image_atomic, write_json_atomic
 
 #: Height (px) of the label strip above a grid's columns, and the size of its font.
 LABEL_HEIGHT = 22
 LABEL_FONT_SIZE = 14
-#: Where ``polychrome benchmark`` looks for genuine black-and-white photos when not told (relative to the
-#: working directory, as the project's shared data sits beside the repository).
-DEFAULT_HISTORICAL = Path("../shared/data/historical")
 GREY_LABEL = "grey baseline"
 #: Table columns of the report: (key in a row of :func:`table_rows`, heading, short heading for a terminal, format).
 COLUMNS = (
@@ -70,19 +69,19 @@ def model_label(spec: str | os.PathLike) -> str:
     return str(spec)
 
 
-def load_models(specs: Sequence[str | os.PathLike]) -> dict[str, nn.Module]:
-    """spec -> loaded model, in order (:func:`polychrome.hub.load_model`; raises its ModelLoadError)."""
-    return {str(spec): load_model(spec) for spec in specs}
+def load_models(specs: Sequence[str | os.PathLike]) -> dict[str, Colorizer]:
+    """spec -> Colorizer, in order (:meth:`polychrome.Colorizer.from_pretrained`; raises its ModelLoadError)."""
+    return {str(spec): Colorizer.from_pretrained(spec) for spec in specs}
 
 
 def run_benchmark(
-    models: Mapping[str, nn.Module],
+    models: Mapping[str, Colorizer | nn.Module],
     data: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     size: int | None = None,
     limit: int | None = None,
     historical: str | os.PathLike | None = None,
-    grid_rows: int = ev.GRID_ROWS,
+    grid_rows: int = pictures.GRID_ROWS,
     params: bool = True,
     progress: bool = True,
     command: str | None = None,
@@ -93,7 +92,7 @@ def run_benchmark(
     Args:
         models: spec (as the user named it) -> colouriser. Labels come from :func:`model_label`, made unique.
         data: photo sets: folders (searched recursively), image files or ``.txt`` lists.
-        size: working size (longest side, px) for every model; default each model's ``meta["infer_size"]``.
+        size: working size (longest side, px) for every model; default each model card's.
         limit: score only the first ``limit`` photos of each set.
         historical: a folder of photos without ground truth for the grey | models grid; None for none.
         grid_rows: photos per grid (the first of each set, and of ``historical``).
@@ -113,12 +112,12 @@ def run_benchmark(
     t0 = time.perf_counter()
     out = Path(out_dir)
     labels = _unique([model_label(spec) for spec in models])
-    by_label = dict(zip(labels, models.values()))
+    by_label = {label: runner.as_colorizer_kept(m) for label, m in zip(labels, models.values())}
     specs = dict(zip(labels, models))
-    sizes = {label: ev.working_size(m, size) for label, m in by_label.items()}
+    sizes = {label: runner.working_size(m, size) for label, m in by_label.items()}
     # Every path is checked before the first photo is colourised, so a typo costs nothing. Files under
     # out_dir are earlier grids (out_dir may sit inside a photo folder), never photos to score.
-    set_paths = {str(d): [p for p in ev.photo_paths(d) if not is_inside(p, out)][:limit] for d in data}
+    set_paths = {str(d): [p for p in runner.photo_paths(d) if not is_inside(p, out)][:limit] for d in data}
     hist_paths = None
     if historical is not None:
         hist_paths = [p for p in find_images(historical) if not is_inside(p, out)][: max(0, grid_rows)]
@@ -135,27 +134,26 @@ def run_benchmark(
         "historical": None,
     }
     for label, model in by_label.items():
-        meta = getattr(model, "meta", {}) or {}
         entry = {
             "spec": specs[label],
-            "architecture": meta.get("model", getattr(model, "registry_name", type(model).__name__)),
+            "architecture": model.card.architecture,
             "size": sizes[label],
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in model.model.parameters()),
             "parameter_report": None,
         }
         if params:
             folder = out / "params" / _slug(label)
-            write_parameter_report(model, folder, title=label)
+            write_parameter_report(model.model, folder, title=label)
             entry["parameter_report"] = (folder / "params.md").relative_to(out).as_posix()
         result["models"][label] = entry
 
     for name, d in zip(set_names, data):
         t_set = time.perf_counter()
-        scores = ev.score_photos(
-            by_label, set_paths[str(d)], Path(d), sizes, keep=grid_rows, progress=progress, title=f"benchmark {name}"
+        scores = runner.score_photos(
+            {label: (m, None) for label, m in by_label.items()}, set_paths[str(d)], Path(d), sizes, keep=grid_rows, progress=progress, title=f"benchmark {name}"
         )
         summaries = {
-            label: ev.summarise(label, by_label[label], d, sizes[label], limit, scores.rows[label], scores.skipped)
+            label: summarise(label, by_label[label], d, sizes[label], limit, scores.rows[label], scores.skipped)
             for label in labels
         }
         first = summaries[labels[0]]
@@ -185,7 +183,7 @@ def run_benchmark(
         result["historical"] = _historical(by_label, sizes, hist_paths, Path(historical), out, progress)
 
     result["seconds"] = round(time.perf_counter() - t0, 3)
-    ev.write_json_atomic(result, out / "results.json")
+    write_json_atomic(result, out / "results.json")
     (out / "report.md").write_text(markdown_report(result), encoding="utf-8")
     return result
 
@@ -300,7 +298,7 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "…"
 
 
-def labelled_grid(labels: list[str], rows: list[list[np.ndarray]], gap: int = ev.GRID_GAP) -> Image.Image:
+def labelled_grid(labels: list[str], rows: list[list[np.ndarray]], gap: int = pictures.GRID_GAP) -> Image.Image:
     """Panels in columns under a strip of labels, on white.
 
     Args:
@@ -337,19 +335,19 @@ def _save_grid(grid: Image.Image, out: Path, name: str) -> str:
 
 
 def _historical(
-    models: Mapping[str, nn.Module], sizes: Mapping[str, int], paths: list[Path], root: Path, out: Path, progress: bool
+    models: Mapping[str, Colorizer], sizes: Mapping[str, int], paths: list[Path], root: Path, out: Path, progress: bool
 ) -> dict:
     """grey input | each model for photos without ground truth; each photo colourised once per model."""
     console = Console(stderr=True, highlight=False)
     rows, files, skipped = [], [], []
     with ExitStack() as stack:
-        stack.enter_context(ev.torch_threads(1))
+        stack.enter_context(runner.torch_threads(1))
         for model in models.values():
-            stack.enter_context(ev.eval_mode(model))
+            stack.enter_context(runner.eval_mode(model.model))
         for path in paths:
-            name = ev.display_name(path, root)
+            name = runner.display_name(path, root)
             try:
-                photo = ev.colourise_photo(models, path, sizes)
+                photo = runner.colourise_photo({label: (m, None) for label, m in models.items()}, path, sizes)
             except (ImageError, ValueError) as e:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 skipped.append({"file": name, "reason": reason})
@@ -357,7 +355,7 @@ def _historical(
                 continue
             files.append(name)
             panels = [photo.grey, *(photo.preds[label] for label in models)]
-            rows.append([ev.thumbnail(p, ev.GRID_HEIGHT) for p in panels])
+            rows.append([pictures.thumbnail(p, pictures.GRID_HEIGHT) for p in panels])
     grid = _save_grid(labelled_grid(["grey input", *models], rows), out, "historical") if rows else None
     return {"data": str(root), "files": files, "skipped": skipped, "grid": grid}
 
@@ -397,6 +395,6 @@ def _rebuild_command(models, data, out, size, limit, historical, grid_rows) -> s
     if limit is not None:
         parts += ["--limit", str(limit)]
     parts += ["--historical", str(historical)] if historical is not None else ["--no-historical"]
-    if grid_rows != ev.GRID_ROWS:
+    if grid_rows != pictures.GRID_ROWS:
         parts += ["--grid-rows", str(grid_rows)]
     return shlex.join(parts)

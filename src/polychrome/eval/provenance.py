@@ -1,4 +1,5 @@
-"""What a benchmark ran on: CPU, cores, memory, accelerator, library versions. Read from the OS, never guessed."""
+"""Where results come from: the machine a run used (CPU, cores, memory, accelerator, library versions, read
+from the OS, never guessed) and the exact settings of an evaluation."""
 
 from __future__ import annotations
 
@@ -78,3 +79,46 @@ def describe(info: dict) -> str:
         f"{info['cpu']}{bf16} ({info['usable_cores']} of {info['logical_cores']} cores usable, "
         f"torch threads {info['torch_threads']}){mem}, {'GPU ' + info['gpu'] if info.get('gpu') else 'no GPU'}"
     )
+
+
+def evaluation_settings(size: int) -> dict:
+    """How an evaluation at working size ``size`` colourises and scores, with the library versions (the
+    ``settings`` of its JSON)."""
+    import skimage
+    import torch
+
+    import polychrome
+    from polychrome.eval import metrics
+
+    return {
+        "pipeline": "polychrome.Colorizer at full resolution (model sees L only, at the working size)",
+        "grey_baseline": "polychrome.pipeline.gray_array (ab = 0, L kept)",
+        "working_size": size,
+        "quantisation": "uint8 = floor(clip(x, 0, 1) * 255 + 0.5), as a saved 8-bit file",
+        "psnr": {
+            "function": "skimage.metrics.peak_signal_noise_ratio",
+            "space": "RGB 0-255",
+            "data_range": 255,
+            "max_db": metrics.PSNR_MAX_DB,
+        },
+        "ssim": {
+            "function": "skimage.metrics.structural_similarity",
+            "space": "RGB 0-255",
+            "channel_axis": 2,
+            "data_range": 255,
+            "win_size": metrics.SSIM_WIN_SIZE,
+            "gaussian_weights": False,
+            "note": "win_size shrinks to the largest odd size that fits photos under 7 px",
+        },
+        "colorfulness": (
+            "Hasler & Suesstrunk 2003 on RGB 0-255 (prediction, grey and original alike): rg = R - G, "
+            "yb = (R + G) / 2 - B, sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2), population std"
+        ),
+        "ciede2000": "mean of skimage.color.deltaE_ciede2000 (kL=kC=kH=1) on skimage.color.rgb2lab (D65, 2 deg)",
+        "versions": {
+            "polychrome": polychrome.__version__,
+            "scikit-image": skimage.__version__,
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+        },
+    }

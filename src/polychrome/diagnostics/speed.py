@@ -10,9 +10,10 @@ reports ``getrusage(RUSAGE_SELF).ru_maxrss`` (the process's peak resident set, w
 torch and the model) and the peak it had reached before the first photo, after the imports and the model
 load; the difference is what colourising that photo costs.
 
-The split between the model and everything around it is measured in the same timed runs: inside the
-worker (and only there) the stage functions of :mod:`polychrome.pipeline` are wrapped in timers, so the
-path timed is the real one and the stage times add up to the end-to-end time but for glue code ("other").
+The split between the model and everything around it is measured in the same timed runs: the worker
+passes a ``timer`` to :func:`polychrome.pipeline.colorize_file`, which times each stage of the real path
+(:data:`polychrome.pipeline.core.STAGES`), so the stage times add up to the end-to-end time but for glue
+code ("other").
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from polychrome.io import grey_to_pil
 
 #: (width, height) of the photos timed: a 256x256 image and a 12-megapixel photo.
 SIZES: tuple[tuple[int, int], ...] = ((256, 256), (4000, 3000))
@@ -65,7 +68,7 @@ def make_photo(path: str | os.PathLike, width: int, height: int, seed: int = 0) 
     img = img + rng.normal(0.0, 0.03, (height, width)).astype(np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(path, quality=95)
+    grey_to_pil(img).save(path, quality=95)
     return path
 
 
@@ -98,7 +101,7 @@ def run_speed(
     Raises:
         RuntimeError: a worker failed (its last error line is in the message).
     """
-    from polychrome.sysinfo import system_info
+    from polychrome.eval.provenance import system_info
 
     if repeats < 1 or warmup < 0:
         raise ValueError("repeats must be at least 1 and warmup at least 0")
@@ -155,7 +158,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _spawn(cfg: dict) -> dict:
     """Run one configuration in a fresh interpreter; its result is the last line of its stdout."""
-    cmd = [sys.executable, "-m", "polychrome.speed", json.dumps(cfg)]
+    cmd = [sys.executable, "-m", "polychrome.diagnostics.speed", json.dumps(cfg)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -165,22 +168,18 @@ def _spawn(cfg: dict) -> dict:
 
 # --------------------------------------------------------------------------- the worker (a fresh process)
 class _StageTimer:
-    """Wraps functions of a module in timers that add to a per-stage total (seconds)."""
+    """The ``timer`` given to the pipeline: ``with timer(stage):`` adds that block's time to the stage's total."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def wrap(self, module, name: str, stage: str) -> None:
-        fn = getattr(module, name)  # an AttributeError here means the pipeline was refactored: update STAGES
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[stage] += time.perf_counter() - t0
-
-        setattr(module, name, timed)
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - t0
 
 
 def _peak_rss_mib() -> float:
@@ -193,38 +192,23 @@ def _peak_rss_mib() -> float:
 def _worker(cfg: dict) -> dict:
     import torch
 
-    from polychrome import pipeline
-    from polychrome.hub import load_model
+    from polychrome.colorizer import Colorizer
+    from polychrome.pipeline.batch import colorize_file
 
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     t0 = time.perf_counter()
-    model = load_model(cfg["model"])
+    colorizer = Colorizer.from_pretrained(cfg["model"], precision=cfg["precision"])
     load_seconds = time.perf_counter() - t0
     rss_ready = _peak_rss_mib()
-
     timer = _StageTimer()
-    # predict_ab contains run_model: its own time is the resizing (exclusive time computed below).
-    for name, stage in [
-        ("open_image", "decode"),
-        ("pil_to_rgb_array", "to_float"),
-        ("rgb_to_gray_l", "rgb_to_l"),
-        ("predict_ab", "predict_ab"),
-        ("run_model", "model"),
-        ("join_lab", "lab_to_rgb"),
-        ("rgb_array_to_pil", "to_8bit"),
-        ("save_image_atomic", "encode"),
-    ]:
-        timer.wrap(pipeline, name, stage)
 
     def once() -> tuple[float, dict[str, float]]:
         timer.seconds.clear()
         t = time.perf_counter()
-        pipeline.colorize_file(model, cfg["src"], cfg["dst"], precision=cfg["precision"])
+        colorize_file(colorizer, cfg["src"], cfg["dst"], timer=timer)
         total = time.perf_counter() - t
-        s = dict(timer.seconds)
-        stages = {k: s.get(k, 0.0) for k, _ in STAGES if k not in ("resize", "other")}
-        stages["resize"] = s.get("predict_ab", 0.0) - s.get("model", 0.0)
+        stages = {k: timer.seconds.get(k, 0.0) for k, _ in STAGES if k != "other"}
         stages["other"] = total - sum(stages.values())
         return total, stages
 
@@ -251,7 +235,7 @@ def _worker(cfg: dict) -> dict:
         "photo_rss_mib": round(peak - rss_ready, 1),
         "threads": torch.get_num_threads(),
         "model_load_seconds": load_seconds,
-        "working_size": int((getattr(model, "meta", {}) or {}).get("infer_size", 0)) or None,
+        "working_size": colorizer.card.working_size,
     }
 
 

@@ -1,0 +1,191 @@
+"""``polychrome colorize`` (over :mod:`polychrome.pipeline.batch`) and ``polychrome demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from polychrome.cli.common import Device, Precision, app, err_console, fail, load_colorizer, pick_device, say_error
+
+#: Sample colour photos shipped inside scikit-image's wheel (no download needed) used by `demo`.
+DEMO_SAMPLES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+
+
+# --------------------------------------------------------------------------- colorize
+def _progress(console: Console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]colorize"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[name]}", style="dim"),
+        console=console,
+        # A bar is for people; logs and pipes get the error lines and the summary only.
+        disable=not console.is_terminal,
+    )
+
+
+@app.command()
+def colorize(
+    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or globs.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the colour photos.", show_default=False)],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Bundled name, export folder, .safetensors file or training checkpoint .pt. "
+            "Default: 'default', or 'hints' with --hints.",
+            show_default=False,
+        ),
+    ] = None,
+    size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Write grey | colour side by side, as NAME.compare.EXT.")] = False,
+    hints: Annotated[
+        Path | None,
+        typer.Option(
+            help='Colour hints for ONE photo, a JSON file: [{"x": 120, "y": 45, "color": "#aa3322"}, ...] in pixels '
+            "of the photo (x right, y down); the colour's chroma is used, the photo's lightness kept.",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="Model arithmetic: fp32, or bf16 autocast + channels_last (faster on CPUs with bf16 units)."),
+    ] = Precision.fp32,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Classification models (cicgan): annealed-mean temperature T > 0; lower is more vivid and "
+            "patchier (-> the most likely colour), 1 is the plain mean (smooth, greyish). Default: the model's (0.38).",
+            show_default=False,
+        ),
+    ] = None,
+    confidence: Annotated[
+        bool,
+        typer.Option(
+            "--confidence",
+            help="Also write the model's confidence map (cicgan) beside each output as NAME.confidence.png: "
+            "greyscale at the photo's size, white where the model expects its colour to be right.",
+        ),
+    ] = False,
+) -> None:
+    """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format.
+
+    Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
+    --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
+    is 1 if any failed. With --hints (one photo only) the model defaults to the bundled hint model.
+    A classification model (cicgan) takes --temperature, and --confidence writes its confidence map
+    beside each photo (NAME.confidence.png); any other model answers those with a one-line error.
+    """
+    from polychrome import hub
+    from polychrome.color.hints import HintError, load_hint_file
+    from polychrome.pipeline.batch import colorize_batch, plan
+
+    err = err_console()
+    if output.exists() and not output.is_dir():
+        raise fail(f"-o {output}: exists and is not a folder")
+    hint_list = None
+    if hints is not None:
+        try:
+            hint_list = load_hint_file(hints)  # its errors name the file
+        except HintError as e:
+            raise fail(str(e)) from None
+    jobs, problems = plan(inputs, output, compare=compare, confidence=confidence)
+    if hint_list is not None and len(jobs) > 1:
+        raise fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
+    if model is None:
+        model = "default" if hints is None else "hints"
+        if model == "hints" and "hints" not in hub.bundled_names() and jobs:
+            raise fail(
+                "the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
+                "is missing); pass --model PATH to a trained hint model"
+            )
+    if confidence and hint_list:
+        raise fail("--confidence is for automatic colourisation; use it without --hints")
+    colorizer = load_colorizer(model, pick_device(device), precision.value) if jobs else None
+    if colorizer is not None:
+        try:
+            colorizer.decoding(temperature)
+        except ValueError as e:
+            raise fail(f"--temperature: {e}") from None
+        if confidence:
+            try:
+                colorizer.check_confidence()
+            except ValueError as e:
+                raise fail(f"--confidence: {e}") from None
+        if hint_list and not colorizer.card.takes_hints:
+            raise fail(
+                f"model {model} cannot use colour hints; use a hint model such as 'hints' "
+                "(polychrome colorize --hints FILE uses it by default)"
+            )
+
+    for msg in problems:
+        say_error(msg, err)
+    with _progress(err) as bar:
+        task = bar.add_task("colorize", total=len(jobs), name="")
+
+        def on_job(job, outcome, failure) -> None:
+            if failure is not None:
+                if isinstance(failure.error, HintError):  # a hint outside this photo
+                    say_error(f"{hints}: {failure.error}", err)
+                else:
+                    say_error(failure.message, err)
+            bar.update(task, advance=1, name=job.src.name)
+
+        report = colorize_batch(
+            colorizer, jobs, size=size, compare=compare, hints=hint_list, temperature=temperature,
+            overwrite=overwrite, on_job=on_job,
+        )  # fmt: skip
+    written, skipped, failed = len(report.written), len(report.skipped), len(problems) + len(report.failed)
+    note = " (already there; --overwrite to redo them)" if skipped else ""
+    typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {output}")
+    if failed:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- demo
+def _demo_sources() -> list[Path]:
+    import skimage.data
+
+    root = Path(skimage.data.__file__).parent
+    return [root / n for n in DEMO_SAMPLES if (root / n).is_file()]
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Argument(help="Folder for the demo photos.", show_default=False)],
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.")] = "default",
+    size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+) -> None:
+    """Colourise scikit-image's sample photos: NAME_original / NAME_grey / NAME_colour .png in OUTPUT."""
+    from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
+    from polychrome.pipeline import colorize_file, gray_array
+
+    colorizer = load_colorizer(model, pick_device(device))
+    sources = _demo_sources()
+    if not sources:
+        raise fail("scikit-image's sample photos are not installed (skimage/data/*.png)", code=1)
+    written = []
+    try:
+        for src in sources:
+            name = src.stem
+            rgb, _ = pil_to_rgb_array(open_image(src))
+            original, grey, colour = (output / f"{name}_{kind}.png" for kind in ("original", "grey", "colour"))
+            save_image_atomic(rgb_array_to_pil(rgb), original)
+            save_image_atomic(rgb_array_to_pil(gray_array(rgb)), grey)
+            # From the grey file, through the very path `polychrome colorize` takes.
+            colorize_file(colorizer, grey, colour, size=size)
+            written.append(name)
+    except ImageError as e:
+        raise fail(str(e), code=1) from None
+    typer.echo(f"colourised {len(written)} sample photos ({', '.join(written)}) into {output}/")
+    typer.echo(f"  each as NAME_original.png (true colour), NAME_grey.png (input), NAME_colour.png (polychrome, model {model})")

@@ -1,0 +1,86 @@
+"""What every command shares: the Typer app, the option enums, the ONE error formatter (one line on stderr,
+then an exit code) and loading a Colorizer with that wording."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+
+
+app = typer.Typer(
+    name="polychrome",
+    help="Colourise black-and-white photographs.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Locals of a colourisation frame are whole tensors and images: never print them.
+    pretty_exceptions_show_locals=False,
+)
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def err_console() -> Console:
+    # Made per call, not at import: test runners and rich's progress swap sys.stderr.
+    return Console(stderr=True, highlight=False)
+
+
+def say_error(message: str, console: Console | None = None) -> None:
+    """One line on stderr; soft_wrap so rich never breaks a long path across lines."""
+    (console or err_console()).print(Text(f"error: {message}", style="red"), soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    say_error(message)
+    return typer.Exit(code)
+
+
+def pick_device(device: Device) -> str:
+    import torch
+
+    if device is Device.auto:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise fail("--device cuda: no CUDA device is available to PyTorch here")
+    return device.value
+
+
+def load_colorizer(spec: str, device: str, precision: str = "fp32"):
+    """A Colorizer for --model, with a one-line error (exit 2) for anything a person can get wrong."""
+    from polychrome import hub
+    from polychrome.colorizer import Colorizer
+
+    if spec == "default" and "default" not in hub.bundled_names():
+        raise fail(
+            "the bundled 'default' model is not in this installation (polychrome/weights/default.safetensors "
+            "is missing); train one and pass --model PATH"
+        )
+    try:
+        return Colorizer.from_pretrained(spec, precision=precision, device=device)
+    except hub.ModelLoadError as e:
+        raise fail(f"--model {e}") from None
+
+
+def out_console() -> Console:
+    """stdout for tables; when it is a file or a pipe (a README, a log), wide enough not to cut columns."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    return console
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,60 @@
+"""``polychrome serve``: the hint page on a socket bound before it prints its URL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from polychrome.cli.common import Precision, app, fail
+
+
+# --------------------------------------------------------------------------- serve
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="The colourising model (a hint model): bundled name, export folder, .safetensors or .pt.")] = "hints",
+    host: Annotated[str, typer.Option(help="Address to listen on. 127.0.0.1: this machine only; 0.0.0.0: every network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
+    size: Annotated[int | None, typer.Option(min=16, help="Working size (longest side, px) the model colourises at; default: the model's (192 for 'hints').", show_default=False)] = None,
+    preview_size: Annotated[int, typer.Option(min=64, help="Longest side of the preview images, px.")] = 640,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest photo file accepted, MB (HTTP 413 over it).")] = 25.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest photo accepted, width x height (HTTP 413 over it).")] = 30_000_000,
+    max_photos: Annotated[int, typer.Option(min=1, help="Photos kept in memory (least recently used dropped first).")] = 16,
+    jobs: Annotated[int, typer.Option(min=1, help="Colourisations at once; a request beyond them gets HTTP 429.")] = 2,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Time limit of one request's model work, s (HTTP 504 past it).")] = 60.0,
+    auto_model: Annotated[str | None, typer.Option(help="Automatic model whose colour is offered as a suggestion ('' for none); default: the bundled 'default'.", show_default=False)] = None,
+    precision: Annotated[Precision, typer.Option(help="Model arithmetic: fp32, or bf16 (autocast).")] = Precision.fp32,
+) -> None:
+    """The interactive page: upload a photo, click colour hints onto it, download the result (API docs at /docs)."""
+    import socket
+
+    import uvicorn
+
+    from polychrome import hub
+    from polychrome.web import Limits, create_app
+
+    if model == "hints" and "hints" not in hub.bundled_names():
+        raise fail("the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
+                    "is missing); pass --model PATH to a trained hint model")
+    try:
+        limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
+                        max_photos=max_photos, jobs=jobs, timeout_s=timeout)
+        web = create_app(model, auto_spec=auto_model, limits=limits, size=size, preview_size=preview_size,
+                         precision=precision.value)
+    except (hub.ModelLoadError, ValueError) as e:
+        raise fail(str(e)) from None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them: the URL works once printed
+    except OSError as e:
+        sock.close()
+        raise fail(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    size = web.state.size  # the model's own when --size is not given
+    typer.echo(f"polychrome: serving {url}  (model {model}, working size {size} px; API docs at {url}docs; Ctrl+C stops)")
+    server = uvicorn.Server(uvicorn.Config(web, log_level="warning", lifespan="on"))
+    server.run(sockets=[sock])

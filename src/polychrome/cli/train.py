@@ -1,0 +1,181 @@
+"""``polychrome train``, ``export``, ``models`` and ``palette``: making and listing models."""
+
+from __future__ import annotations
+
+import logging
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from polychrome.cli.common import app, fail, out_console
+
+
+# --------------------------------------------------------------------------- train
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    # Under torchrun only rank 0 talks; the others would repeat every line.
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    console = Console(stderr=True)
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        # Log files (nohup, SLURM) want one unwrapped, timestamped line per record.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    logging.getLogger("polychrome").setLevel(level)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Experiment config, .toml or .yaml.", show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE settings that replace the file's.", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT_DIR/last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an OUT_DIR that holds a run.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (for logs).")] = False,
+) -> None:
+    """Train a colouriser. Works as is under `torchrun --nproc_per_node N -m polychrome train ...`.
+
+    The config's `trainer` key picks the trainer: "default" (regression and hint models) or "gan"
+    (the cicgan family: classification losses, then the PatchGAN critic; see configs/cicgan.toml)."""
+    from polychrome.io import ImageError
+    from polychrome.models import list_models
+    from polychrome.train import ConfigError, load_config
+    from polychrome.train import run as run_training
+
+    _setup_logging()
+    try:
+        cfg = load_config(config, overrides or [])  # its `trainer` key picks the config class and trainer
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    if cfg.model not in list_models():
+        raise fail(f"model: unknown architecture {cfg.model!r}; registered: {', '.join(list_models())}")
+    try:
+        summary = run_training(cfg, resume=resume, progress=not no_progress, overwrite=overwrite)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    except (ImageError, FileNotFoundError, FileExistsError, ValueError) as e:
+        # Set-up problems a person can fix: no data, too few photos for a batch, nothing to resume, a run in the way.
+        if os.environ.get("POLYCHROME_DEBUG"):
+            raise
+        raise fail(str(e).splitlines()[0] if str(e) else type(e).__name__, code=1) from None
+    if os.environ.get("RANK", "0") == "0":
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+        typer.echo(f"done: {shown}; checkpoints in {cfg.out_dir}")
+
+
+# --------------------------------------------------------------------------- export
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint .pt, or a run folder (uses best.pt).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write model.safetensors + config.json.", show_default=False)],
+    half: Annotated[bool, typer.Option("--half", help="Store the weights as fp16 (half the size).")] = False,
+    infer_size: Annotated[int | None, typer.Option(min=8, help="Working size to record (longest side, px).")] = None,
+) -> None:
+    """Turn a training checkpoint into release weights (EMA weights, safetensors + JSON)."""
+    from polychrome import hub
+
+    if checkpoint.is_dir():
+        picked = next((checkpoint / n for n in ("best.pt", "last.pt") if (checkpoint / n).is_file()), None)
+        if picked is None:
+            raise fail(f"{checkpoint}: a folder without best.pt or last.pt")
+        checkpoint = picked
+    if not checkpoint.is_file():
+        raise fail(f"{checkpoint}: no such checkpoint file")
+    try:
+        out = hub.export_checkpoint(checkpoint, output, half=half, infer_size=infer_size)
+    except hub.ModelLoadError as e:
+        raise fail(str(e)) from None
+    import json
+
+    meta = json.loads((out / "config.json").read_text())
+    weights = out / "model.safetensors"
+    typer.echo(f"{weights}  ({weights.stat().st_size / 1e6:.1f} MB, {'fp16' if half else 'fp32'})")
+    typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']})")
+    typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
+
+
+# --------------------------------------------------------------------------- models
+@app.command()
+def models() -> None:
+    """List the registered architectures and the bundled trained weights."""
+    import json
+    from importlib import resources
+
+    from polychrome import hub
+    from polychrome.models import list_models
+
+    out = Console(highlight=False)
+    out.print("[bold]architectures[/] (polychrome.create_model(NAME), train with model = NAME):")
+    for name in list_models():
+        out.print(f"  {name}", soft_wrap=True)
+    names = hub.bundled_names()
+    out.print("[bold]bundled weights[/] (--model NAME, polychrome.load_model(NAME)):")
+    if not names:
+        out.print("  none in this installation", soft_wrap=True)
+    for name in names:
+        side = resources.files("polychrome") / "weights" / f"{name}.json"
+        try:
+            meta = json.loads(side.read_text())
+            about = f"{meta.get('model', '?')}, infer_size {meta.get('infer_size', '?')}"
+        except (OSError, ValueError):
+            about = "metadata missing"
+        out.print(f"  {name}  ({about})", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- palette
+palette_app = typer.Typer(help="ab palettes (bins, prior, rebalancing weights) for classification models.",
+                          no_args_is_help=True)
+app.add_typer(palette_app, name="palette")
+
+
+class PaletteMethod(str, Enum):
+    kmeans = "kmeans"
+    grid = "grid"
+
+
+@palette_app.command("build")
+def palette_build(
+    data: Annotated[Path, typer.Argument(help="A folder of colour photos (searched recursively) or a .txt list.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The palette file to write (.safetensors).")],
+    bins: Annotated[int, typer.Option(help="K-means: number of bins Q.", min=2)] = 313,
+    method: Annotated[PaletteMethod, typer.Option(help="kmeans (Q centres) or grid (the cells that occur).")] = (
+        PaletteMethod.kmeans
+    ),
+    grid: Annotated[float, typer.Option(help="grid: cell side in CIE ab units.", min=1.0)] = 10.0,
+    samples_per_photo: Annotated[int, typer.Option(help="K-means: pixels drawn per photo.", min=1)] = 256,
+    max_photos: Annotated[int, typer.Option(help="Use a seeded random subset of this many photos (0: all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the subset, the pixel draws and the k-means init.")] = 0,
+) -> None:
+    """Build an ab palette from photos: bins, smoothed prior P(q) and rebalancing weights, in one file."""
+    import random
+
+    from polychrome.color.quantize import build_palette
+    from polychrome.io import IMAGE_EXTENSIONS, ImageError, find_images
+
+    try:
+        paths = find_images(data)
+    except ImageError as e:
+        raise fail(str(e)) from None
+    if not paths:
+        raise fail(f"{data}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    if 0 < max_photos < len(paths):
+        paths = sorted(random.Random(seed).sample(paths, max_photos))
+    try:
+        palette = build_palette(paths, method=method.value, bins=bins, grid=grid,
+                                samples_per_photo=samples_per_photo, seed=seed)
+    except ImageError as e:
+        raise fail(str(e), code=1) from None
+    except ValueError as e:  # too few pixels for k-means
+        raise fail(str(e)) from None
+    meta = {"method": method.value, "photos": str(len(paths)), "seed": str(seed),
+            "grid" if method is PaletteMethod.grid else "samples_per_photo":
+            str(grid if method is PaletteMethod.grid else samples_per_photo)}
+    palette.save(out, meta)
+    out_console().print(f"{out}: {palette.num_bins} bins from {len(paths)} photos ({method.value})", soft_wrap=True)

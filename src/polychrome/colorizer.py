@@ -1,0 +1,271 @@
+"""The Colorizer: the one object every front end holds to turn a photo into a colour photo.
+
+    >>> c = Colorizer.from_pretrained("default")
+    >>> out = c(pil_image).image                      # PIL in, PIL out; numpy in, numpy out
+    >>> out = c(img, hints=[Hint(120, 45, "#aa3322")])  # with a hint model ("hints")
+    >>> r = c(img, temperature=0.1, confidence=True)    # a classification model: decoding and confidence
+
+It owns a model, its :class:`~polychrome.models.card.ModelCard`, a precision and a device, and runs the
+tensor path of :mod:`polychrome.pipeline.core`. Decoding settings (``temperature``) and hints are call
+arguments, never state on the model, so one Colorizer serves concurrent callers (threads of a web server)
+with results identical to single calls.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from polychrome.color.hints import Hint, HintError
+from polychrome.io import read_photo, to_uint8
+from polychrome.models.card import CardError, ModelCard
+from polychrome.pipeline.core import (
+    Prediction,
+    Timer,
+    lightness,
+    no_timer,
+    predict,
+    render,
+    to_array,
+    to_working_grid,
+    upsample,
+    working_shape,
+)
+from polychrome.pipeline.precision import check_precision, to_channels_last
+
+
+@dataclass(frozen=True)
+class ColorizeResult:
+    """What :meth:`Colorizer.__call__` returns."""
+
+    image: Any  # the colour photo in the input's own type, size and mode (see polychrome.io.arrays)
+    confidence: np.ndarray | None = None  # (H, W) float32 in [0, 1] at the photo's size, white = confident
+    ab: torch.Tensor | None = None  # (1, 2, h, w) float32 CIE ab at the working size
+
+
+class Colorizer:
+    """A trained colouriser ready to use: model + model card + precision + device.
+
+    Args:
+        model: the network (put in eval mode). Its forward takes L in network units (see
+            :mod:`polychrome.pipeline.core`).
+        card: what it is and can do; default: :meth:`ModelCard.for_model` (a model made by ``create_model``).
+        precision: ``"fp32"`` or ``"bf16"`` (autocast + channels_last, applied once here).
+        device: where the model runs; default: where its weights are.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        card: ModelCard | None = None,
+        precision: str = "fp32",
+        device: str | torch.device | None = None,
+    ):
+        self.precision = check_precision(precision)
+        self.model = model.eval() if device is None else model.to(device).eval()
+        self.device = next(self.model.parameters()).device
+        self.card = card if card is not None else ModelCard.for_model(model)
+        if precision == "bf16":  # once now, not racily inside two concurrent calls
+            to_channels_last(self.model)
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | os.PathLike = "default", precision: str = "fp32", device: str | torch.device = "cpu"
+    ) -> Colorizer:
+        """Load trained weights: a bundled name (``"default"``, ``"hints"``), an export folder, a
+        ``.safetensors`` file or a training checkpoint (:class:`polychrome.hub.WeightSource` tells them apart).
+        Raises :class:`polychrome.hub.ModelLoadError`."""
+        from polychrome.hub import load
+
+        model, card = load(source, device=device)
+        return cls(model, card, precision=precision)
+
+    def __repr__(self) -> str:
+        return f"Colorizer({self.card.architecture}, working_size={self.card.working_size}, precision={self.precision})"
+
+    @property
+    def name(self) -> str:
+        """How messages name the model: its architecture."""
+        return self.card.architecture
+
+    # ------------------------------------------------------------------ checks with one-line errors
+    def check_hints(self, hints) -> None:
+        """HintError if ``hints`` are given (non-empty) to a model without hint inputs."""
+        if hints and not self.card.takes_hints:
+            raise self._hint_error()
+
+    def _hint_error(self) -> HintError:
+        return HintError(f"model {self.name} cannot use colour hints; use a hint model such as 'hints'")
+
+    def check_confidence(self) -> None:
+        """ValueError if the model predicts no confidence map."""
+        if not self.card.gives_confidence:
+            raise ValueError(
+                f"model {self.name} predicts no confidence map; a confidence map needs a classification model "
+                "such as cicgan"
+            )
+
+    def decoding(self, temperature: float | None) -> dict:
+        """The model's forward keyword arguments for ``temperature`` (ValueError for a model without one or
+        a value that is not a finite number > 0)."""
+        try:
+            return self.card.decoding(temperature)
+        except CardError as e:
+            raise ValueError(str(e)) from None
+
+    # ------------------------------------------------------------------ the tensor path
+    def working_shape(self, H: int, W: int, size: int | None = None) -> tuple[int, int]:
+        """The (h, w) grid the model colourises an (H, W) photo on (longest side ``size``, default the card's)."""
+        return working_shape(H, W, int(size or self.card.working_size))
+
+    def working_l(self, L: torch.Tensor, size: int | None = None, timer: Timer = no_timer) -> torch.Tensor:
+        """L (B, 1, H, W) resized to the working grid, as the model sees it."""
+        return to_working_grid(L, int(size or self.card.working_size), timer)
+
+    def predict_working(
+        self,
+        L_work: torch.Tensor,
+        hints: list[Hint] | None = None,
+        full_hw: tuple[int, int] | None = None,
+        hint_ab: torch.Tensor | None = None,
+        hint_mask: torch.Tensor | None = None,
+        temperature: float | None = None,
+        confidence: bool = False,
+        timer: Timer = no_timer,
+    ) -> Prediction:
+        """One model call on L already on the working grid (:meth:`working_l`).
+
+        ``hints`` are in pixel coordinates of the (H, W) = ``full_hw`` photo and painted onto the grid;
+        ``hint_ab`` / ``hint_mask`` are given on the grid directly instead (what the hint evaluation samples).
+        Raises HintError for hints the model cannot use or a hint outside the photo, ValueError for a
+        temperature the model cannot take or confidence it does not give."""
+        self.check_hints(hints)
+        decoding = self.decoding(temperature)
+        if confidence:
+            self.check_confidence()
+        try:
+            return predict(
+                self.model, L_work, precision=self.precision, takes_hints=self.card.takes_hints, hints=hints,
+                full_hw=full_hw, hint_ab=hint_ab, hint_mask=hint_mask, decoding=decoding, confidence=confidence,
+                timer=timer,
+            )  # fmt: skip
+        except HintError:
+            if self.card.takes_hints:  # a hint outside the photo: its own message
+                raise
+            raise self._hint_error() from None  # hint planes holding a hint: the message names the model
+
+    def render(self, L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> torch.Tensor:
+        """ab on the working grid upsampled to L's size and joined with L: sRGB (B, 3, H, W) in [0, 1]."""
+        return render(L, ab_work, timer)
+
+    def confidence_at(self, confidence_work: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """A working-grid confidence map (B, 1, h, w) upsampled to ``hw``, in [0, 1]."""
+        return upsample(confidence_work, hw).clamp(0, 1)
+
+    def colorize_lightness(
+        self,
+        L: torch.Tensor,
+        hints: list[Hint] | None = None,
+        temperature: float | None = None,
+        size: int | None = None,
+        hint_ab: torch.Tensor | None = None,
+        hint_mask: torch.Tensor | None = None,
+        confidence: bool = False,
+        timer: Timer = no_timer,
+    ) -> tuple[torch.Tensor, Prediction]:
+        """Full-resolution L (B, 1, H, W) in [0, 100] -> (sRGB (B, 3, H, W) in [0, 1], the working-grid
+        :class:`~polychrome.pipeline.core.Prediction`). Arguments as in :meth:`predict_working`; ``size``
+        overrides the card's working size."""
+        self.check_hints(hints)
+        work = self.working_l(L, size, timer)
+        pred = self.predict_working(
+            work, hints, tuple(L.shape[-2:]), hint_ab, hint_mask, temperature, confidence, timer
+        )
+        return self.render(L, pred.ab, timer), pred
+
+    def predict_ab(
+        self,
+        L: torch.Tensor,
+        size: int | None = None,
+        hints: list[Hint] | None = None,
+        hint_ab: torch.Tensor | None = None,
+        hint_mask: torch.Tensor | None = None,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
+        """ab for full-resolution L (B, 1, H, W) in [0, 100]: predicted on the working grid, upsampled back:
+        (B, 2, H, W) float32, CIE units. Arguments as in :meth:`predict_working`."""
+        self.check_hints(hints)
+        pred = self.predict_working(
+            self.working_l(L, size), hints, tuple(L.shape[-2:]), hint_ab, hint_mask, temperature
+        )
+        return upsample(pred.ab, tuple(L.shape[-2:]))
+
+    def predict_ab_confidence(
+        self, L: torch.Tensor, size: int | None = None, temperature: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ab (B, 2, H, W) and the confidence map (B, 1, H, W) in [0, 1] of full-resolution L, from ONE model
+        call (a model that gives confidence; else ValueError)."""
+        pred = self.predict_working(self.working_l(L, size), temperature=temperature, confidence=True)
+        hw = tuple(L.shape[-2:])
+        return upsample(pred.ab, hw), self.confidence_at(pred.confidence, hw)
+
+    # ------------------------------------------------------------------ photos
+    def __call__(
+        self,
+        image,
+        hints: list[Hint] | None = None,
+        temperature: float | None = None,
+        size: int | None = None,
+        confidence: bool = False,
+        return_ab: bool = False,
+    ) -> ColorizeResult:
+        """Colourise a photo at its full resolution.
+
+        Args:
+            image: a PIL image (any mode; EXIF orientation is not applied to an in-memory image) or a numpy
+                array (H, W) or (H, W, 1|3|4): uint8, uint16, or float in [0, 1].
+            hints: colour hints (:class:`~polychrome.color.hints.Hint`, x/y in pixels of this photo) for a
+                hint model; HintError for another model or a hint outside the photo.
+            temperature: annealed-mean temperature T > 0 of a classification model, for this call only.
+            size: working size (longest side, px); default the card's.
+            confidence: also return the confidence map (a model that gives one; else ValueError).
+            return_ab: also return the ab on the working grid.
+        Returns:
+            :class:`ColorizeResult`; ``image`` in the input's own type (PIL RGB/RGBA of the same size, or an
+            array of the same dtype, height and width, see :mod:`polychrome.io.arrays`).
+        """
+        self.check_hints(hints)  # before the Lab conversion: fail fast
+        self.decoding(temperature)
+        if confidence:
+            self.check_confidence()
+        photo = read_photo(image)
+        L = lightness(photo.rgb)
+        rgb, pred = self.colorize_lightness(L, hints, temperature, size, confidence=confidence)
+        conf = None
+        if pred.confidence is not None:
+            conf = self.confidence_at(pred.confidence, tuple(L.shape[-2:]))[0, 0].numpy()
+        return ColorizeResult(photo.like_input(to_array(rgb)), conf, pred.ab if return_ab else None)
+
+    def colorize_array(self, rgb: np.ndarray, hints=None, temperature=None, size=None) -> np.ndarray:
+        """(H, W, 3) float RGB in [0, 1] -> the colour photo, (H, W, 3) float32 in [0, 1]."""
+        self.check_hints(hints)
+        return to_array(self.colorize_lightness(lightness(rgb), hints, temperature, size)[0])
+
+    def colorize_uint8(self, rgb: np.ndarray, hints=None, temperature=None, size=None) -> np.ndarray:
+        """:meth:`colorize_array` quantised as a saved 8-bit file is: (H, W, 3) uint8."""
+        return to_uint8(self.colorize_array(rgb, hints, temperature, size))
+
+
+def as_colorizer(model, precision: str = "fp32", device: str | torch.device | None = None) -> Colorizer:
+    """A Colorizer for what a front end was given: a Colorizer (as is), a loaded model (its own card), or
+    anything :meth:`Colorizer.from_pretrained` takes."""
+    if isinstance(model, Colorizer):
+        return model
+    if isinstance(model, nn.Module):
+        return Colorizer(model, precision=precision, device=device)
+    return Colorizer.from_pretrained(model, precision=precision, device=device or "cpu")

@@ -1,0 +1,27 @@
+"""Photos in and out: files (:mod:`~polychrome.io.images`) and in-memory images (:mod:`~polychrome.io.arrays`).
+The only place that knows about PIL and files, and the one 8-bit quantiser (:func:`to_uint8`)."""
+
+from polychrome.io.arrays import Photo, read_photo
+from polychrome.io.images import (
+    IMAGE_EXTENSIONS,
+    ImageError,
+    default_file_mode,
+    find_images,
+    grey_to_pil,
+    is_image_path,
+    is_inside,
+    load_rgb,
+    open_image,
+    pil_to_rgb_array,
+    rgb_array_to_pil,
+    save_image_atomic,
+    to_uint8,
+    to_uint16,
+    write_json_atomic,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "ImageError", "Photo", "default_file_mode", "find_images", "grey_to_pil", "is_image_path",
+    "is_inside", "load_rgb", "open_image", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic",
+    "to_uint8", "to_uint16", "write_json_atomic",
+]

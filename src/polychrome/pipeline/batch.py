@@ -1,0 +1,275 @@
+"""Colourising files: one photo file to one colour file, and batches of them with the rules a batch needs.
+
+:func:`plan` turns inputs (files, folders searched recursively, globs, ``.txt`` lists) into (source,
+output) pairs; :func:`colorize_batch` runs them and never overwrites an input, refuses two photos writing
+one output, does a photo named twice once, skips outputs that already exist (so re-running finishes an
+interrupted batch) unless ``overwrite``, writes every file atomically and collects per-photo errors instead
+of stopping: one broken photo must not stop a batch of thousands.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from polychrome.color.hints import Hint
+from polychrome.io import (
+    IMAGE_EXTENSIONS,
+    ImageError,
+    find_images,
+    grey_to_pil,
+    is_image_path,
+    is_inside,
+    open_image,
+    pil_to_rgb_array,
+    rgb_array_to_pil,
+    save_image_atomic,
+)
+from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
+
+_GLOB_CHARS = set("*?[")
+
+
+def confidence_path(dst: str | os.PathLike) -> Path:
+    """Where a photo's confidence map goes: ``<stem>.confidence.png`` beside ``dst``."""
+    dst = Path(dst)
+    return dst.with_name(f"{dst.stem}.confidence.png")
+
+
+def compare_path(dst: str | os.PathLike) -> Path:
+    """Where a grey | colour side-by-side picture goes: ``<stem>.compare.<ext>`` beside ``dst``."""
+    dst = Path(dst)
+    return dst.with_name(f"{dst.stem}.compare{dst.suffix}")
+
+
+def colorize_file(
+    colorizer,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    size: int | None = None,
+    compare: bool = False,
+    hints: list[Hint] | None = None,
+    temperature: float | None = None,
+    confidence_path: str | os.PathLike | None = None,
+    timer: Timer = no_timer,
+) -> Path:
+    """Read ``src``, colourise it at full resolution with ``colorizer``, write ``dst`` atomically (format from
+    its extension).
+
+    EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
+    when the output format has one. ``compare`` writes grey | colour side by side. ``hints`` are in pixel
+    coordinates of the upright photo (as a viewer shows it), for a hint model only. ``confidence_path``
+    (a model that gives confidence) also writes the confidence map from the same model call, as an 8-bit
+    greyscale image of the photo's size (white = the model expects its colour to be right), before ``dst``,
+    so a photo that exists has its map.
+
+    Raises :class:`polychrome.io.ImageError` for an unreadable input or unwritable output,
+    :class:`~polychrome.color.hints.HintError` for hints the model cannot use or a hint outside the photo,
+    ValueError for a temperature or confidence map the model cannot give.
+    """
+    colorizer.check_hints(hints)
+    colorizer.decoding(temperature)
+    if confidence_path is not None:
+        colorizer.check_confidence()
+        if hints:
+            raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
+    with timer("decode"):
+        img = open_image(src)
+    with timer("to_float"):
+        rgb, alpha = pil_to_rgb_array(img)
+    with timer("rgb_to_l"):
+        L = lightness(rgb)  # once: the grey panel of a comparison shares it
+    out, pred = colorizer.colorize_lightness(
+        L, hints, temperature, size, confidence=confidence_path is not None, timer=timer
+    )
+    out = to_array(out)
+    if confidence_path is not None:
+        conf = colorizer.confidence_at(pred.confidence, tuple(L.shape[-2:]))
+        save_image_atomic(grey_to_pil(conf[0, 0].numpy()), confidence_path)
+    if compare:
+        out = np.concatenate([to_array(gray_rgb(L)), out], axis=1)
+        alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
+    with timer("to_8bit"):
+        img = rgb_array_to_pil(out, alpha)
+    with timer("encode"):
+        save_image_atomic(img, dst)
+    return Path(dst)
+
+
+# --------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class Job:
+    """One photo of a batch: its source and where its colour version goes."""
+
+    src: Path
+    dst: Path
+    confidence: Path | None = None  # where its confidence map goes, if one is asked for
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob is anchored at: its leading path parts without wildcards."""
+    parts = Path(pattern).parts
+    base = []
+    for part in parts[:-1]:
+        if _GLOB_CHARS & set(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def plan(
+    inputs: list[str | os.PathLike], out_dir: str | os.PathLike, compare: bool = False, confidence: bool = False
+) -> tuple[list[Job], list[str]]:
+    """Expand inputs into jobs, and one-line problems for inputs that give none.
+
+    A folder is searched recursively and mirrored under ``out_dir``; a file lands as ``out_dir/NAME``; a
+    ``.txt`` list keeps its entries' paths below the list's folder; a glob (one the shell left alone) keeps
+    the path below its first wildcard. Photos already inside ``out_dir`` (when it sits inside an input
+    folder) are earlier outputs, not inputs. ``compare`` names outputs ``NAME.compare.EXT`` (side-by-side
+    pictures never stand in for, or skip, real outputs); ``confidence`` adds ``NAME.confidence.png``.
+    """
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
+    problems: list[str] = []
+    for arg in inputs:
+        arg = os.fspath(arg)
+        p = Path(arg)
+        if p.is_dir():
+            if p.resolve() == out_dir.resolve():
+                problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
+                continue
+            found = [f for f in find_images(p) if not is_inside(f, out_dir)]
+            pairs = [(f, f.relative_to(p)) for f in found]
+            if not pairs:
+                problems.append(f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
+            try:
+                listed = find_images(p)
+            except ImageError as e:
+                problems.append(str(e))
+                continue
+            pairs = [(f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name)) for f in listed]
+            if not pairs:
+                problems.append(f"{arg}: the list names no photos")
+        elif p.is_file():
+            pairs = [(p, Path(p.name))]
+        elif _GLOB_CHARS & set(arg):
+            base = _glob_base(arg)
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
+            files = [m for m in matches if m.is_file() and is_image_path(m) and not is_inside(m, out_dir)]
+            pairs = [(m, m.relative_to(base)) for m in files]
+            if not pairs:
+                problems.append(f"{arg}: no photos match this pattern")
+        else:
+            problems.append(f"{arg}: no such file or folder")
+            continue
+        for src, rel in pairs:
+            dst = out_dir / rel
+            if compare:
+                dst = compare_path(dst)
+            jobs.append(Job(src, dst, confidence_path(dst) if confidence else None))
+    return jobs, problems
+
+
+# --------------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class Failure:
+    """A photo that could not be done: its source and the error."""
+
+    src: Path
+    error: Exception
+
+    @property
+    def message(self) -> str:
+        """One line: an ImageError names its file already; anything else gets the source and the error kind."""
+        if isinstance(self.error, ImageError):
+            return str(self.error)
+        text = str(self.error).splitlines()[0] if str(self.error) else ""
+        return f"{self.src}: failed ({type(self.error).__name__}: {text})"
+
+
+@dataclass
+class BatchReport:
+    """What :func:`colorize_batch` did."""
+
+    written: list[Job] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)  # outputs already there (not overwritten)
+    failed: list[Failure] = field(default_factory=list)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def colorize_batch(
+    colorizer,
+    jobs: list[Job],
+    size: int | None = None,
+    compare: bool = False,
+    hints: list[Hint] | None = None,
+    temperature: float | None = None,
+    overwrite: bool = False,
+    on_job: Callable[[Job, str, Failure | None], None] | None = None,
+    timer: Timer = no_timer,
+) -> BatchReport:
+    """Colourise planned ``jobs`` (:func:`plan`) with ``colorizer``.
+
+    Never writes over an input photo (found by file identity, so links and other spellings are caught),
+    refuses a second photo whose output (or confidence map) is already another's, does a photo planned
+    twice once, and skips a job whose outputs all exist unless ``overwrite``. Each failure is collected,
+    not raised. ``on_job(job, outcome, failure)`` is called after every job with outcome ``"written"``,
+    ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display).
+    """
+    report = BatchReport()
+    input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
+    claimed: dict[Path, Path] = {}
+    seen: set[tuple[Path, Path]] = set()
+    for job in jobs:
+        outcome, failure = "written", None
+        try:
+            dst_key = job.dst.resolve()
+            if (job.src.resolve(), dst_key) in seen:
+                outcome = "duplicate"  # the same photo named twice (a folder and a file in it)
+            else:
+                seen.add((job.src.resolve(), dst_key))
+                outcome = _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, temperature,
+                                   overwrite, timer)
+        except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
+            outcome, failure = "failed", Failure(job.src, e)
+            report.failed.append(failure)
+        if outcome == "written":
+            report.written.append(job)
+        elif outcome == "skipped":
+            report.skipped.append(job)
+        if on_job is not None:
+            on_job(job, outcome, failure)
+    return report
+
+
+def _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, temperature, overwrite, timer) -> str:
+    if dst_key in claimed:
+        raise ImageError(f"{job.src}: its output {job.dst} is already the output of {claimed[dst_key]}")
+    claimed[dst_key] = job.src
+    conf = job.confidence
+    if conf is not None:
+        if conf.resolve() in claimed:
+            raise ImageError(f"{job.src}: its confidence map {conf} is already the output of {claimed[conf.resolve()]}")
+        claimed[conf.resolve()] = job.src
+        if conf.exists() and _file_id(conf) in input_ids:
+            raise ImageError(f"{job.src}: its confidence map {conf} is an input photo; refusing to overwrite it")
+    if job.dst.exists() and _file_id(job.dst) in input_ids:
+        raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
+    if job.dst.exists() and not overwrite and (conf is None or conf.exists()):
+        return "skipped"
+    colorize_file(colorizer, job.src, job.dst, size=size, compare=compare, hints=hints, temperature=temperature,
+                  confidence_path=conf, timer=timer)
+    return "written"

@@ -1,0 +1,208 @@
+"""The tensor path from lightness to colour, shared by every front end through the Colorizer:
+
+    L (B,1,H,W), 0..100 ──resize_l──> L at the working size (h,w) ──model──> ab (B,2,h,w), CIE units
+    ab ──upsample──> (B,2,H,W) ──join_lab with the ORIGINAL L──> sRGB (B,3,H,W) in [0,1], gamut-clamped
+
+This module is the only place that resizes L for a model, paints hints onto the working grid and joins
+Lab; files, PIL and 8-bit images are :mod:`polychrome.io`'s. A colour input is made grey first (only its
+L is used): the tool colourises, it does not keep old colour.
+
+Stage timing: functions here take ``timer``, a callable ``timer(stage) -> context manager`` wrapped around
+each stage (:data:`STAGES` names them); :func:`no_timer` does nothing. The speed benchmark passes its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polychrome.color.hints import Hint, HintError, rasterize_hints
+from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_gray_l
+from polychrome.pipeline.precision import call_model
+
+#: Stages a ``timer`` is called with, in path order.
+STAGES = ("decode", "to_float", "rgb_to_l", "resize", "model", "lab_to_rgb", "to_8bit", "encode")
+
+#: ``timer(stage)`` -> a context manager around that stage's work.
+Timer = Callable[[str], AbstractContextManager]
+
+
+def no_timer(stage: str) -> AbstractContextManager:
+    """The default ``timer``: times nothing."""
+    return contextlib.nullcontext()
+
+
+def working_shape(h: int, w: int, size: int) -> tuple[int, int]:
+    """(h, w) scaled so the longest side is ``size`` (never upscaled), aspect ratio kept."""
+    scale = min(1.0, size / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def resize_l(L: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """L (B, 1, H, W) resized to ``hw`` for a model: antialiased bilinear (plain bilinear would alias fine
+    texture into the model's input); L itself when it already has that size."""
+    if tuple(L.shape[-2:]) == tuple(hw):
+        return L
+    return F.interpolate(L, size=hw, mode="bilinear", antialias=True, align_corners=False)
+
+
+def upsample(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """A (B, C, h, w) map (ab, confidence) resized bilinearly to ``hw``; itself when it has that size."""
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+
+
+def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """L (B,1,H,W) + ab (B,2,H,W) of the same size -> sRGB (B,3,H,W) in [0,1], out-of-gamut colours clamped."""
+    return lab_to_rgb(torch.cat([L, ab], dim=1), clip=True)
+
+
+def gray_rgb(L: torch.Tensor) -> torch.Tensor:
+    """The grey photo of an L (ab = 0): (B, 1, H, W) in [0, 100] -> sRGB (B, 3, H, W) in [0, 1]."""
+    return join_lab(L, torch.zeros_like(L).repeat(1, 2, 1, 1))
+
+
+def lightness(rgb: np.ndarray) -> torch.Tensor:
+    """The L channel of a photo: (H, W, 3) float RGB in [0, 1] -> (1, 1, H, W) float32 L in [0, 100]."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    return rgb_to_gray_l(x)  # L alone: a and b of the input are never used
+
+
+def to_array(rgb: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) tensor -> (H, W, C) numpy array (a view)."""
+    return rgb[0].permute(1, 2, 0).numpy()
+
+
+def gray_array(rgb: np.ndarray) -> np.ndarray:
+    """The grey version of a photo (ab = 0, L kept): (H, W, 3) float in [0, 1] -> same."""
+    return to_array(gray_rgb(lightness(rgb)))
+
+
+def hint_planes(
+    hints: list[Hint] | None, full_hw: tuple[int, int], work_hw: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hints in pixel coordinates of the (H, W) photo painted onto the (h, w) working grid:
+    hint_ab (1, 2, h, w) in Lab units, 0 where no hint, and hint_mask (1, 1, h, w) in {0, 1}.
+    No hints: both zero. Raises HintError for a hint outside the photo."""
+    if not hints:
+        return torch.zeros(1, 2, *work_hw), torch.zeros(1, 1, *work_hw)
+    return rasterize_hints(hints, full_hw, work_hw)
+
+
+def check_hint_planes(hint_ab: torch.Tensor, hint_mask: torch.Tensor, batch: int, hw: tuple[int, int]) -> None:
+    """ValueError unless hint_ab is (batch or 1, 2, h, w) and hint_mask (batch or 1, 1, h, w)."""
+    for name, t, c in (("hint_ab", hint_ab, 2), ("hint_mask", hint_mask, 1)):
+        if t.dim() != 4 or tuple(t.shape[1:]) != (c, *hw) or t.shape[0] not in (1, batch):
+            raise ValueError(f"{name} must be ({batch} or 1, {c}, {hw[0]}, {hw[1]}) on the working grid, got {tuple(t.shape)}")
+
+
+def to_working_grid(L: torch.Tensor, size: int, timer: Timer = no_timer) -> torch.Tensor:
+    """Full-resolution L (B, 1, H, W) -> L on the working grid (longest side ``size``), as the model sees it."""
+    with timer("resize"):
+        return resize_l(L, working_shape(*L.shape[-2:], size))
+
+
+def render(L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> torch.Tensor:
+    """Working-grid ab (B, 2, h, w) upsampled to L's size and joined with L (B, 1, H, W): sRGB (B, 3, H, W)."""
+    with timer("resize"):
+        ab = upsample(ab_work, tuple(L.shape[-2:]))
+    with timer("lab_to_rgb"):
+        return join_lab(L, ab)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one model call gives, on the working grid."""
+
+    ab: torch.Tensor  # (B, 2, h, w) float32, CIE units
+    confidence: torch.Tensor | None = None  # (B, 1, h, w) float32 in [0, 1], high where the colour is likely right
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    L_work: torch.Tensor,
+    *,
+    precision: str = "fp32",
+    takes_hints: bool = False,
+    hints: list[Hint] | None = None,
+    full_hw: tuple[int, int] | None = None,
+    hint_ab: torch.Tensor | None = None,
+    hint_mask: torch.Tensor | None = None,
+    decoding: dict | None = None,
+    confidence: bool = False,
+    timer: Timer = no_timer,
+) -> Prediction:
+    """Run ``model`` once on L already at its working size.
+
+    Args:
+        model: forward(L_net (B,1,h,w), [hint_ab_net (B,2,h,w), hint_mask (B,1,h,w)], **decoding) -> ab_net;
+            with ``confidence`` forward(..., return_all=True) -> an object with ``ab_net`` and ``confidence``
+            logits on a grid of stride 2 aligned as cicgan's half-resolution heads are.
+        L_work: (B, 1, h, w) float L in [0, 100].
+        precision: ``"fp32"`` or ``"bf16"`` for the model call (:mod:`polychrome.pipeline.precision`).
+        takes_hints: the model has hint inputs; with none given it sees zeros (automatic colourisation).
+        hints: hints in pixel coordinates of the full-resolution photo of size ``full_hw`` (default: the
+            working grid's own), painted onto the working grid (:func:`hint_planes`).
+        hint_ab, hint_mask: (B or 1, 2|1, h, w) on the working grid, Lab units / {0, 1}; hint models only.
+        decoding: keyword arguments for a classification model's forward (``temperature``, ``decode_mode``).
+        confidence: also return the model's confidence map.
+    Raises:
+        HintError: a hint (any mask value) for a model without hint inputs.
+        ValueError: hint planes of the wrong shape.
+    """
+    B, _, h, w = L_work.shape
+    device = next(model.parameters()).device
+    extra: tuple[torch.Tensor, ...] = ()
+    if hints is not None and (hint_ab is not None or hint_mask is not None):
+        raise ValueError("give hints (full-resolution) or hint_ab/hint_mask (working grid), not both")
+    if hints:
+        if not takes_hints:
+            raise HintError("this model cannot use colour hints")
+        hint_ab, hint_mask = hint_planes(hints, full_hw or (h, w), (h, w))
+    if hint_ab is not None or hint_mask is not None:
+        if hint_ab is None or hint_mask is None:
+            raise ValueError("give hint_ab and hint_mask together, or neither")
+        check_hint_planes(hint_ab, hint_mask, B, (h, w))
+        if not takes_hints and bool((hint_mask != 0).any()):
+            raise HintError("this model cannot use colour hints")
+    if takes_hints:
+        if hint_ab is None:
+            hint_ab, hint_mask = hint_planes(None, (h, w), (h, w))
+        hint_ab = hint_ab.to(device, torch.float32).expand(B, 2, h, w)
+        hint_mask = hint_mask.to(device, torch.float32).expand(B, 1, h, w)
+        extra = (ab_to_net(hint_ab) * hint_mask, hint_mask.contiguous())  # ab 0 wherever there is no hint
+    x = l_to_net(L_work.to(device))
+    with timer("model"):
+        if confidence:
+            out = call_model(model, x, precision, extra, return_all=True, **(decoding or {}))
+            ab_net = out.ab_net.float().contiguous()
+            conf = torch.sigmoid(out.confidence.float()).contiguous().to(L_work.device)  # (B, 1, h', w')
+        else:
+            ab_net = call_model(model, x, precision, extra, **(decoding or {})).float().contiguous()
+            conf = None
+    if conf is not None:
+        conf = _grid_up(conf, h, w)
+    return Prediction(net_to_ab(ab_net).to(L_work.device), conf)
+
+
+def _grid_up(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A (B, C, h', w') map on a grid of stride s, ceil-aligned to (h, w) -> (B, C, h, w): bilinear at the
+    exact integer ratio, then cropped, as cicgan upsamples its half-resolution ab, so the map lines up with
+    the colours."""
+    h2, w2 = m.shape[-2:]
+    sy, sx = max(1, round(h / h2)), max(1, round(w / w2))
+    if (h2 * sy, w2 * sx) == (h, w):
+        return F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+    up = F.interpolate(m, size=(h2 * sy, w2 * sx), mode="bilinear", align_corners=False)
+    if up.shape[-2] < h or up.shape[-1] < w:  # not a padded grid: plain resize
+        return F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+    return up[..., :h, :w]

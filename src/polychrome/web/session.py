@@ -1,0 +1,246 @@
+"""One server's photos and what its requests do with them, over a :class:`polychrome.Colorizer`."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from fastapi import HTTPException
+
+from polychrome.color.hints import Hint, HintError, ab_to_hex, parse_hints
+from polychrome.colorizer import Colorizer
+from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
+from polychrome.pipeline import lightness, resize_l, working_shape
+from polychrome.web.limits import Limits, check_pixels, too_many_pixels
+from polychrome.web.schemas import PhotoInfo, Suggestion
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The photo store
+
+
+@dataclass
+class Photo:
+    """One uploaded photo's lightness at three sizes, plus cached model outputs on the working grid."""
+
+    id: str
+    name: str
+    L_full: torch.Tensor  # (1, 1, H, W) float32 L in [0, 100], the photo's own resolution
+    L_work: torch.Tensor  # (1, 1, h, w) the model's input L on the working grid (Colorizer.working_l)
+    L_preview: torch.Tensor  # (1, 1, ph, pw) the display L of previews
+    ab_cache: OrderedDict = field(default_factory=OrderedDict)  # key -> (1, 2, h, w) ab, Lab units
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return tuple(self.L_full.shape[-2:])
+
+    def nbytes(self) -> int:
+        tensors = [self.L_full, self.L_work, self.L_preview, *self.ab_cache.values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def info(self) -> PhotoInfo:
+        (H, W), (h, w), (ph, pw) = self.hw, self.L_work.shape[-2:], self.L_preview.shape[-2:]
+        return PhotoInfo(
+            id=self.id, name=self.name, width=W, height=H,
+            working_width=w, working_height=h, preview_width=pw, preview_height=ph,
+        )  # fmt: skip
+
+
+#: Cached ab results per photo (automatic + a few recent hint sets); each is small (2 x working grid).
+AB_CACHE_ENTRIES = 6
+
+
+class PhotoStore:
+    """Photos kept in memory, least recently used dropped first when over a count or a byte budget."""
+
+    def __init__(self, max_photos: int, max_bytes: int):
+        self.max_photos, self.max_bytes = max_photos, max_bytes
+        self._photos: OrderedDict[str, Photo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, photo: Photo) -> None:
+        with self._lock:
+            self._photos[photo.id] = photo
+            self._evict()
+
+    def get(self, photo_id: str) -> Photo:
+        with self._lock:
+            photo = self._photos.get(photo_id)
+            if photo is None:
+                gone = f"photo {photo_id!r} is not on the server (dropped from memory or never uploaded)"
+                raise HTTPException(404, f"{gone}; upload it again")
+            self._photos.move_to_end(photo_id)
+            return photo
+
+    def remove(self, photo_id: str) -> None:
+        with self._lock:
+            if self._photos.pop(photo_id, None) is None:
+                raise HTTPException(404, f"photo {photo_id!r} is not on the server")
+
+    def cached_ab(self, photo: Photo, key) -> torch.Tensor | None:
+        with self._lock:
+            ab = photo.ab_cache.get(key)
+            if ab is not None:
+                photo.ab_cache.move_to_end(key)
+            return ab
+
+    def cache_ab(self, photo: Photo, key, ab: torch.Tensor) -> None:
+        with self._lock:
+            photo.ab_cache[key] = ab
+            while len(photo.ab_cache) > AB_CACHE_ENTRIES:
+                photo.ab_cache.popitem(last=False)
+            self._evict()
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(p.nbytes() for p in self._photos.values())
+
+    def __len__(self) -> int:
+        return len(self._photos)
+
+    def _evict(self) -> None:
+        # The newest photo always stays, even alone over the budget: max_pixels bounds its size.
+        while len(self._photos) > 1 and (
+            len(self._photos) > self.max_photos or sum(p.nbytes() for p in self._photos.values()) > self.max_bytes
+        ):
+            dropped, _ = self._photos.popitem(last=False)
+            log.info("photo store: dropped %s (least recently used)", dropped)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def encode(rgb: torch.Tensor, fmt: str, quality: int = 90) -> bytes:
+    """sRGB (1, 3, H, W) in [0, 1] -> encoded image bytes (``"png"`` or ``"jpeg"``)."""
+    img = rgb_array_to_pil(rgb[0].permute(1, 2, 0).numpy())
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        img.save(buf, format="JPEG", quality=quality)
+    else:
+        img.save(buf, format="PNG", compress_level=1 if rgb.shape[-1] * rgb.shape[-2] < 2_000_000 else 3)
+    return buf.getvalue()
+
+
+def one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def hints_key(hints: list[Hint]) -> tuple:
+    return tuple((h.x, h.y, h.color) for h in hints)
+
+
+def stem(name: str) -> str:
+    stem = Path(name).stem or "photo"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80]
+
+
+class Session:
+    """What the page's requests do with one Colorizer (and the optional automatic one): photos are decoded once
+    into L at three sizes, every request runs the model once on the working-grid L (cached per hint list) and
+    renders that ab onto the L it needs (preview or full resolution)."""
+
+    def __init__(
+        self, model: Colorizer, auto: Colorizer | None, model_name: str, auto_name: str | None, limits: Limits,
+        size: int, preview_size: int,
+    ):
+        self.model, self.auto, self.model_name, self.auto_name = model, auto, model_name, auto_name
+        self.limits, self.size, self.preview_size = limits, size, preview_size
+        self.store = PhotoStore(limits.max_photos, limits.max_store_bytes)
+
+    def read_hints(self, photo: Photo, body: bytes) -> list[Hint]:
+        if not body.strip():
+            raise HTTPException(422, "request body is empty: expected a JSON list of hints ([] for none)")
+        try:
+            obj = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise HTTPException(422, f"request body is not valid JSON ({one_line(e)})") from None
+        try:
+            hints = parse_hints(obj, "hints")
+        except HintError as e:
+            raise HTTPException(422, one_line(e)) from None
+        if len(hints) > self.limits.max_hints:
+            raise HTTPException(422, f"too many hints: {len(hints)} > {self.limits.max_hints}")
+        H, W = photo.hw
+        for i, h in enumerate(hints):
+            if not (h.x < W and h.y < H):
+                raise HTTPException(422, f"hints: hint {i} at ({h.x:g}, {h.y:g}) lies outside the {W}x{H} photo")
+        if hints and not self.model.card.takes_hints:
+            raise HTTPException(422, f"model {self.model_name} cannot use colour hints; serve a hint model such as 'hints'")
+        return hints
+
+    def ab_work(self, photo: Photo, net: Colorizer, tag: str, hints: list[Hint]) -> torch.Tensor:
+        """ab (1, 2, h, w) on the working grid for ``hints`` (full-resolution coordinates), cached."""
+        key = (tag, hints_key(hints))
+        ab = self.store.cached_ab(photo, key)
+        if ab is not None:
+            return ab
+        try:
+            ab = net.predict_working(photo.L_work, hints or None, full_hw=photo.hw).ab
+        except HintError as e:
+            raise HTTPException(422, one_line(e)) from None
+        self.store.cache_ab(photo, key, ab)
+        return ab
+
+    def preview(self, photo: Photo, hints: list[Hint], fmt: str) -> tuple[bytes, float]:
+        t0 = time.perf_counter()
+        data = encode(self.model.render(photo.L_preview, self.ab_work(photo, self.model, "model", hints)), fmt)
+        return data, time.perf_counter() - t0
+
+    def suggest(self, photo: Photo, x: float, y: float, hints: list[Hint]) -> list[Suggestion]:
+        (H, W), (h, w) = photo.hw, tuple(photo.L_work.shape[-2:])
+        col, row = min(int(x * w / W), w - 1), min(int(y * h / H), h - 1)
+        r0, r1, c0, c1 = max(row - 1, 0), min(row + 2, h), max(col - 1, 0), min(col + 2, w)
+
+        def at(ab: torch.Tensor) -> tuple[float, float]:  # mean over the 3x3 cells around the spot
+            a, b = ab[0, :, r0:r1, c0:c1].mean(dim=(1, 2)).tolist()
+            return a, b
+
+        L_spot = float(photo.L_work[0, 0, r0:r1, c0:c1].mean())
+        L_show = min(max(L_spot, 40.0), 80.0)
+        found: list[tuple[str, str, tuple[float, float]]] = []
+        if self.model.card.takes_hints:
+            found.append(("hint-model-auto", "automatic, no hints", at(self.ab_work(photo, self.model, "model", []))))
+            if hints:
+                found.append(("current", "current result", at(self.ab_work(photo, self.model, "model", hints))))
+        else:
+            found.append(("current", "current result", at(self.ab_work(photo, self.model, "model", []))))
+        if self.auto is not None:
+            found.append(("auto-model", f"{self.auto_name} model", at(self.ab_work(photo, self.auto, "auto", []))))
+        out: list[Suggestion] = []
+        for source, label, (a, b) in found:
+            if any(((a - s.ab[0]) ** 2 + (b - s.ab[1]) ** 2) ** 0.5 < 8.0 for s in out):
+                continue
+            hexed = ab_to_hex(L_show, a, b)
+            ab = (round(a, 2), round(b, 2))
+            out.append(Suggestion(color=hexed, ab=ab, lightness=round(L_show, 2), source=source, label=label))
+        return out
+
+    def full(self, photo: Photo, hints: list[Hint], fmt: str) -> bytes:
+        # The working-grid ab of the preview, rendered onto the full-resolution L: polychrome colorize's path.
+        return encode(self.model.render(photo.L_full, self.ab_work(photo, self.model, "model", hints)), fmt, quality=95)
+
+    def decode(self, path: str, name: str) -> Photo:
+        check_pixels(path, name, self.limits.max_pixels)
+        try:
+            img = open_image(path)
+        except ImageError as e:
+            raise HTTPException(422, one_line(str(e).replace(path, name))) from None
+        if img.width * img.height > self.limits.max_pixels:
+            raise HTTPException(413, too_many_pixels(name, img.width, img.height, self.limits.max_pixels))
+        rgb, _alpha = pil_to_rgb_array(img)  # alpha is not kept: the page's results are opaque
+        L = lightness(rgb)
+        H, W = L.shape[-2:]
+        L_work = self.model.working_l(L, self.size)
+        L_preview = resize_l(L, working_shape(H, W, self.preview_size))
+        return Photo(secrets.token_urlsafe(9), name, L, L_work.contiguous(), L_preview.contiguous())

@@ -1,0 +1,67 @@
+"""Batch colourisation as a library function: planning outputs, never overwriting an input, collisions,
+duplicates, skip-finished, overwrite, atomic writes and per-photo errors, called from Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from polychrome.io import ImageError
+from polychrome.pipeline.batch import Job, colorize_batch, plan
+
+
+@pytest.fixture
+def album(tmp_path, make_photo) -> Path:
+    root = tmp_path / "album"
+    make_photo(root / "a.png", 30, 20)
+    make_photo(root / "sub" / "b.jpg", 24, 32, seed=1)
+    (root / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_plan_mirrors_folders_globs_and_lists(album, tmp_path):
+    out = tmp_path / "out"
+    jobs, problems = plan([album], out)
+    assert {(j.src.relative_to(album).as_posix(), j.dst.relative_to(out).as_posix()) for j in jobs} == {
+        ("a.png", "a.png"), ("sub/b.jpg", "sub/b.jpg"), ("broken.jpg", "broken.jpg")}
+    assert problems == []
+    jobs, _ = plan([str(album / "**" / "*.jpg")], out, compare=True, confidence=True)
+    assert sorted(j.dst.relative_to(out).as_posix() for j in jobs) == ["broken.compare.jpg", "sub/b.compare.jpg"]
+    assert all(j.confidence == j.dst.with_name(f"{j.dst.stem}.confidence.png") for j in jobs)
+    (tmp_path / "list.txt").write_text("# photos\nalbum/a.png\n\nalbum/sub/b.jpg\n")
+    jobs, _ = plan([tmp_path / "list.txt"], out)
+    assert [j.dst.relative_to(out).as_posix() for j in jobs] == ["album/a.png", "album/sub/b.jpg"]
+    _, problems = plan([album, tmp_path / "nowhere", str(tmp_path / "*.gif")], album)
+    assert problems == [f"{album}: the output folder is this input folder; outputs would replace the photos",
+                        f"{tmp_path / 'nowhere'}: no such file or folder",
+                        f"{tmp_path / '*.gif'}: no photos match this pattern"]
+
+
+def test_batch_writes_skips_overwrites_and_collects_errors(album, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    jobs, _ = plan([album], out)
+    seen = []
+    report = colorize_batch(tiny_model, jobs, on_job=lambda job, outcome, failure: seen.append(outcome))
+    assert sorted(j.dst.name for j in report.written) == ["a.png", "b.jpg"]
+    assert [f.src.name for f in report.failed] == ["broken.jpg"] and isinstance(report.failed[0].error, ImageError)
+    assert "broken.jpg" in report.failed[0].message and "\n" not in report.failed[0].message
+    assert sorted(seen) == ["failed", "written", "written"]
+    assert not list(out.rglob("*.part"))  # atomic writes leave no temporary files
+    again = colorize_batch(tiny_model, jobs)
+    assert sorted(j.dst.name for j in again.skipped) == ["a.png", "b.jpg"] and not again.written
+    forced = colorize_batch(tiny_model, jobs, overwrite=True)
+    assert sorted(j.dst.name for j in forced.written) == ["a.png", "b.jpg"]
+
+
+def test_batch_never_overwrites_an_input_and_refuses_collisions(album, tmp_path, tiny_model):
+    a = album / "a.png"
+    before = a.read_bytes()
+    into_itself = colorize_batch(tiny_model, [Job(a, album / "sub" / ".." / "a.png")], overwrite=True)
+    assert "is an input photo; refusing to overwrite it" in into_itself.failed[0].message
+    assert a.read_bytes() == before
+    out = tmp_path / "out"
+    twice = colorize_batch(tiny_model, [Job(a, out / "x.png"), Job(a, out / "x.png")])  # the same photo named twice
+    assert len(twice.written) == 1 and not twice.failed
+    clash = colorize_batch(tiny_model, [Job(a, out / "y.png"), Job(album / "sub" / "b.jpg", out / "y.png")])
+    assert len(clash.written) == 1 and "is already the output of" in clash.failed[0].message

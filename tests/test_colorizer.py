@@ -1,0 +1,135 @@
+"""The Colorizer: one object for every front end; decoding settings are call arguments; explicit weight sources."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import polychrome
+from polychrome import hub
+from polychrome.colorizer import Colorizer, ColorizeResult
+from polychrome.models import create_model
+from polychrome.models.card import DEFAULT_WORKING_SIZE, ModelCard
+
+
+@pytest.fixture(scope="module")
+def cic() -> Colorizer:
+    """A seeded, untrained cicgan-small: a classification model with a temperature and a confidence map."""
+    torch.manual_seed(0)
+    model = create_model("cicgan-small")
+    return Colorizer(model, ModelCard.for_model(model, working_size=48))
+
+
+def test_from_pretrained_default_takes_pil_and_numpy(photo):
+    c = polychrome.Colorizer.from_pretrained("default")
+    assert c.card.architecture == "effnet-unet" and c.card.working_size == 256
+    arr = photo(30, 41)
+    out = c(arr)
+    assert isinstance(out, ColorizeResult) and out.confidence is None and out.ab is None
+    assert out.image.shape == arr.shape and out.image.dtype == np.uint8
+    img = c(Image.fromarray(arr).convert("LA")).image  # a grey photo with alpha comes back RGBA
+    assert isinstance(img, Image.Image) and img.mode == "RGBA" and img.size == (41, 30)
+    np.testing.assert_array_equal(np.asarray(img.convert("RGB")), c(np.asarray(Image.fromarray(arr).convert("L"))).image)
+    assert np.array_equal(polychrome.colorize(arr), out.image)  # the API is a thin layer over a cached Colorizer
+
+
+def test_result_carries_confidence_and_working_ab(cic, photo):
+    arr = photo(40, 52)
+    r = cic(arr, confidence=True, return_ab=True)
+    assert r.confidence.shape == (40, 52) and 0 <= r.confidence.min() and r.confidence.max() <= 1
+    assert r.ab.shape == (1, 2, *cic.working_shape(40, 52))
+    assert np.array_equal(r.image, cic(arr).image)  # the map comes from the same call, the colours unchanged
+
+
+def test_two_threads_two_temperatures_get_what_single_calls_give(cic, photo):
+    arr = photo(48, 64)
+    want = {t: cic(arr, temperature=t).image for t in (0.1, 1.0)}
+    assert not np.array_equal(want[0.1], want[1.0])
+    got: dict[float, list[np.ndarray]] = {0.1: [], 1.0: []}
+    start = threading.Barrier(2)
+
+    def work(t: float) -> None:
+        start.wait()
+        for _ in range(6):
+            got[t].append(cic(arr, temperature=t).image)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in (0.1, 1.0)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for t, outs in got.items():
+        assert len(outs) == 6 and all(np.array_equal(o, want[t]) for o in outs), t
+    assert cic.card.temperature == 0.38 and cic.model.temperature == 0.38  # nothing was set on the model
+
+
+def test_temperature_and_confidence_are_checked_against_the_card(tiny_model, photo):
+    with pytest.raises(ValueError, match="no decoding temperature"):
+        tiny_model(photo(8, 8), temperature=0.5)
+    with pytest.raises(ValueError, match="predicts no confidence map"):
+        tiny_model(photo(8, 8), confidence=True)
+
+
+def test_card_round_trips_through_json_and_reads_old_metadata():
+    model = create_model("cicgan-small")
+    card = ModelCard.for_model(model, working_size=96, about={"step": 7})
+    assert (card.architecture, card.takes_hints, card.gives_confidence, card.temperature, card.decode_mode) == (
+        "cicgan-small", False, True, 0.38, "annealed")
+    back = ModelCard.from_json(card.to_json())
+    assert back == card and back.about == {"step": 7}
+    old = ModelCard.from_json({"model": "unet-32", "model_kwargs": {"pretrained": True}})  # before the card
+    assert old.working_size == DEFAULT_WORKING_SIZE and old.kwargs == {} and not old.decodes
+    assert ModelCard.for_model(create_model("icolorit-tiny")).takes_hints
+    assert card.decoding(0.2) == {"temperature": 0.2, "decode_mode": "annealed"}
+    with pytest.raises(ValueError, match="finite number > 0"):
+        card.decoding(float("nan"))
+    with pytest.raises(ValueError, match="infer_size"):
+        ModelCard.from_json({"model": "unet-32", "infer_size": "big"})
+
+
+def test_bundled_weights_load_with_their_cards():
+    for name, arch, hints in (("default", "effnet-unet", False), ("hints", "icolorit-tiny", True), ("unet-32", "unet-32", False)):
+        card = Colorizer.from_pretrained(name).card
+        assert (card.architecture, card.takes_hints, card.decodes) == (arch, hints, False), name
+
+
+def test_a_bare_name_is_the_bundled_model_even_with_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hints").mkdir()  # an empty folder named like the bundled model
+    assert Colorizer.from_pretrained("hints").card.architecture == "icolorit-tiny"
+    with pytest.raises(hub.ModelLoadError, match=r"weight file not found; for the bundled model 'hints', give its bare"):
+        hub.load("./hints")
+    with pytest.raises(hub.ModelLoadError, match="weight file not found"):
+        hub.load(tmp_path / "hints")  # a Path is always a path
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(hub.ModelLoadError, match=r"not a bundled model .* give it as a path: \./mine"):
+        hub.load("mine")
+
+
+def test_a_weight_folder_is_asked_for_as_a_path(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "mine")
+    assert Colorizer.from_pretrained("./mine").card.working_size == 64
+    assert hub.WeightSource.parse("mine/model.safetensors").kind == "safetensors"
+    (tmp_path / "run.pt").touch()
+    assert hub.WeightSource.parse("run.pt").kind == "checkpoint"
+    assert hub.WeightSource.parse("default").kind == "bundled"
+
+
+def test_explicit_card_overrides_the_working_size(tiny_model, photo):
+    small = Colorizer(tiny_model.model, replace(tiny_model.card, working_size=16))
+    calls = []
+    hook = small.model.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+    try:
+        small(photo(40, 80))
+        tiny_model(photo(40, 80), size=16)
+    finally:
+        hook.remove()
+    assert calls == [(1, 1, 8, 16), (1, 1, 8, 16)]
