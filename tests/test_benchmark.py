@@ -122,8 +122,21 @@ def test_benchmark_writes_json_report_and_grids(bench_setup):
     for label in (label_a, label_b):
         assert (out / "params" / label / "weight_histograms.png").is_file()
 
-    # The terminal gets a table per set.
+    # The overall table: per model, against the same set's grey baseline and originals, mean and worst set.
+    assert res["overall"]["sets"] == ["set_a", "set_b"]
+    for label in (label_a, label_b):
+        gains = [res["sets"][n]["models"][label]["mean"]["psnr"] - res["sets"][n]["grey"]["psnr"] for n in ("set_a", "set_b")]
+        shares = [res["sets"][n]["models"][label]["mean"]["colorfulness"] / res["sets"][n]["reference"]["colorfulness"]
+                  for n in ("set_a", "set_b")]
+        row = res["overall"]["models"][label]
+        assert row["psnr_gain"] == pytest.approx(np.mean(gains)) and row["psnr_gain_worst"] == pytest.approx(min(gains))
+        assert row["colorfulness_share_worst"] == pytest.approx(min(shares))
+        assert f"| {label} | {row['psnr_gain']:+.2f} | {row['psnr_gain_worst']:+.2f} |" in report
+    assert "## Overall" in report
+
+    # The terminal gets a table per set, and the overall one.
     assert "set_a (2 photos)" in r.stdout and "grey baseline" in r.stdout and label_b in r.stdout
+    assert "overall (set_a, set_b)" in r.stdout
 
 
 class CountingZeroAb(nn.Module):

@@ -226,6 +226,10 @@ def benchmark(
         console.print(_table(f"{name} ({entry['n']} photos)", bench.table_rows(entry), bench.COLUMNS))
         ref = entry["reference"].get("colorfulness")
         console.print(f"originals' colourfulness: {bench.format_value('colorfulness', ref)}", soft_wrap=True)
+    if result.get("overall"):
+        rows = list(result["overall"]["models"].items())
+        console.print(_table(f"overall ({', '.join(result['overall']['sets'])}): against grey and the originals",
+                             rows, bench.OVERALL_COLUMNS))
     typer.echo(f"report: {out / 'report.md'}  (results.json, grids/ beside it)")
 
 

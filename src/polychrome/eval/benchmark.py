@@ -179,6 +179,7 @@ def run_benchmark(
             summary["grid"] = entry["grid"]
         result["sets"][name] = entry
 
+    result["overall"] = overall(result["sets"]) if len(result["sets"]) > 1 else None
     if hist_paths is not None:
         result["historical"] = _historical(by_label, sizes, hist_paths, Path(historical), out, progress)
 
@@ -206,9 +207,47 @@ def table_rows(set_entry: dict) -> list[tuple[str, dict[str, float | None]]]:
     return rows
 
 
+#: The overall table's columns: (key, heading, short heading, format). Each compares a model with the grey
+#: baseline or the originals of the same set, so sets of different difficulty can be put side by side.
+OVERALL_COLUMNS = (
+    ("psnr_gain", "PSNR − grey (dB) ↑", "ΔPSNR", "{:+.2f}"),
+    ("psnr_gain_worst", "worst set", "worst", "{:+.2f}"),
+    ("ciede2000_gain", "CIEDE2000 − grey ↓", "ΔCIEDE", "{:+.2f}"),
+    ("ciede2000_gain_worst", "worst set", "worst", "{:+.2f}"),
+    ("colorfulness_share", "colourfulness / originals' ↑", "colour %", "{:.0%}"),
+    ("colorfulness_share_worst", "worst set", "worst", "{:.0%}"),
+)
+
+
+def overall(sets: dict) -> dict:
+    """Across photo sets (each set weighs the same): per model, the mean and the worst set of its PSNR and
+    CIEDE2000 against the grey baseline of the same set, and of its colourfulness as a share of the originals'.
+
+    Returns {"sets": [names], "models": {label: {column key: value}}} (results.json's ``overall``)."""
+    per: dict[str, dict[str, list[float]]] = {}
+    for entry in sets.values():
+        grey, ref = entry["grey"], entry["reference"].get("colorfulness")
+        for label, summary in entry["models"].items():
+            m = summary["mean"]
+            cols = per.setdefault(label, {"psnr_gain": [], "ciede2000_gain": [], "colorfulness_share": []})
+            cols["psnr_gain"].append(m["psnr"] - grey["psnr"])
+            cols["ciede2000_gain"].append(m["ciede2000"] - grey["ciede2000"])
+            if ref:
+                cols["colorfulness_share"].append(m["colorfulness"] / ref)
+    worst = {"psnr_gain": min, "ciede2000_gain": max, "colorfulness_share": min}
+    models = {}
+    for label, cols in per.items():
+        row: dict[str, float | None] = {}
+        for key, values in cols.items():
+            row[key] = float(np.mean(values)) if values else None
+            row[f"{key}_worst"] = float(worst[key](values)) if values else None
+        models[label] = row
+    return {"sets": list(sets), "models": models}
+
+
 def format_value(key: str, value: float | None) -> str:
     """A table cell: the column's format, or "-" for a missing value."""
-    fmt = next(f for k, _, _, f in COLUMNS if k == key)
+    fmt = next(f for k, _, _, f in (*COLUMNS, *OVERALL_COLUMNS) if k == key)
     return "-" if value is None else fmt.format(value)
 
 
@@ -235,6 +274,15 @@ def markdown_report(result: dict) -> str:
         lines += ["", f"Originals' colourfulness: {format_value('colorfulness', ref)}.", ""]
         if entry["grid"]:
             lines += [f"![{name}: grey, each model, original]({entry['grid']})", ""]
+    if result.get("overall"):
+        names = ", ".join(result["overall"]["sets"])
+        lines += ["## Overall", "", f"Each model against the grey baseline and the originals of the same set, over {names} "
+                  "(mean of the sets, and the worst set).", ""]
+        lines.append("| | " + " | ".join(head for _, head, _, _ in OVERALL_COLUMNS) + " |")
+        lines.append("|---|" + "---:|" * len(OVERALL_COLUMNS))
+        for label, row in result["overall"]["models"].items():
+            lines.append(f"| {label} | " + " | ".join(format_value(k, row.get(k)) for k, _, _, _ in OVERALL_COLUMNS) + " |")
+        lines.append("")
     hist = result.get("historical")
     if hist:
         lines += [
