@@ -23,7 +23,7 @@ from polychrome.eval.report import GRID_GAP, GRID_HEIGHT
 from polychrome.models import create_model
 from polychrome.diagnostics.param_report import parameter_report, write_parameter_report
 
-METRICS = ("psnr", "ssim", "colorfulness", "ciede2000")
+METRICS = ("psnr", "ssim", "colorfulness", "ciede2000", "green_cast")
 # (w, h) of the two photos of each set; the second is portrait, so grid cells are set by the first.
 SIZES = [(48, 40), (30, 44)]
 HIST_SIZES = [(50, 40), (36, 45), (40, 40)]

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+
+import polychrome.eval.metrics as metrics
 import torch
 from skimage.metrics import structural_similarity
 
@@ -154,3 +156,16 @@ def test_mean_chroma_zero_for_grey_positive_for_colour():
     g = torch.rand(2, 1, 8, 8).repeat(1, 3, 1, 1)
     assert torch.allclose(mean_chroma(g), torch.zeros(2), atol=1e-2)  # float32 Lab of grey: |ab| ~ 3e-3
     assert (mean_chroma(torch.rand(2, 3, 8, 8)) > 5).all()
+
+
+def test_green_cast_counts_green_painted_over_what_is_not_green():
+    skin = np.full((4, 4, 3), (200, 150, 120), np.uint8)
+    green = np.full((4, 4, 3), (120, 170, 110), np.uint8)
+    grey = np.full((4, 4, 3), 150, np.uint8)
+    assert metrics.green_cast(green, skin) == 1.0  # a green face
+    assert metrics.green_cast(green, grey) == 1.0  # a green pavement
+    assert metrics.green_cast(green, green) == 0.0  # green grass stays green: no cast
+    assert metrics.green_cast(grey, skin) == 0.0  # the grey baseline paints nothing
+    half = skin.copy()
+    half[:2] = green[:2]
+    assert metrics.green_cast(half, skin) == 0.5

@@ -32,7 +32,8 @@ def photos(tmp_path_factory) -> Path:
 
 
 def _close(got: dict, want: dict) -> None:
-    assert got.keys() == want.keys()
+    # Every pinned figure is unchanged; metrics added since (e.g. green_cast) may appear beside them.
+    assert got.keys() >= want.keys()
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
 

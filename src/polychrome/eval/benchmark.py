@@ -49,6 +49,7 @@ COLUMNS = (
     ("ciede2000", "CIEDE2000 ↓", "CIEDE2000", "{:.2f}"),
     ("colorfulness", "colourfulness", "colourful", "{:.1f}"),
     ("colorfulness_gap", "|colourfulness − originals'| ↓", "|Δ colourful|", "{:.1f}"),
+    ("green_cast", "green cast ↓", "green", "{:.1%}"),
     ("seconds_per_image", "sec/photo", "s/photo", "{:.3f}"),
 )
 

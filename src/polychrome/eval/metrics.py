@@ -139,3 +139,22 @@ def ciede2000(pred: np.ndarray, target: np.ndarray) -> float:
     lab_p = rgb2lab(pred.astype(np.float64) / 255.0)
     lab_t = rgb2lab(target.astype(np.float64) / 255.0)
     return float(deltaE_ciede2000(lab_t, lab_p).mean())
+
+
+#: green_cast: a pixel counts as painted green when its CIE a* is below this (clearly green) ...
+GREEN_A = -6.0
+#: ... while the original's a* there is above this (not green at all: skin, wood, brick, grey pavement).
+NOT_GREEN_A = -2.0
+
+
+def green_cast(pred: np.ndarray, target: np.ndarray) -> float:
+    """Share of pixels (0-1) a colouriser paints clearly green (a* < GREEN_A) where the original is not green
+    at all (a* > NOT_GREEN_A): green faces, green pavements, green walls. 0 for the grey baseline.
+
+    Args:
+        pred, target: (H, W, 3) on the 0-255 scale, same shape.
+    """
+    pred, target = _check_pair(pred, target)
+    a_p = rgb2lab(pred.astype(np.float64) / 255.0)[..., 1]
+    a_t = rgb2lab(target.astype(np.float64) / 255.0)[..., 1]
+    return float(((a_p < GREEN_A) & (a_t > NOT_GREEN_A)).mean())

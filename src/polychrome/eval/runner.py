@@ -39,7 +39,7 @@ from polychrome.pipeline import gray_array
 MAX_THREADS = 2
 
 #: The scores of every prediction (and of the grey baseline).
-METRICS = ("psnr", "ssim", "colorfulness", "ciede2000")
+METRICS = ("psnr", "ssim", "colorfulness", "ciede2000", "green_cast")
 
 
 def as_colorizer_kept(model) -> Colorizer:
@@ -225,6 +225,7 @@ def _score_pred(pred: np.ndarray, orig: np.ndarray) -> dict:
         "ssim": metrics.ssim(pred, orig),
         "colorfulness": metrics.colorfulness(pred),
         "ciede2000": metrics.ciede2000(pred, orig),
+        "green_cast": metrics.green_cast(pred, orig),
     }
 
 
