@@ -278,3 +278,68 @@ def test_patch_embed_is_a_strided_conv_and_survives_bf16():
     assert (low.float() - tokens).norm() / tokens.norm() < 0.01
     with pytest.raises(ValueError, match="multiple of the patch size"):
         embed(x[..., :40])
+
+
+# ----------------------------------------------------------------------------- issue 13: hints that obey
+
+
+def test_patch_embedding_sees_L_then_hint_a_then_hint_b_then_the_mask(tiny):
+    """The model's four input channels, in the order the weights were trained with."""
+    L, ab, mask = _inputs(32, 48)
+    seen = {}
+    handle = tiny.patch_embed.register_forward_hook(lambda m, inp, out: seen.__setitem__("x", inp[0]))
+    try:
+        with torch.no_grad():
+            tiny.eval()(L, ab, mask)
+    finally:
+        handle.remove()
+    x = seen["x"][..., :32, :48]  # the model pads to a multiple of 16
+    for c, want in enumerate((L, ab[:, :1], ab[:, 1:], mask)):
+        assert torch.equal(x[:, c : c + 1], want), f"channel {c}"
+
+
+def _slopes(model, L, ab, hint_ab, mask):
+    """Least-squares slope of the output's a and b on the hint's a and b, over the hinted pixels."""
+    with torch.no_grad():
+        out = model(L, hint_ab, mask)
+    sel = mask[:, 0] > 0
+    slopes = []
+    for c in (0, 1):
+        req, got = hint_ab[:, c][sel], out[:, c][sel]
+        req, got = req - req.mean(), got - got.mean()
+        slopes.append(float((req * got).sum() / (req * req).sum()))
+    return slopes
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-channels-last"])
+def test_a_tiny_icolorit_learns_to_follow_both_hint_channels(bf16):
+    """The training path can learn a hint's a as well as its b: photos whose colour L cannot tell (a random
+    flat colour per 8 x 8 block, L noise), true-colour hints as in training, L1. The bundled model's a-blindness
+    (issue 13) is therefore not built into the architecture, the hint sampler or bf16 training."""
+    from polychrome.color.hints import sample_hints
+
+    torch.manual_seed(0)
+    model = IColoriT(dim=48, depth=2, heads=2, patch=8, img_size=32)
+    if bf16:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    g = torch.Generator().manual_seed(1)
+
+    def batch(n):
+        ab = F.interpolate((torch.rand(n, 2, 4, 4, generator=g) * 2 - 1) * 0.4, scale_factor=8, mode="nearest")
+        return torch.rand(n, 1, 32, 32, generator=g) * 2 - 1, ab
+
+    cl = (lambda t: t.contiguous(memory_format=torch.channels_last)) if bf16 else (lambda t: t)
+    for _ in range(120):
+        L, ab = batch(16)
+        hint_ab, mask = sample_hints(ab, 12, 2, g)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = model(cl(L), cl(hint_ab), cl(mask))
+        loss = (pred.float() - ab).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    L, ab = batch(64)
+    hint_ab, mask = sample_hints(ab, 12, 2, g)
+    slope_a, slope_b = _slopes(model.eval(), L, ab, hint_ab, mask)
+    assert slope_a > 0.8 and slope_b > 0.8, (slope_a, slope_b)

@@ -117,6 +117,10 @@ def test_unknown_key_is_named(tmp_path):
         ("loss_ab_weight=NaN", "loss_ab_weight"),
         ("loss_diversity_weight=high", "loss_diversity_weight"),
         ("perceptual_net=resnet50", "perceptual_net"),
+        ("hint_recolor_fraction=1.5", "hint_recolor_fraction"),
+        ("hint_recolor_max=0", "hint_recolor_max"),
+        ("hint_region_radius=0", "hint_region_radius"),
+        ("hint_region_l_tol=-1", "hint_region_l_tol"),
     ],
 )
 def test_wrong_type_or_value_is_a_config_error(override, key):
@@ -458,7 +462,11 @@ def test_composite_loss_trains_and_logs_every_term(tmp_path):
 TINY_VIT = {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 2, "heads": 2, "img_size": 32}}
 
 
-RESUME_CASES = {"composite-loss": {"loss": "composite"}, "hint-model": {**TINY_VIT, "hint_max": 8}}
+RESUME_CASES = {
+    "composite-loss": {"loss": "composite"},
+    "hint-model": {**TINY_VIT, "hint_max": 8},
+    "hint-model-off-truth": {**TINY_VIT, "hint_max": 8, "hint_recolor_fraction": 1.0, "hint_region_radius": 6},
+}
 
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
@@ -534,12 +542,64 @@ def test_hint_model_trains_with_random_hints_and_validates_with_and_without(tmp_
     cfg = tiny_train_config(tmp_path, **TINY_VIT, max_steps=2, hint_min=3, hint_max=5, val_hints=4)
     summary = train(cfg, progress=False)
     assert summary["step"] == 2 and np.isfinite(summary["psnr_hints"]) and np.isfinite(summary["psnr"])
+    # ... and by one off-truth hint per photo (issue 13): how close it lands, how much leaks.
+    for k in ("de00_median", "chroma_median", "hue_mean", "change_in", "change_out", "leak"):
+        assert np.isfinite(summary[f"fidelity_{k}"]), k
     train_counts = torch.cat(seen[:2])  # two training micro-batches come first
     assert train_counts.min() >= 3 and train_counts.max() <= 5
     val_counts = torch.cat(seen[2:])  # then validation: zero hints and val_hints per batch
     assert set(val_counts.tolist()) == {0, 4}
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["best_val_psnr"] == pytest.approx(summary["psnr_hints"])  # hint models are judged with hints
+
+
+def test_off_truth_hints_are_off_by_default():
+    """The recipe change keeps old behaviour unless asked for: a config without the new keys trains as before."""
+    assert TrainConfig().hint_recolor_fraction == 0.0
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_the_model_is_given_hints_of_the_colours_the_loss_asks_for(tmp_path, monkeypatch, fraction):
+    """The training joint: channel 1 of the model's hint input is the target's a and channel 2 its b, at every
+    hinted pixel (1 px hints, so a hint IS the target there), in the same network units; with off-truth hints
+    the target itself is recoloured (so a model can only meet it by following the hint)."""
+    cfg = tiny_train_config(
+        tmp_path, **TINY_VIT, max_steps=1, hint_min=4, hint_max=6, hint_patch=1,
+        hint_recolor_fraction=fraction, hint_region_radius=6,
+    )  # fmt: skip
+    seen = {}
+    real_lab_batch, real_ab_loss = loop.lab_batch, loop.ab_loss
+
+    def spy_lab_batch(rgb):
+        out = real_lab_batch(rgb)
+        seen["truth"] = out[2].clone()
+        return out
+
+    def spy_ab_loss(pred, target, *args):
+        seen["target"] = target.detach().clone()
+        return real_ab_loss(pred, target, *args)
+
+    monkeypatch.setattr(loop, "lab_batch", spy_lab_batch)
+    monkeypatch.setattr(loop, "ab_loss", spy_ab_loss)
+    trainer = Trainer(cfg, progress=False)
+    try:
+        handle = trainer.model.register_forward_pre_hook(lambda m, args: seen.__setitem__("inputs", args))
+        batch = torch.stack([trainer.train_set[i] for i in range(cfg.batch_size)])
+        trainer.train_step([batch])
+        handle.remove()
+    finally:
+        trainer.close()
+    _, hint_ab, hint_mask = seen["inputs"]
+    target, truth = seen["target"], seen["truth"]
+    on = hint_mask[:, 0] > 0
+    assert on.sum(dim=(1, 2)).min() >= 4
+    for c in (0, 1):
+        torch.testing.assert_close(hint_ab[:, c][on], target[:, c][on])
+    assert (hint_ab * (1 - hint_mask) == 0).all()
+    if fraction == 0:
+        assert torch.equal(target, truth)
+    else:
+        assert not torch.allclose(target, truth) and (target - truth).abs().amax() > 0.05  # > 6 CIE units
 
 
 def test_hint_generators_differ_by_step_micro_batch_and_rank():

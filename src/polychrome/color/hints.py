@@ -209,6 +209,48 @@ def random_hint_counts(
     raise ValueError(f"hint sampling must be one of {', '.join(HINT_SAMPLINGS)}, got {sampling!r}")
 
 
+def sample_hint_corners(
+    batch: int,
+    hw: tuple[int, int],
+    counts: torch.Tensor | int,
+    patch: int = HINT_PATCH,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Where :func:`sample_hints` puts its squares: (B, 1, H - p + 1, W - p + 1) float in {0, 1}, 1 at the
+    top-left corner of each chosen ``p`` x ``p`` square (p = ``patch`` kept inside the grid).
+
+    Image i gets ``counts[i]`` distinct corners, the first ones of one random order of all corners, so with
+    the same generator state more hints are a superset of fewer."""
+    H, W = hw
+    p = min(patch, H, W)
+    counts = torch.full((batch,), int(counts)) if isinstance(counts, int) else counts.to("cpu", torch.long)
+    hp, wp = H - p + 1, W - p + 1  # possible top-left corners
+    k = int(counts.clamp(0, hp * wp).max()) if batch else 0
+    starts = torch.zeros(batch, 1, hp * wp)
+    if k:
+        order = torch.rand(batch, hp * wp, generator=generator).argsort(dim=1)[:, :k]  # (B, k) distinct places
+        keep = torch.arange(k)[None, :] < counts[:, None]  # (B, k)
+        starts.scatter_(2, order[:, None, :], keep[:, None, :].float())
+    return starts.view(batch, 1, hp, wp)
+
+
+def paint_hints(ab: torch.Tensor, starts: torch.Tensor, patch: int = HINT_PATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour the squares whose top-left corners are ``starts`` (from :func:`sample_hint_corners`) with the
+    mean of ``ab`` over each square: (hint_ab (B, 2, H, W) in ``ab``'s units, where squares overlap the mean
+    of their colours; hint_mask (B, 1, H, W) in {0, 1}), float like ``ab`` and on its device."""
+    B, _, H, W = ab.shape
+    p = min(patch, H, W)
+    starts = starts.to(ab.device, ab.dtype)
+    mean_ab = F.avg_pool2d(ab, p, stride=1)  # (B, 2, hp, wp): the mean of the square starting there
+    # Spread each chosen corner over its square: pixel (r, c) is covered by the corners in
+    # [r-p+1, r] x [c-p+1, c], a p x p window sum over the corners padded by p-1 on every side.
+    spread = (p - 1, p - 1, p - 1, p - 1)
+    n = F.avg_pool2d(F.pad(starts, spread), p, stride=1) * p * p  # (B, 1, H, W) squares covering each pixel
+    s = F.avg_pool2d(F.pad(starts * mean_ab, spread), p, stride=1) * p * p  # (B, 2, H, W)
+    mask = (n > 0.5).to(ab.dtype)
+    return s / n.clamp(min=1.0) * mask, mask
+
+
 def sample_hints(
     ab: torch.Tensor,
     counts: torch.Tensor | int,
@@ -232,21 +274,292 @@ def sample_hints(
         hint_mask (B, 1, H, W) in {0, 1}, both float like ``ab`` and on its device.
     """
     B, _, H, W = ab.shape
+    return paint_hints(ab, sample_hint_corners(B, (H, W), counts, patch, generator), patch)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Off-truth hints. A model trained only on hints of the true colours can half-guess those colours from L and
+# learns to lean on that guess; the bundled icolorit-tiny copies a hint's b at half strength, ignores its a
+# (green-red) entirely and spreads it over the whole photo. Training with some hints of colours nobody could
+# guess from L, with the target recoloured over the hint's region only, rewards exactly what a person wants:
+# the requested colour where they click, spread over that object and no further.
+
+#: Bound of the a/b search box for in-gamut colours (sRGB chroma stays below about 135 CIE units).
+_AB_SEARCH_MAX = 140.0
+
+
+def in_gamut(L: torch.Tensor, ab: torch.Tensor, tol: float = 1e-4) -> torch.Tensor:
+    """(K,) bool: whether Lab colours (L (K,), ab (K, 2), CIE units) lie inside sRGB."""
+    lab = torch.cat([L.reshape(-1, 1), ab.reshape(-1, 2)], dim=1).double()
+    rgb = lab_to_rgb(lab.T[:, :, None], clip=False)[:, :, 0].T  # (K, 3), unclipped
+    return ((rgb >= -tol) & (rgb <= 1 + tol)).all(dim=1)
+
+
+def max_chroma_ab(L: torch.Tensor, hue: torch.Tensor, steps: int = 16) -> torch.Tensor:
+    """(K, 2) ab on the sRGB gamut's edge: the most saturated colour of hue ``hue`` (K,) radians (atan2(b, a))
+    at lightness ``L`` (K,) in [0, 100]. Bisection on the chroma (``steps`` halvings of 0..140 CIE units)."""
+    L, hue = L.reshape(-1).double(), hue.reshape(-1).double()
+    direction = torch.stack([hue.cos(), hue.sin()], dim=1)  # (K, 2)
+    lo, hi = torch.zeros_like(L), torch.full_like(L, _AB_SEARCH_MAX)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = in_gamut(L, direction * mid[:, None])
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return (direction * lo[:, None]).float()
+
+
+def random_gamut_ab(L: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(K, 2) random in-gamut ab at lightness ``L`` (K,): a uniform hue, and a chroma spread evenly over the
+    area of that hue's in-gamut slice (chroma = edge * sqrt(u)), so vivid colours are as common as they are
+    in the gamut, not crowded near grey."""
+    K = L.numel()
+    hue = torch.rand(K, generator=generator, dtype=torch.float64) * (2 * math.pi)
+    u = torch.rand(K, generator=generator, dtype=torch.float64)
+    return max_chroma_ab(L, hue) * u.sqrt().float()[:, None]
+
+
+def far_gamut_ab(
+    L: torch.Tensor, true_ab: torch.Tensor, generator: torch.Generator | None = None, spread: float = math.pi / 4
+) -> torch.Tensor:
+    """(K, 2) in-gamut ab far from ``true_ab`` (K, 2) at lightness ``L`` (K,): the opposite hue give or take
+    ``spread`` radians, at 90% of the gamut's edge (an evaluation's off-truth hint colour)."""
+    K = L.numel()
+    true_ab = true_ab.reshape(K, 2).double()
+    jitter = (torch.rand(K, generator=generator, dtype=torch.float64) * 2 - 1) * spread
+    hue = torch.atan2(true_ab[:, 1], true_ab[:, 0]) + math.pi + jitter
+    return max_chroma_ab(L, hue) * 0.9
+
+
+def hint_regions(L: torch.Tensor, seeds: torch.Tensor, radius: int, l_tol: float, smooth: bool = True) -> torch.Tensor:
+    """The region each hint colours: grown from the hint's square through pixels of similar lightness.
+
+    A flood fill, ``radius`` steps of 8-connected growth, through pixels whose L (3 x 3 box-smoothed against
+    texture) is within ``l_tol`` of the hint square's mean L; it stops at edges (a lightness change) and
+    fades with the number of steps: weight 1 up to ``radius / 2`` steps, linearly down to 0 at ``radius``.
+
+    Args:
+        L: (K, 1, H, W) float, lightness (0..100) of the photo each hint lies in; NaN = never in a region.
+        seeds: (K, 1, H, W) float in {0, 1}, each row one hint's square (non-empty).
+        radius: growth steps (px on this grid), >= 1.
+        l_tol: lightness tolerance, L units.
+        smooth: box-smooth L here (False: the caller already did, e.g. before cropping).
+    Returns:
+        (K, 1, H, W) float weights in [0, 1], 1 on the seed.
+    """
+    if radius < 1:
+        raise ValueError(f"radius must be >= 1, got {radius}")
+    seeds = seeds > 0.5
+    Ls = smooth_lightness(L) if smooth else L.float()
+    L_seed = torch.nan_to_num(Ls * seeds).sum((2, 3), keepdim=True) / seeds.sum((2, 3), keepdim=True).clamp(min=1)
+    allowed = ((Ls - L_seed).abs() <= l_tol) | seeds  # NaN compares False: outside the photo
+    reached = seeds.clone()
+    dist = torch.where(seeds, 0.0, float(radius))  # steps to reach each pixel; radius = not reached (weight 0)
+    for step in range(1, radius):
+        grown = (F.max_pool2d(reached.float(), 3, stride=1, padding=1) > 0) & allowed
+        new = grown & ~reached
+        if not bool(new.any()):
+            break
+        dist = torch.where(new, float(step), dist)
+        reached = grown
+    return (2.0 - 2.0 * dist / radius).clamp(0.0, 1.0)
+
+
+def smooth_lightness(L: torch.Tensor) -> torch.Tensor:
+    """(K, 1, H, W) L box-smoothed 3 x 3 (edges replicated): what :func:`hint_regions` compares."""
+    return F.avg_pool2d(F.pad(L.float(), (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def recolor_hints(
+    L: torch.Tensor,
+    ab: torch.Tensor,
+    starts: torch.Tensor,
+    patch: int = HINT_PATCH,
+    generator: torch.Generator | None = None,
+    fraction: float = 0.5,
+    max_per_photo: int = 3,
+    radius: int = 32,
+    l_tol: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training hints some of which ask for a colour that is not the truth, with the target changed to match.
+
+    Each photo with at least one hint square (``starts``, from :func:`sample_hint_corners`) is picked with
+    probability ``fraction``; a picked photo gets 1..``max_per_photo`` (uniform, at most its hint count) of
+    its squares recoloured with a random in-gamut colour at the square's lightness (:func:`random_gamut_ab`).
+    The target takes that colour over the hint's region (:func:`hint_regions`, blended by the region's
+    weight, overlapping regions averaged by weight) and is brought back into sRGB there; L is untouched.
+    Every hint, true or not, is then painted from the new target (:func:`paint_hints`), so a true-colour hint
+    inside a recoloured region carries the region's new colour and hints never contradict the target.
+
+    Args:
+        L: (B, 1, H, W) lightness 0..100.
+        ab: (B, 2, H, W) true ab, CIE units.
+        starts: (B, 1, H - p + 1, W - p + 1) chosen square corners in {0, 1}.
+        patch, generator: as :func:`sample_hints`.
+        fraction: share of hinted photos that get off-truth hints (0 = plain true-colour hints).
+        max_per_photo, radius, l_tol: see above.
+    Returns:
+        hint_ab (B, 2, H, W) CIE units (0 where no hint), hint_mask (B, 1, H, W) in {0, 1}, and the new
+        target ab (B, 2, H, W) CIE units; all float like ``ab``, on its device.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if max_per_photo < 1:
+        raise ValueError(f"max_per_photo must be >= 1, got {max_per_photo}")
+    B, _, H, W = ab.shape
     p = min(patch, H, W)
-    counts = torch.full((B,), int(counts)) if isinstance(counts, int) else counts.to("cpu", torch.long)
-    hp, wp = H - p + 1, W - p + 1  # possible top-left corners
-    k = int(counts.clamp(0, hp * wp).max()) if B else 0
-    starts = torch.zeros(B, 1, hp * wp, dtype=ab.dtype)
-    if k:
-        order = torch.rand(B, hp * wp, generator=generator).argsort(dim=1)[:, :k]  # (B, k) distinct places
-        keep = torch.arange(k)[None, :] < counts[:, None]  # (B, k)
-        starts.scatter_(2, order[:, None, :], keep[:, None, :].to(ab.dtype))
-    starts = starts.view(B, 1, hp, wp).to(ab.device)
-    mean_ab = F.avg_pool2d(ab, p, stride=1)  # (B, 2, hp, wp): the mean of the square starting there
-    # Spread each chosen corner over its square: pixel (r, c) is covered by the corners in
-    # [r-p+1, r] x [c-p+1, c], a p x p window sum over the corners padded by p-1 on every side.
-    spread = (p - 1, p - 1, p - 1, p - 1)
-    n = F.avg_pool2d(F.pad(starts, spread), p, stride=1) * p * p  # (B, 1, H, W) squares covering each pixel
-    s = F.avg_pool2d(F.pad(starts * mean_ab, spread), p, stride=1) * p * p  # (B, 2, H, W)
-    mask = (n > 0.5).to(ab.dtype)
-    return s / n.clamp(min=1.0) * mask, mask
+    starts = starts.cpu()
+    target = ab
+    picked = torch.rand(B, generator=generator) < fraction
+    rows: list[tuple[int, int, int]] = []  # (photo, corner row, corner col) of each recoloured square
+    for i in range(B):
+        corners = starts[i, 0].nonzero()  # (n, 2)
+        if not bool(picked[i]) or len(corners) == 0:
+            continue
+        k = int(torch.randint(1, min(max_per_photo, len(corners)) + 1, (1,), generator=generator))
+        chosen = corners[torch.randperm(len(corners), generator=generator)[:k]]
+        rows += [(i, int(r), int(c)) for r, c in chosen]
+    if rows:
+        target = _recolor_regions(L, ab, rows, p, generator, radius, l_tol)
+    hint_ab, hint_mask = paint_hints(target, starts, p)
+    return hint_ab, hint_mask, target
+
+
+def _recolor_regions(L, ab, rows, p, generator, radius, l_tol):
+    """:func:`recolor_hints`' new target: ``rows`` = (photo, corner row, corner col) of each recoloured square.
+
+    Each region is grown in a window reaching ``radius`` px around its square (it cannot reach further), so
+    the cost does not grow with the photo."""
+    B, _, H, W = ab.shape
+    K, r_ = len(rows), radius
+    idx = torch.tensor([i for i, _, _ in rows], device=ab.device)
+    Lpad = F.pad(smooth_lightness(L), (r_, r_, r_, r_), value=float("nan"))  # (B, 1, H + 2r, W + 2r)
+    side = 2 * r_ + p
+    Lwin = torch.stack([Lpad[i, :, r : r + side, c : c + side] for i, r, c in rows])  # (K, 1, side, side)
+    seeds = torch.zeros(K, 1, side, side, device=ab.device)
+    seeds[:, :, r_ : r_ + p, r_ : r_ + p] = 1.0
+    L_seed = (Lwin * seeds).nan_to_num().sum((1, 2, 3)) / (p * p)
+    colours = random_gamut_ab(L_seed.cpu(), generator).to(ab.device)  # (K, 2)
+    w = hint_regions(Lwin, seeds, radius, l_tol, smooth=False)  # (K, 1, side, side)
+    wsum = torch.zeros(B, 1, H + 2 * r_, W + 2 * r_, device=ab.device)
+    csum = torch.zeros(B, 2, H + 2 * r_, W + 2 * r_, device=ab.device)
+    for j, (i, r, c) in enumerate(rows):
+        wsum[i, :, r : r + side, c : c + side] += w[j]
+        csum[i, :, r : r + side, c : c + side] += w[j] * colours[j, :, None, None]
+    wsum, csum = wsum[:, :, r_ : r_ + H, r_ : r_ + W], csum[:, :, r_ : r_ + H, r_ : r_ + W]
+    alpha = wsum.clamp(max=1.0)
+    new = ab.float() * (1 - alpha) + csum / wsum.clamp(min=1e-6) * alpha
+    # Blended and spread over other lightnesses a colour can leave sRGB: bring it back where it changed.
+    where = (alpha[:, 0] > 0).nonzero(as_tuple=True)  # (b, y, x) of the changed pixels
+    lab = torch.stack([L[where[0], 0, where[1], where[2]].float(), new[where[0], 0, where[1], where[2]],
+                       new[where[0], 1, where[1], where[2]]])  # (3, N)
+    fixed = rgb_to_lab(lab_to_rgb(lab[:, :, None], clip=True))[1:, :, 0]  # (2, N)
+    for c in (0, 1):
+        new[where[0], c, where[1], where[2]] = fixed[c]
+    return new.to(ab.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Hint fidelity: does a hint whose colour is NOT the truth land where it was put, and stay in its region?
+# True-colour hints cannot tell obeying a hint from guessing the colour anyway (issue 13).
+
+
+def off_truth_probe(
+    L: torch.Tensor,
+    ab: torch.Tensor,
+    generator: torch.Generator | None = None,
+    patch: int = HINT_PATCH,
+    radius: int = 32,
+    l_tol: float = 10.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One hint per photo, far from the truth, for measuring hint fidelity.
+
+    The hint's ``patch`` x ``patch`` square lies at a random place at least an eighth of the photo from every
+    edge; its colour is :func:`far_gamut_ab` of the true mean ab there, at the square's mean lightness.
+
+    Args:
+        L: (B, 1, H, W) lightness 0..100; ab: (B, 2, H, W) true ab, CIE units.
+        generator: for the places and colours (seed it for a repeatable probe).
+        radius, l_tol: the hint's region (:func:`hint_regions`), where its colour is meant to go.
+    Returns:
+        hint_ab (B, 2, H, W) CIE units, hint_mask (B, 1, H, W) in {0, 1}, region (B, 1, H, W) weights in [0, 1].
+    """
+    B, _, H, W = ab.shape
+    p = min(patch, H, W)
+    rows = _inner_positions(B, H, p, generator)
+    cols = _inner_positions(B, W, p, generator)
+    seeds = torch.zeros(B, 1, H, W, device=ab.device)
+    for i in range(B):
+        seeds[i, 0, rows[i] : rows[i] + p, cols[i] : cols[i] + p] = 1.0
+    n = seeds.sum((2, 3))  # (B, 1)
+    L_hint = (L.float() * seeds).sum((2, 3))[:, 0] / n[:, 0]
+    true_ab = (ab.float() * seeds).sum((2, 3)) / n  # (B, 2)
+    colour = far_gamut_ab(L_hint.cpu(), true_ab.cpu(), generator).to(ab.device)
+    region = hint_regions(L, seeds, radius, l_tol)
+    return (seeds * colour[:, :, None, None]).to(ab.dtype), seeds.to(ab.dtype), region.to(ab.dtype)
+
+
+def _inner_positions(batch: int, size: int, p: int, generator: torch.Generator | None) -> list[int]:
+    """``batch`` random square starts along an axis of ``size`` px, an eighth of it away from both ends."""
+    lo = size // 8
+    hi = max(lo, size - size // 8 - p)
+    return [int(v) for v in torch.randint(lo, hi + 1, (batch,), generator=generator)]
+
+
+def hint_fidelity(
+    L: torch.Tensor,
+    ab_hinted: torch.Tensor,
+    ab_base: torch.Tensor,
+    hint_ab: torch.Tensor,
+    hint_mask: torch.Tensor,
+    region: torch.Tensor,
+    reach: int = 2,
+) -> dict[str, torch.Tensor]:
+    """How well one hint per photo was obeyed, per photo.
+
+    Args:
+        L: (B, 1, H, W) lightness 0..100 (the photo's: fidelity is about ab only).
+        ab_hinted: (B, 2, H, W) the model's ab with the hint; ab_base: the same without it (CIE units).
+        hint_ab, hint_mask: the one hint per photo (as :func:`off_truth_probe` gives).
+        region: (B, 1, H, W) the hint's region (weights; > 0 is inside).
+        reach: the obtained colour is the mean of ``ab_hinted`` over the hint's square grown by this many px.
+    Returns:
+        (B,) float tensors: ``de00`` CIEDE2000 between requested and obtained colour, both at the hint's
+        lightness; ``chroma`` the fraction of the requested chroma obtained along the requested direction
+        (<obtained, requested> / |requested|^2, 1 = all of it); ``hue`` the hue difference in degrees;
+        ``change_in`` / ``change_out`` the mean ab change (Euclidean, CIE units) the hint caused inside its
+        region and outside it (leak).
+    """
+    from skimage.color import deltaE_ciede2000
+
+    k = 2 * reach + 1
+    near = (F.max_pool2d(hint_mask.float(), k, stride=1, padding=reach) > 0).float()  # (B, 1, H, W)
+    n = near.sum((2, 3))  # (B, 1)
+    m = hint_mask.float().sum((2, 3))
+    obtained = (ab_hinted.float() * near).sum((2, 3)) / n  # (B, 2)
+    requested = (hint_ab.float() * hint_mask).sum((2, 3)) / m
+    L_hint = (L.float() * hint_mask).sum((2, 3)) / m  # (B, 1)
+    lab_req = torch.cat([L_hint, requested], 1).double().numpy()
+    lab_got = torch.cat([L_hint, obtained], 1).double().numpy()
+    de00 = torch.from_numpy(deltaE_ciede2000(lab_req, lab_got)).float()
+    chroma = (obtained * requested).sum(1) / (requested * requested).sum(1).clamp(min=1e-6)
+    hue = torch.atan2(obtained[:, 1], obtained[:, 0]) - torch.atan2(requested[:, 1], requested[:, 0])
+    hue = torch.rad2deg(torch.atan2(hue.sin(), hue.cos()).abs())
+    change = (ab_hinted.float() - ab_base.float()).norm(dim=1, keepdim=True)  # (B, 1, H, W)
+    inside = (region > 0).float()
+    outside = 1.0 - inside
+    change_in = (change * inside).sum((1, 2, 3)) / inside.sum((1, 2, 3)).clamp(min=1)
+    change_out = (change * outside).sum((1, 2, 3)) / outside.sum((1, 2, 3)).clamp(min=1)
+    return {"de00": de00, "chroma": chroma, "hue": hue, "change_in": change_in, "change_out": change_out}
+
+
+def summarize_fidelity(scores: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The issue's headline numbers from per-photo :func:`hint_fidelity` scores: median CIEDE2000 and chroma
+    fraction, mean hue error, and ``leak`` = mean change outside the region / mean change inside it."""
+    return {
+        "de00_median": scores["de00"].median().item(),
+        "chroma_median": scores["chroma"].median().item(),
+        "hue_mean": scores["hue"].mean().item(),
+        "change_in": scores["change_in"].mean().item(),
+        "change_out": scores["change_out"].mean().item(),
+        "leak": (scores["change_out"].mean() / scores["change_in"].mean().clamp(min=1e-6)).item(),
+    }

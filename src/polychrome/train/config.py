@@ -55,6 +55,12 @@ class TrainConfig:
     hint_sampling: str = "uniform"  # hint models: "uniform" counts, or "log" (count + 1 log-uniform: more few-hint photos)
     hint_patch: int = 2  # hint models: side of a hint square (px), coloured with the true mean ab there
     val_hints: int = 10  # hint models: validation also scores this many true-colour hints (fixed seed)
+    # Off-truth hints (color/hints.py recolor_hints): trained on true colours only, a hint model can half-guess
+    # every hint from L and learns to lean on the guess (the bundled one ignores a hint's a, tints the photo).
+    hint_recolor_fraction: float = 0.0  # hint models: share of hinted photos given off-truth hints (0 = true only)
+    hint_recolor_max: int = 3  # hint models: off-truth hints per such photo, uniform in 1..this (at most its count)
+    hint_region_radius: int = 32  # hint models: an off-truth hint recolours the target this far (px; full to half-way)
+    hint_region_l_tol: float = 10.0  # hint models: ... through pixels with L within this of the hint's: edges stop it
     grad_checkpointing: bool = False  # recompute activations in backward (models with set_grad_checkpointing)
     precision: str = "auto"  # "auto" (bf16 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16"
     channels_last: bool = True  # NHWC memory format (faster convs with bf16 on CPU)
@@ -181,7 +187,12 @@ def make_config(
         raise ConfigError(f"hint_sampling: must be 'uniform' or 'log', got {cfg.hint_sampling!r}")
     if cfg.val_hints < 0:
         raise ConfigError(f"val_hints: must be >= 0, got {cfg.val_hints}")
-    for k in ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch"):
+    if not 0.0 <= cfg.hint_recolor_fraction <= 1.0:
+        raise ConfigError(f"hint_recolor_fraction: must be in [0, 1], got {cfg.hint_recolor_fraction}")
+    if not (math.isfinite(cfg.hint_region_l_tol) and cfg.hint_region_l_tol >= 0):
+        raise ConfigError(f"hint_region_l_tol: must be a finite number >= 0, got {cfg.hint_region_l_tol}")
+    positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch")
+    for k in positive + ("hint_recolor_max", "hint_region_radius"):
         if getattr(cfg, k) < 1:
             raise ConfigError(f"{k}: must be at least 1, got {getattr(cfg, k)}")
     return cfg

@@ -26,7 +26,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from polychrome.color.hints import random_hint_counts, sample_hints
+from polychrome.color.hints import (
+    hint_fidelity,
+    off_truth_probe,
+    random_hint_counts,
+    recolor_hints,
+    sample_hint_corners,
+    sample_hints,
+    summarize_fidelity,
+)
 from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
 from polychrome.io import find_images
@@ -355,6 +363,20 @@ class Trainer:
         hint_ab, hint_mask = sample_hints(ab_net, counts, self.cfg.hint_patch, gen)
         return self._to_input(hint_ab), self._to_input(hint_mask)
 
+    def _recolored_hints(
+        self, L: torch.Tensor, ab_net: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Hints at the places :meth:`_hints` would pick, some of them off-truth (``hint_recolor_*``), and the
+        target they imply (recoloured over each off-truth hint's region), both in network units."""
+        cfg = self.cfg
+        B, _, H, W = ab_net.shape
+        starts = sample_hint_corners(B, (H, W), counts, cfg.hint_patch, gen)
+        hint_ab, hint_mask, target = recolor_hints(
+            L, net_to_ab(ab_net), starts, cfg.hint_patch, gen,
+            cfg.hint_recolor_fraction, cfg.hint_recolor_max, cfg.hint_region_radius, cfg.hint_region_l_tol,
+        )  # fmt: skip
+        return (self._to_input(ab_to_net(hint_ab)), self._to_input(hint_mask)), ab_to_net(target)
+
     def _predict(self, net: nn.Module, L_net: torch.Tensor, hints: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
         """``net``'s ab prediction (network units) under autocast, with hints for hint models."""
         with self._autocast():
@@ -375,7 +397,10 @@ class Trainer:
             if self.uses_hints:
                 gen = hint_generator(cfg.seed, self.step, i, self.dist.rank)
                 counts = random_hint_counts(len(L_net), cfg.hint_min, cfg.hint_max, gen, cfg.hint_sampling)
-                hints = self._hints(ab_true, counts, gen)
+                if cfg.hint_recolor_fraction > 0:
+                    hints, ab_true = self._recolored_hints(L, ab_true, counts, gen)
+                else:
+                    hints = self._hints(ab_true, counts, gen)
             with sync:
                 pred = self._predict(self.ddp, L_net, hints)
                 if self.criterion is None:
@@ -467,6 +492,11 @@ class Trainer:
                     with_hints = (
                         f", with {cfg.val_hints} hints {summary['psnr_hints']:.2f} dB" if "psnr_hints" in summary else ""
                     )
+                    if "fidelity_de00_median" in summary:
+                        with_hints += (
+                            f"; an off-truth hint: CIEDE2000 {summary['fidelity_de00_median']:.1f}, chroma "
+                            f"{summary['fidelity_chroma_median']:.0%}, leak {summary['fidelity_leak']:.2f}"
+                        )
                     log.info(
                         "epoch %d step %d: loss %.4f, val PSNR %.2f dB%s (grey %.2f), chroma %.1f (true %.1f)",
                         self.epoch, self.step, last_loss, summary["psnr"], with_hints, summary["psnr_grey"],
@@ -489,11 +519,15 @@ class Trainer:
         """EMA model on the validation photos: PSNR (RGB), the grey baseline, mean chroma. Rank 0 computes.
 
         Hint models are scored without hints (``psnr``) and with ``val_hints`` true-colour hints drawn
-        with a fixed seed per batch (``psnr_hints``), so every validation sees the same hints."""
+        with a fixed seed per batch (``psnr_hints``), so every validation sees the same hints; and by one
+        seeded hint per photo of a colour far from the truth (``fidelity_*``, color/hints.py
+        :func:`hint_fidelity`): median CIEDE2000 requested vs obtained, median share of its chroma obtained,
+        mean hue error, and ``fidelity_leak``, the mean ab change outside the hint's region over that inside."""
         result = {"psnr": float("nan"), "psnr_grey": float("nan"), "chroma_pred": float("nan"), "chroma_true": float("nan")}
         if self.dist.main:
             net = self.ema.module.eval()
             psnr, psnr_grey, psnr_hints, c_pred, c_true, grid = [], [], [], [], [], None
+            fidelity: list[dict[str, torch.Tensor]] = []
             loader = DataLoader(self.val_set, batch_size=self.cfg.batch_size, num_workers=self.cfg.workers)
             for b, rgb in enumerate(loader):
                 rgb = rgb.to(self.device)
@@ -506,6 +540,15 @@ class Trainer:
                     hints = self._hints(ab_true, torch.full((len(L),), self.cfg.val_hints), gen)
                     hinted = net_to_ab(self._predict(net, L_net, hints).float())
                     psnr_hints.append(psnr_per_image(lab_to_rgb(torch.cat([L, hinted], 1)), rgb))
+                    # One hint far from the truth per photo: is it obeyed, and does it stay in its region?
+                    gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 500_009 + b)
+                    cfg = self.cfg
+                    probe_ab, probe_mask, region = off_truth_probe(
+                        L, net_to_ab(ab_true), gen, cfg.hint_patch, cfg.hint_region_radius, cfg.hint_region_l_tol
+                    )
+                    probe = (self._to_input(ab_to_net(probe_ab)), self._to_input(probe_mask))
+                    obeyed = net_to_ab(self._predict(net, L_net, probe).float())
+                    fidelity.append(hint_fidelity(L, obeyed, ab, probe_ab, probe_mask, region))
                 grey = lab_to_rgb(torch.cat([L, torch.zeros_like(ab)], 1))
                 psnr.append(psnr_per_image(pred, rgb))
                 psnr_grey.append(psnr_per_image(grey, rgb))
@@ -521,6 +564,9 @@ class Trainer:
             }
             if psnr_hints:
                 result["psnr_hints"] = torch.cat(psnr_hints).mean().item()
+            if fidelity:
+                scores = {k: torch.cat([f[k] for f in fidelity]) for k in fidelity[0]}
+                result.update({f"fidelity_{k}": v for k, v in summarize_fidelity(scores).items()})
             if self.writer:
                 for k, v in result.items():
                     self.writer.add_scalar(f"val/{k}", v, self.step)
