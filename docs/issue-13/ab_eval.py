@@ -4,7 +4,7 @@ from polychrome.hub import load_model
 from polychrome.io import load_rgb
 from polychrome.color.lab import rgb_to_lab, lab_to_rgb, l_to_net, ab_to_net, net_to_ab
 from polychrome.color.hints import sample_hints, off_truth_probe, hint_fidelity, summarize_fidelity
-from polychrome.metrics import psnr_per_image
+from polychrome.eval.metrics import psnr_per_image
 torch.set_num_threads(1)
 files = sorted(glob.glob("../shared/data/val/bsds500/*.jpg"))
 rgb = torch.cat([F.interpolate(torch.from_numpy(load_rgb(f)).permute(2, 0, 1)[None].float(), size=(64, 64), mode="bilinear", antialias=True) for f in files]).clamp(0, 1)

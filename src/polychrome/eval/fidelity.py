@@ -17,7 +17,7 @@ that lightness (:func:`polychrome.color.hints.off_truth_probe`). Scores per phot
 - ``red_green_hue_gap``: a red (#c0392b) and a green (#2e9e3a) hint at the same place; the hue angle between
   the two colours obtained there (issue 13 asks for >= 90 degrees on every photo).
 
-    python -m polychrome.evaluate_fidelity --model hints --data ../shared/data/val/bsds500 \\
+    python -m polychrome.eval.fidelity --model hints --data ../shared/data/val/bsds500 \\
         --json fidelity.json --picture fidelity.png
 """
 
@@ -36,34 +36,40 @@ from PIL import Image
 
 from polychrome.color.hints import hex_to_ab, hint_fidelity, off_truth_probe, summarize_fidelity
 from polychrome.color.lab import lab_to_rgb, rgb_to_lab
-from polychrome.hub import load_model
+from polychrome.colorizer import Colorizer, as_colorizer
 from polychrome.io import find_images, load_rgb, save_image_atomic, write_json_atomic
-from polychrome.pipeline import predict_ab, working_shape
+from polychrome.pipeline import lightness, resize_l
 
 RED, GREEN = "#c0392b", "#2e9e3a"
 
 
 def photo_fidelity(
-    model: torch.nn.Module, rgb: np.ndarray, size: int, seed: int, precision: str = "fp32", radius: int = 32,
-    l_tol: float = 10.0,
+    colorizer: Colorizer, rgb: np.ndarray, size: int, seed: int, radius: int = 32, l_tol: float = 10.0,
 ) -> tuple[dict, dict]:
-    """Scores of one photo ((H, W, 3) float RGB in [0, 1]) and its working-grid tensors for the picture."""
+    """Scores of one photo ((H, W, 3) float RGB in [0, 1]) and its working-grid tensors for the picture.
+
+    The photo's L and true ab are resized to the working grid as the model's L is; the model is called on
+    that grid with hint planes there (:meth:`Colorizer.predict_working`), so requested and obtained colours
+    are compared where the model put them."""
+    L_full = lightness(rgb)  # (1, 1, H, W)
+    L = colorizer.working_l(L_full, size)
+    hw = tuple(L.shape[-2:])
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    h, w = working_shape(x.shape[-2], x.shape[-1], size)
-    if (h, w) != tuple(x.shape[-2:]):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    lab = rgb_to_lab(x)
-    L, ab = lab[:, :1], lab[:, 1:]
+    ab = resize_l(rgb_to_lab(x)[:, 1:], hw)  # the truth on the working grid, resized as L is
     gen = torch.Generator().manual_seed(seed)
     hint_ab, hint_mask, region = off_truth_probe(L, ab, gen, radius=radius, l_tol=l_tol)
-    base = predict_ab(model, L, size, precision)
-    hinted = predict_ab(model, L, size, precision, hint_ab=hint_ab, hint_mask=hint_mask)
+
+    def predict_ab(hint_ab=None, hint_mask=None):
+        return colorizer.predict_working(L, hint_ab=hint_ab, hint_mask=hint_mask).ab.float()
+
+    base = predict_ab()
+    hinted = predict_ab(hint_ab, hint_mask)
     scores = {k: float(v[0]) for k, v in hint_fidelity(L, hinted, base, hint_ab, hint_mask, region).items()}
     # A red and a green hint at the same place.
     hues = []
     for colour in (RED, GREEN):
         req = torch.tensor(hex_to_ab(colour)).view(1, 2, 1, 1) * hint_mask
-        got = predict_ab(model, L, size, precision, hint_ab=req, hint_mask=hint_mask)
+        got = predict_ab(req, hint_mask)
         near = (F.max_pool2d(hint_mask, 5, stride=1, padding=2) > 0).float()
         a, b = ((got * near).sum((2, 3)) / near.sum((2, 3)))[0].tolist()
         hues.append(math.atan2(b, a))
@@ -78,8 +84,8 @@ def photo_fidelity(
 
 
 def run_hint_fidelity(
-    model_spec: str | torch.nn.Module = "hints",
-    data: str | Path = "../shared/data/val/bsds500",
+    model_spec: str | torch.nn.Module | Colorizer,
+    data: str | Path,
     size: int | None = None,
     limit: int = 0,
     seed: int = 0,
@@ -95,16 +101,15 @@ def run_hint_fidelity(
     a PNG of the first ``picture_photos`` photos, one row each: grey, no hint, the off-truth hint (its square
     outlined in white), the hint's region (its weights as brightness)."""
     t0 = time.perf_counter()
-    model = load_model(model_spec) if not isinstance(model_spec, torch.nn.Module) else model_spec
-    model.eval()
-    size = int(size or getattr(model, "meta", {}).get("infer_size", 256))
+    colorizer = as_colorizer(model_spec, precision=precision)
+    size = int(size or colorizer.card.working_size)
     paths = find_images(data)
     if limit:
         paths = paths[:limit]
     rows, tiles = [], []
     with torch.no_grad():
         for i, path in enumerate(paths):
-            scores, t = photo_fidelity(model, load_rgb(path), size, seed + i, precision)
+            scores, t = photo_fidelity(colorizer, load_rgb(path), size, seed + i)
             rows.append({"file": str(Path(path).relative_to(data)) if Path(data).is_dir() else str(path), **scores})
             if picture_path is not None and len(tiles) < picture_photos:
                 tiles.append(_tile_row(t))
@@ -118,7 +123,7 @@ def run_hint_fidelity(
             red_green_at_least_90=(gaps >= 90).float().mean().item(),
         )
     result = {
-        "model": model_spec if isinstance(model_spec, str) else type(model_spec).__name__,
+        "model": str(model_spec) if isinstance(model_spec, (str, Path)) else colorizer.name,
         "data": str(data),
         "n": len(rows),
         "size": size,
@@ -158,7 +163,7 @@ def _tile_row(t: dict) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="hints", help="bundled name, weight file or checkpoint (default: hints)")
-    ap.add_argument("--data", default="../shared/data/val/bsds500", help="folder of colour photos")
+    ap.add_argument("--data", required=True, help="folder of colour photos (e.g. ../shared/data/val/bsds500)")
     ap.add_argument("--size", type=int, default=None, help="working size (default: the model's)")
     ap.add_argument("--limit", type=int, default=0, help="first N photos only (0 = all)")
     ap.add_argument("--seed", type=int, default=0, help="photo i's probe uses seed + i")
