@@ -45,7 +45,7 @@ from polychrome.eval.runner import (
 from polychrome.io import ImageError, load_rgb, save_image_atomic, to_uint8, write_json_atomic
 from polychrome.pipeline import gray_rgb, lightness, resize_l, to_array
 
-#: The hint counts of the issue's curve (``polychrome evaluate --hints`` takes any list).
+#: The hint counts of the standard curve (``polychrome evaluate --hints`` takes any list).
 DEFAULT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100, 200)
 
 _CURVE_METRICS = ("psnr", "ssim")
