@@ -17,14 +17,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from rich.console import Console
 from torch import nn
 
 from polychrome.eval import metrics
@@ -32,17 +29,8 @@ from polychrome.color.hints import HINT_PATCH, HintError, sample_hints
 from polychrome.color.lab import rgb_to_lab
 from polychrome.colorizer import Colorizer
 from polychrome.eval.provenance import evaluation_settings
-from polychrome.eval.runner import (
-    MAX_THREADS,
-    as_colorizer_kept,
-    display_name,
-    eval_mode,
-    photo_paths,
-    progress_bar,
-    torch_threads,
-    working_size,
-)
-from polychrome.io import ImageError, load_rgb, save_image_atomic, to_uint8, write_json_atomic
+from polychrome.eval.runner import as_colorizer_kept, photo_paths, run_photos, working_size
+from polychrome.io import load_rgb, save_image_atomic, to_uint8, write_json_atomic
 from polychrome.pipeline import gray_rgb, lightness, resize_l, to_array
 
 #: The hint counts of the standard curve (``polychrome evaluate --hints`` takes any list).
@@ -139,49 +127,18 @@ def run_hint_evaluation(
     root = Path(data)
 
     per_image: list[dict] = []
-    skipped: list[dict] = []
-    console = Console(stderr=True, highlight=False)
-    bar = progress_bar("evaluating hints", console, progress)
 
-    def skip(name: str, e: Exception) -> None:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        skipped.append({"file": name, "reason": reason})
-        console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
+    def scored(name: str, colourised, row: dict) -> str:
+        per_image.append({"file": name, "seed": seed + colourised[0], **row})
+        status = "  ".join(f"{k}: {_mean_at(per_image, 'psnr', j):.2f}" for j, k in _status_counts(counts))
+        return f"PSNR by hints {status} dB"
 
-    def collect(name: str, photo_seed: int, job) -> None:
-        try:
-            row = job.result()
-        except ValueError as e:  # a photo too small for SSIM
-            skip(name, e)
-        else:
-            per_image.append({"file": name, "seed": photo_seed, **row})
-            status = "  ".join(f"{k}: {_mean_at(per_image, 'psnr', j):.2f}" for j, k in _status_counts(counts))
-            bar.update(task, status=f"PSNR by hints {status} dB")
-        bar.advance(task)
+    def colourise(i: int, path: Path):
+        return (i, *colourise_with_hints(model, path, counts, work_size, seed + i))
 
-    # Two threads as in polychrome.eval.automatic: torch (one intra-op thread) colourises photo i+1 while a worker
-    # scores photo i with scikit-image.
-    with ExitStack() as stack:
-        stack.enter_context(eval_mode(model.model))
-        stack.enter_context(torch_threads(1))
-        stack.enter_context(bar)
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=MAX_THREADS - 1))
-        task = bar.add_task("hints", total=len(paths), status="")
-        pending = None
-        for i, path in enumerate(paths):
-            name = display_name(path, root)
-            try:
-                grey, preds, orig = colourise_with_hints(model, path, counts, work_size, seed + i)
-            except (ImageError, ValueError) as e:  # unreadable file (HintError is a ValueError too)
-                skip(name, e)
-                bar.advance(task)
-                continue
-            job = pool.submit(_score, grey, preds, orig)
-            if pending is not None:
-                collect(*pending)
-            pending = (name, seed + i, job)
-        if pending is not None:
-            collect(*pending)
+    skipped = run_photos(
+        paths, root, colourise, lambda c: _score(*c[1:]), scored, [model.model], "evaluating hints", progress
+    )
 
     result = {
         "model": model_name,
