@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
-from polychrome.eval import metrics
 from polychrome.color.hints import HINT_PATCH, HintError, sample_hints
 from polychrome.color.lab import rgb_to_lab
 from polychrome.colorizer import Colorizer
+from polychrome.eval import metrics
 from polychrome.eval.provenance import evaluation_settings
+from polychrome.eval.report import curve_plot
 from polychrome.eval.runner import as_colorizer_kept, photo_paths, run_photos, working_size
 from polychrome.io import load_rgb, save_image_atomic, to_uint8, write_json_atomic
 from polychrome.pipeline import gray_rgb, lightness, resize_l, to_array
@@ -214,38 +214,6 @@ def _status_counts(counts: list[int]) -> list[tuple[int, int]]:
     """(index, count) of at most three counts for the progress line: the first, a middle one, the last."""
     picks = sorted({0, len(counts) // 2, len(counts) - 1})
     return [(j, counts[j]) for j in picks]
-
-
-def curve_plot(result: dict) -> Image.Image:
-    """The PSNR and SSIM vs hints curves of a :func:`run_hint_evaluation` result, grey baseline as a dashed
-    line, on a symmetric-log x axis (linear below 1, so 0 hints is shown). Matplotlib's Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    counts = [c["hints"] for c in result["curve"]]
-    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    for i, (metric, label) in enumerate([("psnr", "PSNR (dB)"), ("ssim", "SSIM")]):
-        ax = fig.add_subplot(1, 2, i + 1)
-        values = [c[metric] for c in result["curve"]]
-        ax.plot(counts, values, marker="o", label=result["model"])
-        for k, v in zip(counts, values):
-            if metric == "psnr" and v is not None:
-                ax.annotate(f"{v:.1f}", (k, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-        if result["grey"][metric] is not None:
-            ax.axhline(result["grey"][metric], color="grey", linestyle="--", label="grey baseline")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xticks(counts)
-        ax.set_xticklabels([str(k) for k in counts])
-        ax.set_xlim(left=-0.2 if counts[0] == 0 else None)
-        ax.margins(y=0.1)  # room for the value labels above the points
-        ax.set_xlabel(f"hints sampled from the true colours ({HINT_PATCH}x{HINT_PATCH} px at the working size)")
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{result['model']} on {result['data']}: {result['n']} photos, working size {result['size']} px")
-    canvas.draw()
-    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy(), "RGB")
 
 
 __all__ = [

@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader
 from polychrome.color.hints import random_hint_counts, sample_hints
 from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
+from polychrome.eval.metrics import mean_chroma, psnr_per_image
 from polychrome.io import find_images
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
-from polychrome.eval.metrics import mean_chroma, psnr_per_image
 from polychrome.models import create_model
 from polychrome.models.card import ModelCard
 from polychrome.models.efficientnet import PretrainedWeightsUnavailable
