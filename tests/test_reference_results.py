@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from polychrome.cli import app
 
-PINS = json.loads((Path(__file__).parent / "data" / "reference_results.json").read_text())
+PINS = json.loads((Path(__file__).parent / "reference_results.json").read_text())
 
 
 @pytest.fixture(scope="module")

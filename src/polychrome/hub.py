@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from polychrome.io import default_file_mode
 from polychrome.models import create_model
-from polychrome.models.card import DEFAULT_WORKING_SIZE, CardError, ModelCard
+from polychrome.models.card import CardError, ModelCard
 
 #: File suffixes of training checkpoints.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -194,19 +194,11 @@ def _load_checkpoint(path: Path) -> tuple[nn.Module, ModelCard]:
 
 
 def checkpoint_card(ckpt: dict) -> ModelCard:
-    """The model card of a training checkpoint: ``ckpt["card"]`` where training wrote one, else rebuilt from
-    the checkpoint's model name, arguments and training config (checkpoints written before the card)."""
-    cfg = ckpt.get("config", {})
-    provenance = {"train_config": cfg, "epoch": ckpt.get("epoch"), "step": ckpt.get("step"),
-                  "best_val_psnr": ckpt.get("best_val_psnr")}
-    if isinstance(ckpt.get("card"), dict):
-        return read_card({**ckpt["card"], **provenance})
-    return read_card({
-        "model": ckpt["model_name"],
-        "model_kwargs": ckpt.get("model_kwargs", {}),
-        "infer_size": cfg.get("infer_size", DEFAULT_WORKING_SIZE),
-        **provenance,
-    })
+    """:meth:`ModelCard.from_checkpoint` with its errors as :class:`ModelLoadError`."""
+    try:
+        return ModelCard.from_checkpoint(ckpt)
+    except CardError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def ema_to_model_state(ema_state: dict) -> dict:

@@ -25,9 +25,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 import torch.nn as nn
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from rich.console import Console
 
 from polychrome.colorizer import Colorizer
@@ -38,9 +37,6 @@ from polychrome.eval.automatic import summarise
 from polychrome.eval.provenance import describe, system_info
 from polychrome.io import ImageError, find_images, is_inside, save_image_atomic, write_json_atomic
 
-#: Height (px) of the label strip above a grid's columns, and the size of its font.
-LABEL_HEIGHT = 22
-LABEL_FONT_SIZE = 14
 GREY_LABEL = "grey baseline"
 #: Table columns of the report: (key in a row of :func:`table_rows`, heading, short heading for a terminal, format).
 COLUMNS = (
@@ -169,7 +165,7 @@ def run_benchmark(
             "seconds": None,
         }
         if scores.panels:
-            grid = labelled_grid(
+            grid = pictures.labelled_grid(
                 [GREY_LABEL, *labels, "original"],
                 [[grey, *(preds[label] for label in labels), orig] for _, grey, preds, orig in scores.panels],
             )
@@ -331,52 +327,6 @@ def markdown_report(result: dict) -> str:
 
 
 # --------------------------------------------------------------------------- grids
-def _font(size: int = LABEL_FONT_SIZE) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """``text``, cut with an ellipsis until it is at most ``width`` px wide."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
-
-
-def labelled_grid(labels: list[str], rows: list[list[np.ndarray]], gap: int = pictures.GRID_GAP) -> Image.Image:
-    """Panels in columns under a strip of labels, on white.
-
-    Args:
-        labels: one per column.
-        rows: each a list of uint8 (h, w, 3) panels, one per column, all of one height per row.
-    Every column is as wide as the widest panel of the grid (panels centred in it), so a column holds one
-    model from top to bottom. Size: ``len(labels) * cell + (len(labels) - 1) * gap`` by
-    ``LABEL_HEIGHT + gap + sum(row heights) + (len(rows) - 1) * gap``.
-    """
-    if any(len(r) != len(labels) for r in rows):
-        raise ValueError("every row needs one panel per label")
-    cell = max(p.shape[1] for r in rows for p in r)
-    heights = [max(p.shape[0] for p in r) for r in rows]
-    width = len(labels) * cell + (len(labels) - 1) * gap
-    canvas = Image.new("RGB", (width, LABEL_HEIGHT + gap + sum(heights) + gap * (len(rows) - 1)), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = _font()
-    for i, label in enumerate(labels):
-        text = _fit(draw, label, font, cell - 4)
-        x = i * (cell + gap) + (cell - draw.textlength(text, font=font)) / 2
-        draw.text((x, LABEL_HEIGHT / 2), text, fill="black", font=font, anchor="lm")
-    y = LABEL_HEIGHT + gap
-    for r, h in zip(rows, heights):
-        for i, p in enumerate(r):
-            canvas.paste(Image.fromarray(p, "RGB"), (i * (cell + gap) + (cell - p.shape[1]) // 2, y))
-        y += h + gap
-    return canvas
-
-
 def _save_grid(grid: Image.Image, out: Path, name: str) -> str:
     path = out / "grids" / f"{_slug(name)}.png"
     save_image_atomic(grid, path)
@@ -405,7 +355,7 @@ def _historical(
             files.append(name)
             panels = [photo.grey, *(photo.preds[label] for label in models)]
             rows.append([pictures.thumbnail(p, pictures.GRID_HEIGHT) for p in panels])
-    grid = _save_grid(labelled_grid(["grey input", *models], rows), out, "historical") if rows else None
+    grid = _save_grid(pictures.labelled_grid(["grey input", *models], rows), out, "historical") if rows else None
     return {"data": str(root), "files": files, "skipped": skipped, "grid": grid}
 
 

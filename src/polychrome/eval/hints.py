@@ -17,35 +17,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from rich.console import Console
 from torch import nn
 
-from polychrome.eval import metrics
 from polychrome.color.hints import HINT_PATCH, HintError, sample_hints
 from polychrome.color.lab import rgb_to_lab
 from polychrome.colorizer import Colorizer
+from polychrome.eval import metrics
 from polychrome.eval.provenance import evaluation_settings
-from polychrome.eval.runner import (
-    MAX_THREADS,
-    as_colorizer_kept,
-    display_name,
-    eval_mode,
-    photo_paths,
-    progress_bar,
-    torch_threads,
-    working_size,
-)
-from polychrome.io import ImageError, load_rgb, save_image_atomic, to_uint8, write_json_atomic
+from polychrome.eval.report import curve_plot
+from polychrome.eval.runner import as_colorizer_kept, photo_paths, run_photos, working_size
+from polychrome.io import load_rgb, save_image_atomic, to_uint8, write_json_atomic
 from polychrome.pipeline import gray_rgb, lightness, resize_l, to_array
 
-#: The hint counts of the issue's curve (``polychrome evaluate --hints`` takes any list).
+#: The hint counts of the standard curve (``polychrome evaluate --hints`` takes any list).
 DEFAULT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100, 200)
 
 _CURVE_METRICS = ("psnr", "ssim")
@@ -139,49 +127,18 @@ def run_hint_evaluation(
     root = Path(data)
 
     per_image: list[dict] = []
-    skipped: list[dict] = []
-    console = Console(stderr=True, highlight=False)
-    bar = progress_bar("evaluating hints", console, progress)
 
-    def skip(name: str, e: Exception) -> None:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        skipped.append({"file": name, "reason": reason})
-        console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
+    def scored(name: str, colourised, row: dict) -> str:
+        per_image.append({"file": name, "seed": seed + colourised[0], **row})
+        status = "  ".join(f"{k}: {_mean_at(per_image, 'psnr', j):.2f}" for j, k in _status_counts(counts))
+        return f"PSNR by hints {status} dB"
 
-    def collect(name: str, photo_seed: int, job) -> None:
-        try:
-            row = job.result()
-        except ValueError as e:  # a photo too small for SSIM
-            skip(name, e)
-        else:
-            per_image.append({"file": name, "seed": photo_seed, **row})
-            status = "  ".join(f"{k}: {_mean_at(per_image, 'psnr', j):.2f}" for j, k in _status_counts(counts))
-            bar.update(task, status=f"PSNR by hints {status} dB")
-        bar.advance(task)
+    def colourise(i: int, path: Path):
+        return (i, *colourise_with_hints(model, path, counts, work_size, seed + i))
 
-    # Two threads as in polychrome.eval.automatic: torch (one intra-op thread) colourises photo i+1 while a worker
-    # scores photo i with scikit-image.
-    with ExitStack() as stack:
-        stack.enter_context(eval_mode(model.model))
-        stack.enter_context(torch_threads(1))
-        stack.enter_context(bar)
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=MAX_THREADS - 1))
-        task = bar.add_task("hints", total=len(paths), status="")
-        pending = None
-        for i, path in enumerate(paths):
-            name = display_name(path, root)
-            try:
-                grey, preds, orig = colourise_with_hints(model, path, counts, work_size, seed + i)
-            except (ImageError, ValueError) as e:  # unreadable file (HintError is a ValueError too)
-                skip(name, e)
-                bar.advance(task)
-                continue
-            job = pool.submit(_score, grey, preds, orig)
-            if pending is not None:
-                collect(*pending)
-            pending = (name, seed + i, job)
-        if pending is not None:
-            collect(*pending)
+    skipped = run_photos(
+        paths, root, colourise, lambda c: _score(*c[1:]), scored, [model.model], "evaluating hints", progress
+    )
 
     result = {
         "model": model_name,
@@ -257,38 +214,6 @@ def _status_counts(counts: list[int]) -> list[tuple[int, int]]:
     """(index, count) of at most three counts for the progress line: the first, a middle one, the last."""
     picks = sorted({0, len(counts) // 2, len(counts) - 1})
     return [(j, counts[j]) for j in picks]
-
-
-def curve_plot(result: dict) -> Image.Image:
-    """The PSNR and SSIM vs hints curves of a :func:`run_hint_evaluation` result, grey baseline as a dashed
-    line, on a symmetric-log x axis (linear below 1, so 0 hints is shown). Matplotlib's Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    counts = [c["hints"] for c in result["curve"]]
-    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
-    canvas = FigureCanvasAgg(fig)
-    for i, (metric, label) in enumerate([("psnr", "PSNR (dB)"), ("ssim", "SSIM")]):
-        ax = fig.add_subplot(1, 2, i + 1)
-        values = [c[metric] for c in result["curve"]]
-        ax.plot(counts, values, marker="o", label=result["model"])
-        for k, v in zip(counts, values):
-            if metric == "psnr" and v is not None:
-                ax.annotate(f"{v:.1f}", (k, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-        if result["grey"][metric] is not None:
-            ax.axhline(result["grey"][metric], color="grey", linestyle="--", label="grey baseline")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xticks(counts)
-        ax.set_xticklabels([str(k) for k in counts])
-        ax.set_xlim(left=-0.2 if counts[0] == 0 else None)
-        ax.margins(y=0.1)  # room for the value labels above the points
-        ax.set_xlabel(f"hints sampled from the true colours ({HINT_PATCH}x{HINT_PATCH} px at the working size)")
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{result['model']} on {result['data']}: {result['n']} photos, working size {result['size']} px")
-    canvas.draw()
-    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy(), "RGB")
 
 
 __all__ = [

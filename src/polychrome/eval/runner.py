@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,28 +109,14 @@ def score_photos(
     photo i+1 with every model while a worker thread scores photo i.
     """
     rows: dict[str, list[dict]] = {label: [] for label in models}
-    skipped: list[dict] = []
     panels: list[tuple[str, np.ndarray, dict[str, np.ndarray], np.ndarray]] = []
     first = next(iter(models), None)
 
-    console = Console(stderr=True, highlight=False)
-    bar = progress_bar(title, console, progress)
-
-    def skip(name: str, e: Exception) -> None:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        skipped.append({"file": name, "reason": reason})
-        console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
-        bar.advance(task)
-
-    def collect(name: str, job: Future, photo: ColourisedPhoto) -> None:
-        try:
-            reference, per_model = job.result()
-        except ValueError as e:  # a photo too small for SSIM
-            skip(name, e)
-            return
-        for label, scored in per_model.items():
+    def scored(name: str, photo: ColourisedPhoto, result: tuple[dict, dict[str, dict]]) -> str | None:
+        reference, per_model = result
+        for label, scores in per_model.items():
             timing = {"colorize_seconds": photo.seconds[label], "grey_seconds": photo.grey_seconds}
-            rows[label].append({"file": name, **scored, **reference, **timing})
+            rows[label].append({"file": name, **scores, **reference, **timing})
         if len(panels) < keep:
             panels.append(
                 (
@@ -139,37 +126,82 @@ def score_photos(
                     thumbnail(photo.orig, GRID_HEIGHT),
                 )
             )
-        if first is not None:
-            done = rows[first]
-            status = f"PSNR {mean_of(done, 'psnr'):.2f} dB (grey {mean_of(done, 'grey_psnr'):.2f})"
-            bar.update(task, status=status if len(models) == 1 else f"{first}: {status}")
+        if first is None:
+            return None
+        done = rows[first]
+        status = f"PSNR {mean_of(done, 'psnr'):.2f} dB (grey {mean_of(done, 'grey_psnr'):.2f})"
+        return status if len(models) == 1 else f"{first}: {status}"
+
+    skipped = run_photos(
+        paths, root, lambda i, path: colourise_photo(models, path, sizes), _score_all, scored,
+        [c.model for c, _ in models.values()], title, progress,
+    )  # fmt: skip
+    return PhotoScores(rows, skipped, panels)
+
+
+def run_photos(
+    paths: list[Path],
+    root: Path,
+    colourise: Callable[[int, Path], Any],
+    score: Callable[[Any], Any],
+    scored: Callable[[str, Any, Any], str | None],
+    models: list[nn.Module],
+    title: str,
+    progress: bool = True,
+) -> list[dict]:
+    """The read -> colourise -> score loop every evaluation runs, on two threads.
+
+    ``colourise(i, path)`` reads and colourises photo i (torch, this thread, one intra-op thread) while a
+    worker runs ``score`` on the previous photo's result (numpy and scikit-image, which dominate the time;
+    torch with as many intra-op threads as cores would oversubscribe them). ``scored(name, colourised,
+    scores)`` collects each photo's result in order and may return a status line for the progress bar.
+    ``models`` are in eval mode for the loop (their modes restored after). An unreadable photo (ImageError,
+    ValueError from ``colourise``) or one too small to score (ValueError from ``score``) is skipped with a
+    one-line warning on stderr. Returns the skipped photos as ``{"file", "reason"}``.
+    """
+    skipped: list[dict] = []
+    console = Console(stderr=True, highlight=False)
+    bar = progress_bar(title, console, progress)
+
+    def skip(name: str, e: Exception) -> None:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        skipped.append({"file": name, "reason": reason})
+        console.print(f"warning: skipped {name}: {reason}", markup=False, soft_wrap=True)
+
+    def collect(name: str, job: Future, colourised) -> None:
+        try:
+            result = job.result()
+        except ValueError as e:  # a photo too small for SSIM
+            skip(name, e)
+        else:
+            status = scored(name, colourised, result)
+            if status is not None:
+                bar.update(task, status=status)
         bar.advance(task)
 
-    # Two threads: this one colourises photo i+1 (torch, one intra-op thread) while a worker scores photo i
-    # (scikit-image, which dominates the time); torch with as many intra-op threads as cores would
-    # oversubscribe them.
     with ExitStack() as stack:
-        for model in {id(c.model): c.model for c, _ in models.values()}.values():
+        for model in {id(m): m for m in models}.values():
             stack.enter_context(eval_mode(model))
         stack.enter_context(torch_threads(1))
         stack.enter_context(bar)
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=MAX_THREADS - 1))
         task = bar.add_task(title, total=len(paths), status="")
         pending = None
-        for path in paths:
+        for i, path in enumerate(paths):
             name = display_name(path, root)
             try:
-                photo = colourise_photo(models, path, sizes)
-            except (ImageError, ValueError) as e:  # unreadable file
+                colourised = colourise(i, path)
+            except (ImageError, ValueError) as e:  # an unreadable file (HintError is a ValueError too)
                 skip(name, e)
+                bar.advance(task)
                 continue
-            job = pool.submit(_score_all, photo)
+            job = pool.submit(score, colourised)
             if pending is not None:
                 collect(*pending)
-            pending = (name, job, photo)
+            pending = (name, job, colourised)
         if pending is not None:
             collect(*pending)
-    return PhotoScores(rows, skipped, panels)
+    return skipped
 
 
 def progress_bar(title: str, console: Console, enabled: bool = True) -> Progress:

@@ -193,7 +193,7 @@ def create_app(
     async def info() -> ServerInfo:
         return ServerInfo(
             model=model_name, uses_hints=model.card.takes_hints, auto_model=auto_name, working_size=size,
-            preview_size=preview_size, precision=precision, limits=LimitsInfo(**asdict(limits)),
+            preview_size=preview_size, precision=model.precision, limits=LimitsInfo(**asdict(limits)),
         )  # fmt: skip
 
     @app.post(

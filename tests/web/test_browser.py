@@ -266,7 +266,7 @@ def test_bundled_model_on_a_photo(page, tmp_path, lab):
         POLYCHROME_SCREENSHOT=docs/web.png \\
         POLYCHROME_SCREENSHOT_PHOTO=../shared/data/historical/1860girls.jpg \\
         POLYCHROME_SCREENSHOT_HINTS='[[0.85,0.12,"#5f86ad"],[0.2,0.6,"#a3283a"],[0.44,0.31,"#e6b494"],[0.78,0.75,"#f3c2cc"]]' \\
-        .venv/bin/python -m pytest -q tests/test_browser.py -k bundled
+        .venv/bin/python -m pytest -q tests/web/test_browser.py -k bundled
 
     (hints: [x / width, y / height, colour], the first one checked)."""
     from selenium.webdriver.common.by import By

@@ -10,8 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from polychrome import hub
-from polychrome.diagnostics import speed
 from polychrome.cli import app
+from polychrome.diagnostics import speed
 
 runner = CliRunner()
 

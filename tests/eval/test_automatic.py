@@ -18,10 +18,10 @@ from skimage.metrics import peak_signal_noise_ratio
 from polychrome.color.lab import ab_to_net, l_to_net, rgb_to_lab
 from polychrome.colorizer import Colorizer
 from polychrome.eval.automatic import run_evaluation
+from polychrome.eval.metrics import colorfulness
 from polychrome.eval.report import GRID_GAP, GRID_HEIGHT
 from polychrome.hub import save_weights
 from polychrome.io import ImageError, load_rgb, rgb_array_to_pil
-from polychrome.eval.metrics import colorfulness
 from polychrome.models import create_model
 from polychrome.models.card import ModelCard
 from polychrome.pipeline import gray_array

@@ -15,13 +15,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from polychrome import hub
-from polychrome.eval.benchmark import LABEL_HEIGHT, labelled_grid, model_label, run_benchmark
 from polychrome.cli import app
 from polychrome.colorizer import Colorizer
-from polychrome.eval.automatic import run_evaluation
-from polychrome.eval.report import GRID_GAP, GRID_HEIGHT
-from polychrome.models import create_model
 from polychrome.diagnostics.param_report import parameter_report, write_parameter_report
+from polychrome.eval.automatic import run_evaluation
+from polychrome.eval.benchmark import model_label, run_benchmark
+from polychrome.eval.report import GRID_GAP, GRID_HEIGHT, LABEL_HEIGHT, labelled_grid
+from polychrome.models import create_model
 
 METRICS = ("psnr", "ssim", "colorfulness", "ciede2000", "green_cast")
 # (w, h) of the two photos of each set; the second is portrait, so grid cells are set by the first.

@@ -130,7 +130,7 @@ def test_precision_bf16_colourises_like_fp32(tmp_path, make_photo, tiny_model_di
         assert r.exit_code == 0, r.output
         outs[precision] = np.asarray(Image.open(tmp_path / precision / "p.png")).astype(int)
     assert outs["bf16"].shape == outs["fp32"].shape == (50, 70, 3)
-    assert np.abs(outs["bf16"] - outs["fp32"]).max() <= 2  # 8-bit levels; see test_pipeline for the ab tolerance
+    assert np.abs(outs["bf16"] - outs["fp32"]).max() <= 2  # 8-bit levels; see tests/pipeline/test_core.py for the ab tolerance
     r = invoke("colorize", src, "-o", tmp_path / "x", "--model", tiny_model_dir, "--precision", "fp16")
     assert r.exit_code == 2 and "fp16" in r.output
 
