@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from polychrome.color.hints import hex_to_ab, hint_fidelity, off_truth_probe, summarize_fidelity
-from polychrome.color.lab import lab_to_rgb, rgb_to_lab
+from polychrome.color.lab import rgb_to_lab
 from polychrome.colorizer import Colorizer, as_colorizer
-from polychrome.io import find_images, load_rgb, save_image_atomic, write_json_atomic
-from polychrome.pipeline import lightness, resize_l
+from polychrome.io import find_images, load_rgb, save_image_atomic, to_uint8, write_json_atomic
+from polychrome.pipeline import lightness, resize_l, to_array
 
 RED, GREEN = "#c0392b", "#2e9e3a"
 
@@ -112,7 +112,7 @@ def run_hint_fidelity(
             scores, t = photo_fidelity(colorizer, load_rgb(path), size, seed + i)
             rows.append({"file": str(Path(path).relative_to(data)) if Path(data).is_dir() else str(path), **scores})
             if picture_path is not None and len(tiles) < picture_photos:
-                tiles.append(_tile_row(t))
+                tiles.append(_tile_row(colorizer, t))
     keys = ("de00", "chroma", "hue", "change_in", "change_out")
     summary = summarize_fidelity({k: torch.tensor([r[k] for r in rows]) for k in keys}) if rows else {}
     if rows:
@@ -148,16 +148,15 @@ def run_hint_fidelity(
     return result
 
 
-def _tile_row(t: dict) -> np.ndarray:
+def _tile_row(colorizer: Colorizer, t: dict) -> np.ndarray:
     """grey | no hint | hinted (hint outlined) | region, uint8 (h, 4w, 3)."""
     L = t["L"]
     zero = torch.zeros_like(t["base"])
-    rgb = [lab_to_rgb(torch.cat([L, ab], 1), clip=True) for ab in (zero, t["base"], t["hinted"])]
+    rgb = [colorizer.render(L, ab) for ab in (zero, t["base"], t["hinted"])]
     ring = (F.max_pool2d(t["mask"], 5, stride=1, padding=2) > 0).float() - t["mask"]
     rgb[2] = rgb[2] * (1 - ring) + ring  # a white outline around the hint's square
     rgb.append(t["region"].expand(-1, 3, -1, -1))
-    row = torch.cat(rgb, dim=3)[0].permute(1, 2, 0).numpy()
-    return (row * 255).round().clip(0, 255).astype(np.uint8)
+    return to_uint8(to_array(torch.cat(rgb, dim=3)))
 
 
 def main(argv: list[str] | None = None) -> int:
