@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from polychrome.color.hints import Hint
 from polychrome.io import (
     IMAGE_EXTENSIONS,
     ImageError,
-    find_images,
     grey_to_pil,
     is_image_path,
     is_inside,
@@ -133,9 +132,22 @@ def plan(
     folder) are earlier outputs, not inputs. ``compare`` names outputs ``NAME.compare.EXT`` (side-by-side
     pictures never stand in for, or skip, real outputs); ``confidence`` adds ``NAME.confidence.png``.
     """
-    out_dir = Path(out_dir)
-    jobs: list[Job] = []
     problems: list[str] = []
+    jobs = list(iter_plan(inputs, out_dir, problems, compare=compare, confidence=confidence))
+    return jobs, problems
+
+
+def iter_plan(
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    problems: list[str],
+    compare: bool = False,
+    confidence: bool = False,
+) -> Iterator[Job]:
+    """:func:`plan` as a stream, for archives: the same jobs in the same order, one at a time, so a list file
+    of millions of paths or a deep folder tree is never held whole in memory. Problems are appended to
+    ``problems`` as they are met."""
+    out_dir = Path(out_dir)
     for arg in inputs:
         arg = os.fspath(arg)
         p = Path(arg)
@@ -143,37 +155,66 @@ def plan(
             if p.resolve() == out_dir.resolve():
                 problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
                 continue
-            found = [f for f in find_images(p) if not is_inside(f, out_dir)]
-            pairs = [(f, f.relative_to(p)) for f in found]
-            if not pairs:
-                problems.append(f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            found = (f for f in _walk_images(p) if not is_inside(f, out_dir))
+            pairs = ((f, f.relative_to(p)) for f in found)
+            empty = f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})"
         elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
-            try:
-                listed = find_images(p)
-            except ImageError as e:
-                problems.append(str(e))
-                continue
-            pairs = [(f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name)) for f in listed]
-            if not pairs:
-                problems.append(f"{arg}: the list names no photos")
+            pairs = ((f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name))
+                     for f in _stream_list(p, problems))  # fmt: skip
+            empty = f"{arg}: the list names no photos"
         elif p.is_file():
-            pairs = [(p, Path(p.name))]
+            pairs, empty = iter([(p, Path(p.name))]), ""
         elif _GLOB_CHARS & set(arg):
             base = _glob_base(arg)
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
             files = [m for m in matches if m.is_file() and is_image_path(m) and not is_inside(m, out_dir)]
-            pairs = [(m, m.relative_to(base)) for m in files]
-            if not pairs:
-                problems.append(f"{arg}: no photos match this pattern")
+            pairs = iter([(m, m.relative_to(base)) for m in files])
+            empty = f"{arg}: no photos match this pattern"
         else:
             problems.append(f"{arg}: no such file or folder")
             continue
+        n_problems, any_pair = len(problems), False
         for src, rel in pairs:
+            any_pair = True
             dst = out_dir / rel
             if compare:
                 dst = compare_path(dst)
-            jobs.append(Job(src, dst, confidence_path(dst) if confidence else None))
-    return jobs, problems
+            yield Job(src, dst, confidence_path(dst) if confidence else None)
+        if not any_pair and empty and len(problems) == n_problems:  # an unreadable list said so already
+            problems.append(empty)
+
+
+def _walk_images(root: Path) -> Iterator[Path]:
+    """``find_images(root)`` for a folder, streamed: the same photos in the same (sorted path) order, one
+    folder listing in memory at a time. Like ``Path.rglob`` it does not descend into linked folders."""
+    try:
+        with os.scandir(root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except PermissionError:
+        return
+    for entry in entries:
+        path = root / entry.name
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk_images(path)
+        elif is_image_path(path) and not entry.name.startswith(".") and path.is_file():
+            yield path
+
+
+def _stream_list(path: Path, problems: list[str]) -> Iterator[Path]:
+    """The photos a ``.txt`` list names (one per line, relative to the list's folder; blank lines and ``#``
+    comments ignored), read a line at a time."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    yield path.parent / line
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"{path}: cannot read the list ({e})")
 
 
 # --------------------------------------------------------------------------- running
@@ -220,6 +261,7 @@ def colorize_batch(
     overwrite: bool = False,
     on_job: Callable[[Job, str, Failure | None], None] | None = None,
     timer: Timer = no_timer,
+    other_inputs: Iterable[Path] = (),
 ) -> BatchReport:
     """Colourise planned ``jobs`` (:func:`plan`) with ``colorizer``.
 
@@ -227,10 +269,12 @@ def colorize_batch(
     refuses a second photo whose output (or confidence map) is already another's, does a photo planned
     twice once, and skips a job whose outputs all exist unless ``overwrite``. Each failure is collected,
     not raised. ``on_job(job, outcome, failure)`` is called after every job with outcome ``"written"``,
-    ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display).
+    ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display). ``other_inputs`` are input
+    photos of the same run planned elsewhere (another worker's share): never overwritten either.
     """
     report = BatchReport()
     input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
+    input_ids |= {i for i in map(_file_id, other_inputs) if i is not None}
     claimed: dict[Path, Path] = {}
     seen: set[tuple[Path, Path]] = set()
     for job in jobs:
