@@ -76,6 +76,18 @@ def colorize(
             "greyscale at the photo's size, white where the model expects its colour to be right.",
         ),
     ] = False,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a JSON Lines manifest: one row per input photo (source, output, status written/skipped/"
+            "failed, error, model, seconds, rank, time); a re-run updates it.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="torch threads per process [default: torch's own].", show_default=False),
+    ] = None,
 ) -> None:
     """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format.
 
@@ -84,6 +96,8 @@ def colorize(
     is 1 if any failed. With --hints (one photo only) the model defaults to the bundled hint model.
     A classification model (cicgan) takes --temperature, and --confidence writes its confidence map
     beside each photo (NAME.confidence.png); any other model answers those with a one-line error.
+    Started by torchrun or srun, every worker does its share of the photos and rank 0 prints the summary
+    (README: Colourise an archive).
     """
     from polychrome import hub
     from polychrome.color.hints import HintError, load_hint_file
@@ -98,6 +112,16 @@ def colorize(
             hint_list = load_hint_file(hints)  # its errors name the file
         except HintError as e:
             raise fail(str(e)) from None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    world = _world()
+    if manifest is not None or world.size > 1:  # a worker of a launched run, or a run that keeps a manifest
+        from polychrome.cli.archive import colorize_archive
+
+        return colorize_archive(inputs, output, model, size, compare, hint_list, hints, overwrite, device,
+                                precision.value, temperature, confidence, manifest, world)  # fmt: skip
     jobs, problems = plan(inputs, output, compare=compare, confidence=confidence)
     if hint_list is not None and len(jobs) > 1:
         raise fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
@@ -149,6 +173,15 @@ def colorize(
     typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {output}")
     if failed:
         raise typer.Exit(1)
+
+
+def _world():
+    from polychrome.pipeline.distributed import LaunchError, world_from_env
+
+    try:
+        return world_from_env()
+    except LaunchError as e:
+        raise fail(str(e)) from None
 
 
 # --------------------------------------------------------------------------- demo

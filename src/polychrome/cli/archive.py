@@ -1,0 +1,77 @@
+"""``polychrome colorize`` at archive scale: one worker of a torchrun / srun run, or one process writing a
+manifest (over :mod:`polychrome.pipeline.distributed`). Every worker prints its own failures, one line each;
+rank 0 prints the one summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from polychrome.cli.common import err_console, fail, load_colorizer, pick_device, say_error
+
+
+def colorize_archive(
+    inputs: list[str], output: Path, model: str | None, size: int | None, compare: bool, hint_list, hints_file,
+    overwrite: bool, device, precision: str, temperature: float | None, confidence: bool, manifest: Path | None,
+    world,
+) -> None:  # fmt: skip
+    from polychrome import hub
+    from polychrome.color.hints import HintError
+    from polychrome.pipeline.distributed import LaunchError, colorize_share, join, leave, plan_share
+
+    err = err_console()
+    if manifest is not None and manifest.is_dir():
+        raise fail(f"--manifest {manifest}: is a folder; give a file name such as run.jsonl")
+    share = plan_share(inputs, output, world, compare=compare, confidence=confidence)
+    if hint_list is not None and share.total > 1:
+        raise fail(f"--hints {hints_file}: hints belong to one photo, the inputs hold {share.total}; give exactly one photo")
+    if model is None:
+        model = "default" if hint_list is None else "hints"
+        if model == "hints" and "hints" not in hub.bundled_names() and share.total:
+            raise fail("the bundled 'hints' model is not in this installation; pass --model PATH to a trained hint model")
+    where = pick_device(device)
+    if where == "cuda" and world.size > 1:
+        where = f"cuda:{world.local_rank}"  # one device per worker on a node
+    colorizer = load_colorizer(model, where, precision) if share.jobs else None
+    if colorizer is not None:
+        try:
+            colorizer.decoding(temperature)
+            if confidence:
+                colorizer.check_confidence()
+        except ValueError as e:
+            raise fail(f"--{'confidence' if confidence else 'temperature'}: {e}") from None
+        if hint_list and not colorizer.card.takes_hints:
+            raise fail(f"model {model} cannot use colour hints; use a hint model such as 'hints'")
+    try:
+        join(world)
+    except LaunchError as e:
+        raise fail(str(e)) from None
+
+    if world.main:
+        for msg in share.problems:  # every worker planned them; one says so
+            say_error(msg, err)
+
+    def on_job(job, outcome, failure) -> None:
+        if failure is not None:
+            say_error(f"{hints_file}: {failure.error}" if isinstance(failure.error, HintError) else failure.message, err)
+
+    try:
+        summary = colorize_share(
+            colorizer, share, world, manifest=manifest, model_name=model, on_job=on_job, size=size, compare=compare,
+            hints=hint_list, temperature=temperature, overwrite=overwrite,
+        )  # fmt: skip
+    finally:
+        leave(world)
+    if world.main:
+        note = " (already there; --overwrite to redo them)" if summary.skipped else ""
+        workers = f"{summary.workers} worker{'s' if summary.workers > 1 else ''}"
+        typer.echo(
+            f"{summary.written} written, {summary.skipped} skipped{note}, {summary.failed} failed -> {output} "
+            f"({workers}, {summary.seconds:.1f} s, {summary.photos_per_second:.2f} photos/s)"
+            + (f"; manifest {manifest}" if manifest is not None else "")
+        )
+    # Under a launcher a worker exits 0 when the run itself completed: a non-zero exit would make torchrun
+    # report a crash (and restart the group); failures are in the summary, the error lines and the manifest.
+    if summary.failed and world.size <= 1:
+        raise typer.Exit(1)
