@@ -89,9 +89,18 @@ def join(world: World) -> None:
                 f"under srun set {' and '.join(missing)} (the first node's host name and a free port) so the "
                 "workers can find each other; see README 'Colourise an archive'"
             )
-    dist.init_process_group(
-        "gloo", rank=world.rank, world_size=world.size, init_method="env://", timeout=FINISH_TIMEOUT
-    )
+    store = None
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is not None and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's agent keeps one store across restarts: without a prefix per attempt a restarted worker
+        # can read the address a killed worker of the last attempt published, and never connect.
+        agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
+                              is_master=False, timeout=FINISH_TIMEOUT)  # fmt: skip
+        store = dist.PrefixStore(f"polychrome/attempt{restart}/", agent)
+    if store is None:
+        dist.init_process_group("gloo", rank=world.rank, world_size=world.size, timeout=FINISH_TIMEOUT)
+    else:
+        dist.init_process_group("gloo", store=store, rank=world.rank, world_size=world.size, timeout=FINISH_TIMEOUT)
 
 
 def leave(world: World) -> None:
