@@ -21,8 +21,8 @@ def colorize_archive(
     from polychrome.pipeline.distributed import LaunchError, colorize_share, join, leave, plan_share
 
     err = err_console()
-    if manifest is not None and manifest.is_dir():
-        raise fail(f"--manifest {manifest}: is a folder; give a file name such as run.jsonl")
+    if manifest is not None:
+        _check_manifest(manifest)
     share = plan_share(inputs, output, world, compare=compare, confidence=confidence)
     if hint_list is not None and share.total > 1:
         raise fail(f"--hints {hints_file}: hints belong to one photo, the inputs hold {share.total}; give exactly one photo")
@@ -75,3 +75,17 @@ def colorize_archive(
     # report a crash (and restart the group); failures are in the summary, the error lines and the manifest.
     if summary.failed and world.size <= 1:
         raise typer.Exit(1)
+
+
+def _check_manifest(manifest: Path) -> None:
+    """One line, before any work, for a manifest that cannot be written."""
+    import os
+
+    if manifest.is_dir():
+        raise fail(f"--manifest {manifest}: is a folder; give a file name such as run.jsonl")
+    try:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise fail(f"--manifest {manifest}: cannot make its folder ({e.strerror})") from None
+    if not os.access(manifest.parent, os.W_OK | os.X_OK) or (manifest.exists() and not os.access(manifest, os.W_OK)):
+        raise fail(f"--manifest {manifest}: cannot be written here (no write permission)")
