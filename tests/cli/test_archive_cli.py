@@ -44,6 +44,7 @@ def test_one_process_writes_the_manifest_and_a_rerun_updates_it(album, tmp_path,
     assert [(os.path.relpath(r["output"], out), r["status"]) for r in rows] == [
         ("a.jpg", "written"), ("broken.jpg", "failed"), ("deep/er/b.png", "written")]
     assert errors[0] == f"error: {rows[1]['error']}" and {r["rank"] for r in rows} == {0}
+    assert not torch.distributed.is_initialized()  # one plain process: no process group
     assert (out / "deep" / "er" / "b.png").is_file()  # the tree is mirrored
 
     (album / "broken.jpg").unlink()

@@ -25,11 +25,15 @@ def colorize_archive(
         _check_manifest(manifest)
     share = plan_share(inputs, output, world, compare=compare, confidence=confidence)
     if hint_list is not None and share.total > 1:
-        raise fail(f"--hints {hints_file}: hints belong to one photo, the inputs hold {share.total}; give exactly one photo")
+        raise fail(
+            f"--hints {hints_file}: hints belong to one photo, the inputs hold {share.total}; give exactly one photo"
+        )
     if model is None:
         model = "default" if hint_list is None else "hints"
         if model == "hints" and "hints" not in hub.bundled_names() and share.total:
-            raise fail("the bundled 'hints' model is not in this installation; pass --model PATH to a trained hint model")
+            raise fail(
+                "the bundled 'hints' model is not in this installation; pass --model PATH to a trained hint model"
+            )
     where = pick_device(device)
     if where == "cuda" and world.size > 1:
         where = f"cuda:{world.local_rank}"  # one device per worker on a node
@@ -54,7 +58,8 @@ def colorize_archive(
 
     def on_job(job, outcome, failure) -> None:
         if failure is not None:
-            say_error(f"{hints_file}: {failure.error}" if isinstance(failure.error, HintError) else failure.message, err)
+            hint_fault = isinstance(failure.error, HintError)  # a hint outside this photo
+            say_error(f"{hints_file}: {failure.error}" if hint_fault else failure.message, err)
 
     try:
         summary = colorize_share(
