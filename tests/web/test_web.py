@@ -254,7 +254,7 @@ def test_too_many_pixels_is_413_before_decoding():
 @pytest.mark.parametrize(
     "data, expect",
     [
-        (b"this is not an image", "notes.png: not an image file PIL can read"),
+        (b"this is not an image", "notes.png: not a photo polychrome reads (JPEG, PNG, WebP, BMP or TIFF)"),
         (grey_png(W, H)[:300], "notes.png: cannot read image"),  # truncated
         (b"", "notes.png: the uploaded file is empty"),
     ],

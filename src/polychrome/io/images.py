@@ -18,6 +18,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: File extensions polychrome reads (lower case, with the dot).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
+#: The only Pillow formats a photo is opened as, whatever its name says. Pillow knows about 40 formats;
+#: some hand the file to outside programs (EPS/PostScript to Ghostscript) or are rarely-used parsers, so a
+#: file that is not one of these is refused before any other decoder sees it. (A camera JPEG with extra
+#: preview images opens as JPEG and comes back as Pillow's MPO.)
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+_FORMAT_NAMES = "JPEG, PNG, WebP, BMP or TIFF"
+
 # Photos can be large; PIL's decompression-bomb guard stays on but at a level that admits 200 MP scans.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
@@ -90,11 +97,11 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=PHOTO_FORMATS) as im:
                 im.load()
                 return ImageOps.exif_transpose(im)
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file PIL can read") from None
+        raise ImageError(f"{path}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
 

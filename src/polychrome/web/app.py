@@ -210,7 +210,7 @@ def create_app(
         and returns its id. Colour in the photo is ignored: only its lightness is colourised.
 
         413: the file is over `max_upload_bytes` or the image over `max_pixels` (checked on the header,
-        before decoding); 422: not an image PIL can read."""
+        before decoding); 422: not a photo in a format polychrome reads (JPEG, PNG, WebP, BMP, TIFF)."""
         name = Path(file.filename or "photo").name
         fd, tmp = tempfile.mkstemp(prefix="polychrome-upload-", suffix=Path(name).suffix[:10])
         try:
