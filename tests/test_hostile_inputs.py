@@ -3,6 +3,8 @@ rest of the batch is done, and nothing outside the photo formats' own decoders e
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
@@ -36,3 +38,49 @@ def test_a_batch_refuses_the_document_and_does_the_photos(tmp_path, make_photo, 
     assert [j.dst.name for j in report.written] == ["good.png"]
     assert [f.src.name for f in report.failed] == ["photo.jpg"]
     assert "photo.jpg" in report.failed[0].message and "\n" not in report.failed[0].message
+
+
+# ------------------------------------------------------------------ float TIFF: NaN, Inf, out of range (item 6)
+def _float_tiff(path, broken: bool):
+    """A float ("F") TIFF on [0, 1], a smooth ramp; ``broken`` puts one NaN, one +Inf, one -Inf and one 7.5 in."""
+    a = np.tile(np.linspace(0.1, 0.9, 40, dtype=np.float32), (30, 1))
+    if broken:
+        a[0, 0], a[0, 1], a[0, 2], a[5, 5] = np.nan, np.inf, -np.inf, 7.5
+    Image.fromarray(a, "F").save(path)
+    return a
+
+
+def test_float_tiff_with_nan_inf_and_out_of_range_pixels_is_mended_with_one_warning(tmp_path):
+    from polychrome.io import ImageWarning, load_rgb
+
+    clean = _float_tiff(tmp_path / "clean.tif", broken=False)
+    _float_tiff(tmp_path / "scan.tif", broken=True)
+    with pytest.warns(ImageWarning) as caught:
+        rgb = load_rgb(tmp_path / "scan.tif")
+    assert len(caught) == 1
+    msg = str(caught[0].message)
+    assert msg.startswith(f"{tmp_path / 'scan.tif'}: ") and "\n" not in msg
+    assert "3 NaN/Inf" in msg and "1 value(s) outside [0, 1]" in msg, msg
+    assert np.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1
+    assert tuple(rgb[0, :3, 0]) == (0.0, 1.0, 0.0) and rgb[5, 5, 0] == 1.0
+    rest = np.ones(clean.shape, bool)
+    rest[0, :3] = rest[5, 5] = False
+    np.testing.assert_array_equal(rgb[..., 0][rest], clean[rest])  # not darkened or rescaled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(load_rgb(tmp_path / "clean.tif")[..., 1], clean)  # a good one: no warning
+
+
+def test_cli_colourises_a_broken_float_tiff_with_one_warning_line(tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from polychrome.cli import app
+
+    src = tmp_path / "scan.tif"
+    _float_tiff(src, broken=True)
+    r = CliRunner().invoke(app, ["colorize", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {src}: ") and "NaN/Inf" in lines[0], r.stderr
+    out = np.asarray(Image.open(tmp_path / "out" / "scan.tif").convert("L"), dtype=np.float32)
+    assert out.mean() > 60  # not the black photo a NaN used to give (the ramp's mean is 50% grey)

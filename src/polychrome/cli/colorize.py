@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from polychrome.cli.common import Device, Precision, app, err_console, fail, load_colorizer, pick_device, say_error
+from polychrome.cli.common import (
+    Device,
+    Precision,
+    app,
+    err_console,
+    fail,
+    load_colorizer,
+    pick_device,
+    say_error,
+    warnings_as_lines,
+)
 
 #: Sample colour photos shipped inside scikit-image's wheel (no download needed) used by `demo`.
 DEMO_SAMPLES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
@@ -129,7 +139,7 @@ def colorize(
 
     for msg in problems:
         say_error(msg, err)
-    with _progress(err) as bar:
+    with _progress(err) as bar, warnings_as_lines(err):
         task = bar.add_task("colorize", total=len(jobs), name="")
 
         def on_job(job, outcome, failure) -> None:

@@ -33,6 +33,25 @@ class ImageError(Exception):
     """A photo could not be read or written; the message names the file and the problem."""
 
 
+class ImageWarning(UserWarning):
+    """A photo was read, but something in it had to be mended (the message names the file and what)."""
+
+
+def finite_unit(a: np.ndarray, name: str) -> np.ndarray:
+    """Float pixel values onto [0, 1]: NaN -> 0, +Inf -> 1, -Inf -> 0, values outside [0, 1] clipped, with
+    one :class:`ImageWarning` naming ``name`` when anything was changed. One bad pixel must not turn the
+    whole photo black (NaN spreads through every later step) or rescale it."""
+    finite = np.isfinite(a)
+    n_bad = int(a.size - np.count_nonzero(finite))
+    n_out = int(np.count_nonzero(finite & ((a < 0) | (a > 1))))
+    if n_bad or n_out:
+        what = [f"{n_bad} NaN/Inf value(s) set to 0 or 1"] if n_bad else []
+        what += [f"{n_out} value(s) outside [0, 1] clipped"] if n_out else []
+        warnings.warn(ImageWarning(f"{name}: float pixels mended: {', '.join(what)}"), stacklevel=3)
+        a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return a
+
+
 def is_image_path(path: str | os.PathLike) -> bool:
     """True when the file name has one of :data:`IMAGE_EXTENSIONS`."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
@@ -61,11 +80,13 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     raise ImageError(f"{root}: no such file or folder")
 
 
-def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def pil_to_rgb_array(img: Image.Image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
     """Any PIL mode -> (RGB float32 array (H, W, 3) in [0, 1], alpha float32 (H, W) in [0, 1] or None).
 
     16-bit and 32-bit greyscale keep their precision; palette, CMYK, LA/RGBA are converted.
     Transparent pixels keep their colour values; the alpha is returned so a writer can put it back.
+    A float ("F") image is taken to be on [0, 1]: NaN/Inf and values outside it are mended by
+    :func:`finite_unit` (an :class:`ImageWarning` naming ``name``, the file a caller read).
     """
     alpha = None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -74,8 +95,8 @@ def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
             peak = 65535.0  # a 16-bit file is on the 16-bit scale even when it is dark (max <= 255)
         elif img.mode == "I":
             peak = 65535.0 if a.max() > 255 else 255.0  # 32-bit ints carry 8- or 16-bit data; guess from the range
-        else:
-            peak = max(1.0, float(a.max()))  # "F"
+        else:  # "F": 0..1 by convention; a stray bright or NaN pixel must not rescale the whole photo
+            return np.repeat(finite_unit(a, name)[..., None], 3, axis=2), None
         g = np.clip(a / peak, 0.0, 1.0)
         return np.repeat(g[..., None], 3, axis=2), None
     if img.mode == "P":
@@ -108,7 +129,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """A photo as RGB float32 (H, W, 3) in [0, 1], EXIF orientation applied. Raises :class:`ImageError`."""
-    return pil_to_rgb_array(open_image(path))[0]
+    return pil_to_rgb_array(open_image(path), str(path))[0]
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

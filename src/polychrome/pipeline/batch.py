@@ -81,7 +81,7 @@ def colorize_file(
     with timer("decode"):
         img = open_image(src)
     with timer("to_float"):
-        rgb, alpha = pil_to_rgb_array(img)
+        rgb, alpha = pil_to_rgb_array(img, str(src))
     with timer("rgb_to_l"):
         L = lightness(rgb)  # once: the grey panel of a comparison shares it
     out, pred = colorizer.colorize_lightness(
