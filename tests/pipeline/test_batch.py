@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from polychrome.io import ImageError
 from polychrome.pipeline.batch import Job, colorize_batch, plan
@@ -65,3 +66,25 @@ def test_batch_never_overwrites_an_input_and_refuses_collisions(album, tmp_path,
     assert len(twice.written) == 1 and not twice.failed
     clash = colorize_batch(tiny_model, [Job(a, out / "y.png"), Job(album / "sub" / "b.jpg", out / "y.png")])
     assert len(clash.written) == 1 and "is already the output of" in clash.failed[0].message
+
+
+def test_an_output_that_does_not_open_is_not_finished_and_is_redone(tmp_path, make_photo, tiny_model):
+    src = tmp_path / "in"
+    for name in ("empty.png", "junk.jpg", "cut.png", "cut.jpg", "good.png", "good.jpg"):
+        make_photo(src / name, 40, 30)
+    out = tmp_path / "out"
+    jobs, _ = plan([src], out)
+    assert len(colorize_batch(tiny_model, jobs).written) == 6
+    (out / "empty.png").write_bytes(b"")  # a full disk, a crashed copy, another tool
+    (out / "junk.jpg").write_bytes(b"this is not a jpeg")
+    for name in ("cut.png", "cut.jpg"):
+        data = (out / name).read_bytes()
+        (out / name).write_bytes(data[: len(data) // 2])
+    again = colorize_batch(tiny_model, jobs)
+    assert sorted(j.dst.name for j in again.written) == ["cut.jpg", "cut.png", "empty.png", "junk.jpg"]
+    assert sorted(j.dst.name for j in again.skipped) == ["good.jpg", "good.png"] and not again.failed
+    for name in ("empty.png", "junk.jpg", "cut.png", "cut.jpg"):
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.size == (40, 30)
+

@@ -10,6 +10,7 @@ from polychrome.io.images import (
     default_file_mode,
     find_images,
     grey_to_pil,
+    is_complete_image,
     is_image_path,
     is_inside,
     load_rgb,
@@ -23,7 +24,7 @@ from polychrome.io.images import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "Photo", "finite_unit", "default_file_mode", "find_images", "grey_to_pil", "is_image_path",
+    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "Photo", "finite_unit", "default_file_mode", "find_images", "grey_to_pil", "is_complete_image", "is_image_path",
     "is_inside", "load_rgb", "open_image", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic",
     "to_uint8", "to_uint16", "write_json_atomic",
 ]

@@ -80,6 +80,25 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     raise ImageError(f"{root}: no such file or folder")
 
 
+def is_complete_image(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a whole photo file, checked cheaply without decoding its pixels: its header
+    opens as one of :data:`PHOTO_FORMATS`, Pillow's ``verify()`` passes (PNG: every chunk and its CRC up to
+    the end) and a JPEG ends with its end-of-image marker. A zero-byte, foreign or cut-off file is not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a decompression-bomb warning is not "unfinished"
+            with Image.open(path, formats=PHOTO_FORMATS) as im:
+                fmt = im.format
+                im.verify()
+        if fmt in ("JPEG", "MPO"):
+            with open(path, "rb") as f:
+                f.seek(-2, os.SEEK_END)
+                return f.read(2) == b"\xff\xd9"
+        return True
+    except Exception:  # noqa: BLE001 -- any failure to read it back means it is not finished
+        return False
+
+
 def pil_to_rgb_array(img: Image.Image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
     """Any PIL mode -> (RGB float32 array (H, W, 3) in [0, 1], alpha float32 (H, W) in [0, 1] or None).
 

@@ -2,9 +2,10 @@
 
 :func:`plan` turns inputs (files, folders searched recursively, globs, ``.txt`` lists) into (source,
 output) pairs; :func:`colorize_batch` runs them and never overwrites an input, refuses two photos writing
-one output, does a photo named twice once, skips outputs that already exist (so re-running finishes an
-interrupted batch) unless ``overwrite``, writes every file atomically and collects per-photo errors instead
-of stopping: one broken photo must not stop a batch of thousands.
+one output, does a photo named twice once, skips outputs that already exist and open (so re-running
+finishes an interrupted batch, and redoes a zero-byte or cut-off output) unless ``overwrite``, writes every
+file atomically and collects per-photo errors instead of stopping: one broken photo must not stop a batch
+of thousands.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from polychrome.io import (
     ImageError,
     find_images,
     grey_to_pil,
+    is_complete_image,
     is_image_path,
     is_inside,
     open_image,
@@ -225,7 +227,8 @@ def colorize_batch(
 
     Never writes over an input photo (found by file identity, so links and other spellings are caught),
     refuses a second photo whose output (or confidence map) is already another's, does a photo planned
-    twice once, and skips a job whose outputs all exist unless ``overwrite``. Each failure is collected,
+    twice once, and skips a job whose outputs all exist and open (:func:`~polychrome.io.is_complete_image`)
+    unless ``overwrite``. Each failure is collected,
     not raised. ``on_job(job, outcome, failure)`` is called after every job with outcome ``"written"``,
     ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display).
     """
@@ -268,7 +271,8 @@ def _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, 
             raise ImageError(f"{job.src}: its confidence map {conf} is an input photo; refusing to overwrite it")
     if job.dst.exists() and _file_id(job.dst) in input_ids:
         raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
-    if job.dst.exists() and not overwrite and (conf is None or conf.exists()):
+    # Finished means readable: a zero-byte or cut-off file (a full disk, another tool) is redone.
+    if not overwrite and is_complete_image(job.dst) and (conf is None or is_complete_image(conf)):
         return "skipped"
     colorize_file(colorizer, job.src, job.dst, size=size, compare=compare, hints=hints, temperature=temperature,
                   confidence_path=conf, timer=timer)
