@@ -567,3 +567,35 @@ def test_console_script_passes_exit_codes_through(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["models"])
     assert e.value.code == 0
+
+
+def _count_colourisations(monkeypatch) -> list:
+    import polychrome.pipeline.batch as batch
+
+    calls = []
+    real = batch.colorize_file
+    monkeypatch.setattr(batch, "colorize_file", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    return calls
+
+
+def test_an_unwritable_output_folder_is_one_line_before_any_work(album, tmp_path, tiny_model_dir, monkeypatch):
+    calls = _count_colourisations(monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the output folder's parent should be")
+    r = invoke("colorize", album, "-o", blocker / "out", "--model", tiny_model_dir)
+    assert_one_line_error(r, str(blocker / "out"), "cannot write", code=2)
+    assert calls == []  # stopped before the first photo, not after all of them
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line_before_any_work(album, tmp_path, tiny_model_dir, monkeypatch):
+    calls = _count_colourisations(monkeypatch)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        r = invoke("colorize", album, "-o", out, "--model", tiny_model_dir)
+    finally:
+        out.chmod(0o755)
+    assert_one_line_error(r, str(out), "cannot write", code=2)
+    assert calls == [] and not list(out.iterdir())

@@ -97,6 +97,7 @@ def colorize(
     """
     from polychrome import hub
     from polychrome.color.hints import HintError, load_hint_file
+    from polychrome.io import ImageError, check_writable_folder
     from polychrome.pipeline.batch import colorize_batch, plan
 
     err = err_console()
@@ -109,6 +110,11 @@ def colorize(
         except HintError as e:
             raise fail(str(e)) from None
     jobs, problems = plan(inputs, output, compare=compare, confidence=confidence)
+    if jobs:
+        try:  # once, before the model loads: not one error per photo after all the work
+            check_writable_folder(output)
+        except ImageError as e:
+            raise fail(f"-o {e}") from None
     if hint_list is not None and len(jobs) > 1:
         raise fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
     if model is None:

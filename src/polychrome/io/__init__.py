@@ -6,6 +6,7 @@ from polychrome.io.images import (
     IMAGE_EXTENSIONS,
     ImageError,
     ImageWarning,
+    check_writable_folder,
     finite_unit,
     default_file_mode,
     find_images,
@@ -24,7 +25,7 @@ from polychrome.io.images import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "Photo", "finite_unit", "default_file_mode", "find_images", "grey_to_pil", "is_complete_image", "is_image_path",
+    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "Photo", "check_writable_folder", "finite_unit", "default_file_mode", "find_images", "grey_to_pil", "is_complete_image", "is_image_path",
     "is_inside", "load_rgb", "open_image", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic",
     "to_uint8", "to_uint16", "write_json_atomic",
 ]

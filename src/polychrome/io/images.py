@@ -6,6 +6,7 @@ Errors a person can cause (missing file, not an image, truncated file) are raise
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -205,6 +206,28 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Make sure photos can be written into ``folder`` without creating it: an existing folder must take a
+    temporary file (made and removed, the way :func:`save_image_atomic` writes); for a missing one, its
+    nearest existing parent must be a folder that takes a new sub-folder. Raises :class:`ImageError`
+    naming ``folder``, so a batch stops before any work instead of failing once per photo after it."""
+    folder = Path(folder)
+    try:
+        probe = folder
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{probe} is not a folder")
+        if probe == folder:
+            fd, tmp = tempfile.mkstemp(prefix=".polychrome-write-test.", suffix=".part", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".polychrome-write-test.", dir=probe))
+    except OSError as e:
+        raise ImageError(f"{folder}: cannot write photos there ({e.strerror or e})") from None
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> Path:
