@@ -599,3 +599,40 @@ def test_a_read_only_output_folder_is_one_line_before_any_work(album, tmp_path, 
         out.chmod(0o755)
     assert_one_line_error(r, str(out), "cannot write", code=2)
     assert calls == [] and not list(out.iterdir())
+
+
+def test_every_file_in_a_folder_is_colourised_or_named(tmp_path, make_photo, tiny_model_dir):
+    src = tmp_path / "in"
+    make_photo(src / "a.jpg", 20, 20)
+    elsewhere = make_photo(tmp_path / "elsewhere" / "linked.png", 20, 20).parent
+    (src / "by-link").symlink_to(elsewhere, target_is_directory=True)  # a linked sub-folder is followed
+    (src / "loop").symlink_to(src, target_is_directory=True)  # and a link back up cannot loop
+    Image.new("L", (8, 8)).save(src / "anim.gif")
+    for name in ("b.avif", "c.heic", "d.psd", "e.svg"):
+        (src / name).write_bytes(b"a photo in a format polychrome does not read")
+    (src / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (src / "notes.txt").write_text("not a photo")
+    (src / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "out"
+    r = invoke("colorize", src, "-o", out, "--model", tiny_model_dir)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = error_lines(r.stderr)
+    for name, fmt in (("anim.gif", "GIF"), ("b.avif", "AVIF"), ("c.heic", "HEIC"), ("d.psd", "Photoshop"),
+                      ("e.svg", "SVG"), ("gone.jpg", "link to nothing")):  # fmt: skip
+        named = [ln for ln in lines if f"{src / name}:" in ln]
+        assert len(named) == 1 and fmt in named[0], (name, r.stderr)
+    notes = [ln for ln in lines if ln.startswith("note:")]
+    assert len(notes) == 1 and "2 other file(s)" in notes[0] and "notes.txt" in notes[0], r.stderr
+    assert len(lines) == 7, r.stderr  # nothing else, no line per photo done
+    assert "2 written, 0 skipped, 6 failed" in r.stdout
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.jpg", "by-link/linked.png"]
+
+
+def test_a_folder_of_only_unread_photos_is_never_a_silent_success(tmp_path, tiny_model_dir):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("L", (8, 8)).save(src / "x.gif")
+    (src / "y.heic").write_bytes(b"a HEIC photo")
+    r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert r.exit_code == 1 and "0 written, 0 skipped, 2 failed" in r.stdout, r.output
+    assert len(error_lines(r.stderr)) == 2

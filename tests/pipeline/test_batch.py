@@ -88,3 +88,12 @@ def test_an_output_that_does_not_open_is_not_finished_and_is_redone(tmp_path, ma
             im.load()
             assert im.size == (40, 30)
 
+
+
+def test_a_glob_names_the_photos_it_cannot_read(tmp_path, make_photo):
+    make_photo(tmp_path / "in" / "a.png", 10, 10)
+    (tmp_path / "in" / "b.heic").write_bytes(b"a HEIC photo")
+    (tmp_path / "in" / "notes.md").write_text("not a photo")
+    jobs, problems = plan([str(tmp_path / "in" / "*")], tmp_path / "out")
+    assert [j.src.name for j in jobs] == ["a.png"]
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'in' / 'b.heic'}: HEIC photos are not read")

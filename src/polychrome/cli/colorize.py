@@ -17,6 +17,7 @@ from polychrome.cli.common import (
     load_colorizer,
     pick_device,
     say_error,
+    say_note,
     warnings_as_lines,
 )
 
@@ -109,7 +110,8 @@ def colorize(
             hint_list = load_hint_file(hints)  # its errors name the file
         except HintError as e:
             raise fail(str(e)) from None
-    jobs, problems = plan(inputs, output, compare=compare, confidence=confidence)
+    notes: list[str] = []
+    jobs, problems = plan(inputs, output, compare=compare, confidence=confidence, notes=notes)
     if jobs:
         try:  # once, before the model loads: not one error per photo after all the work
             check_writable_folder(output)
@@ -143,6 +145,8 @@ def colorize(
                 "(polychrome colorize --hints FILE uses it by default)"
             )
 
+    for msg in notes:
+        say_note(msg, err)
     for msg in problems:
         say_error(msg, err)
     with _progress(err) as bar, warnings_as_lines(err):

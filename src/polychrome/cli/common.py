@@ -43,6 +43,11 @@ def say_error(message: str, console: Console | None = None) -> None:
     (console or err_console()).print(Text(f"error: {message}", style="red"), soft_wrap=True)
 
 
+def say_note(message: str, console: Console | None = None) -> None:
+    """One line on stderr accounting for something left alone on purpose (not an error)."""
+    (console or err_console()).print(Text(f"note: {message}", style="dim"), soft_wrap=True)
+
+
 def say_warning(message: str, console: Console | None = None) -> None:
     """One line on stderr for something mended or left alone that a person should know about."""
     (console or err_console()).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)

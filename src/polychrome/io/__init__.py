@@ -4,12 +4,14 @@ The only place that knows about PIL and files, and the one 8-bit quantiser (:fun
 from polychrome.io.arrays import Photo, read_photo
 from polychrome.io.images import (
     IMAGE_EXTENSIONS,
+    UNREAD_PHOTO_FORMATS,
+    FolderScan,
     ImageError,
     ImageWarning,
     check_writable_folder,
-    finite_unit,
     default_file_mode,
     find_images,
+    finite_unit,
     grey_to_pil,
     is_complete_image,
     is_image_path,
@@ -19,13 +21,16 @@ from polychrome.io.images import (
     pil_to_rgb_array,
     rgb_array_to_pil,
     save_image_atomic,
+    scan_folder,
     to_uint8,
     to_uint16,
+    unread_photo_format,
     write_json_atomic,
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "Photo", "check_writable_folder", "finite_unit", "default_file_mode", "find_images", "grey_to_pil", "is_complete_image", "is_image_path",
-    "is_inside", "load_rgb", "open_image", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic",
-    "to_uint8", "to_uint16", "write_json_atomic",
+    "check_writable_folder", "default_file_mode", "find_images", "finite_unit", "FolderScan", "grey_to_pil",
+    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "is_complete_image", "is_image_path", "is_inside", "load_rgb",
+    "open_image", "Photo", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder",
+    "to_uint8", "to_uint16", "unread_photo_format", "UNREAD_PHOTO_FORMATS", "write_json_atomic",
 ]

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,16 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: preview images opens as JPEG and comes back as Pillow's MPO.)
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 _FORMAT_NAMES = "JPEG, PNG, WebP, BMP or TIFF"
+
+#: Photo formats polychrome does not read, by extension: a folder's files of these are named, one line
+#: each, never passed over in silence (a person expects them colourised).
+UNREAD_PHOTO_FORMATS = {
+    ".gif": "GIF", ".avif": "AVIF", ".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
+    ".j2k": "JPEG 2000", ".psd": "Photoshop", ".xcf": "GIMP", ".svg": "SVG", ".ico": "icon", ".tga": "TGA",
+    ".pcx": "PCX", ".ppm": "PPM", ".pgm": "PGM", ".pbm": "PBM", ".pnm": "PNM", ".exr": "OpenEXR", ".hdr": "HDR",
+    ".dng": "camera raw", ".cr2": "camera raw", ".cr3": "camera raw", ".nef": "camera raw", ".arw": "camera raw",
+    ".orf": "camera raw", ".rw2": "camera raw", ".raf": "camera raw", ".pef": "camera raw", ".srw": "camera raw",
+}  # fmt: skip
 
 # Photos can be large; PIL's decompression-bomb guard stays on but at a level that admits 200 MP scans.
 Image.MAX_IMAGE_PIXELS = 200_000_000
@@ -67,12 +78,65 @@ def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
         return False
 
 
+def unread_photo_format(path: str | os.PathLike) -> str | None:
+    """The name of the photo format ``path``'s extension says, when it is one polychrome does not read."""
+    return UNREAD_PHOTO_FORMATS.get(Path(path).suffix.lower())
+
+
+@dataclass
+class FolderScan:
+    """Every file under a folder, accounted for by :func:`scan_folder`. Each list is sorted."""
+
+    photos: list[Path] = field(default_factory=list)  # what polychrome reads (by extension)
+    unread: list[Path] = field(default_factory=list)  # photos in a format it does not read
+    broken_links: list[Path] = field(default_factory=list)  # links to nothing
+    others: list[Path] = field(default_factory=list)  # anything else: not photos, or hidden files
+
+
+def scan_folder(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> FolderScan:
+    """Every file under ``root``, sorted into :class:`FolderScan`'s lists, the folder ``exclude`` (an output
+    folder inside ``root``) left out. Linked sub-folders are followed, each real folder searched once (a link
+    back up the tree cannot loop); paths keep the link's name, so outputs mirror the tree as a person sees it.
+    Hidden files (``.name``) are "others"."""
+    root = Path(root)
+    scan = FolderScan()
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        seen.add(os.path.realpath(dirpath))
+        keep = []
+        for d in sorted(dirnames):
+            sub = os.path.join(dirpath, d)
+            if os.path.realpath(sub) in seen or (exclude is not None and is_inside(sub, exclude)):
+                continue
+            seen.add(os.path.realpath(sub))
+            keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            p = Path(dirpath, name)
+            if not p.exists():
+                scan.broken_links.append(p)
+            elif exclude is not None and is_inside(p, exclude):
+                continue
+            elif name.startswith(".") or not p.is_file():
+                scan.others.append(p)
+            elif is_image_path(p):
+                scan.photos.append(p)
+            elif unread_photo_format(p):
+                scan.unread.append(p)
+            else:
+                scan.others.append(p)
+    for part in (scan.photos, scan.unread, scan.broken_links, scan.others):
+        part.sort()
+    return scan
+
+
 def find_images(root: str | os.PathLike) -> list[Path]:
-    """Photos under ``root``: a folder (searched recursively), one image file, or a ``.txt`` list of paths
-    (one per line, relative to the list's folder; blank lines and ``#`` comments ignored). Sorted."""
+    """Photos under ``root``: a folder (searched recursively, linked sub-folders followed: :func:`scan_folder`),
+    one image file, or a ``.txt`` list of paths (one per line, relative to the list's folder; blank lines and
+    ``#`` comments ignored). Sorted."""
     root = Path(root)
     if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
+        return scan_folder(root).photos
     if root.suffix.lower() == ".txt" and root.is_file():
         lines = [ln.strip() for ln in root.read_text().splitlines()]
         return [root.parent / ln for ln in lines if ln and not ln.startswith("#")]

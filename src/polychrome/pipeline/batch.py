@@ -31,10 +31,13 @@ from polychrome.io import (
     pil_to_rgb_array,
     rgb_array_to_pil,
     save_image_atomic,
+    scan_folder,
+    unread_photo_format,
 )
 from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
 
 _GLOB_CHARS = set("*?[")
+READS = "it reads JPEG, PNG, WebP, BMP and TIFF; convert it to one of those"
 
 
 def confidence_path(dst: str | os.PathLike) -> Path:
@@ -125,11 +128,18 @@ def _glob_base(pattern: str) -> Path:
 
 
 def plan(
-    inputs: list[str | os.PathLike], out_dir: str | os.PathLike, compare: bool = False, confidence: bool = False
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    compare: bool = False,
+    confidence: bool = False,
+    notes: list[str] | None = None,
 ) -> tuple[list[Job], list[str]]:
-    """Expand inputs into jobs, and one-line problems for inputs that give none.
+    """Expand inputs into jobs, and one-line problems for inputs (or files in them) that give none.
 
-    A folder is searched recursively and mirrored under ``out_dir``; a file lands as ``out_dir/NAME``; a
+    A folder is searched recursively (linked sub-folders followed) and mirrored under ``out_dir``; every
+    file in it is accounted for: a photo in a format polychrome does not read (:data:`UNREAD_PHOTO_FORMATS`)
+    or a link to nothing is a problem naming it, and the count of other files (not photos, hidden) is
+    appended to ``notes`` when a list is given; a file lands as ``out_dir/NAME``; a
     ``.txt`` list keeps its entries' paths below the list's folder; a glob (one the shell left alone) keeps
     the path below its first wildcard. Photos already inside ``out_dir`` (when it sits inside an input
     folder) are earlier outputs, not inputs. ``compare`` names outputs ``NAME.compare.EXT`` (side-by-side
@@ -145,9 +155,14 @@ def plan(
             if p.resolve() == out_dir.resolve():
                 problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
                 continue
-            found = [f for f in find_images(p) if not is_inside(f, out_dir)]
-            pairs = [(f, f.relative_to(p)) for f in found]
-            if not pairs:
+            scan = scan_folder(p, exclude=out_dir)
+            pairs = [(f, f.relative_to(p)) for f in scan.photos]
+            problems += [f"{f}: {unread_photo_format(f)} photos are not read by polychrome ({READS})" for f in scan.unread]
+            problems += [f"{f}: a link to nothing; skipped" for f in scan.broken_links]
+            if scan.others and notes is not None:
+                names = ", ".join(f.name for f in scan.others[:5]) + (", ..." if len(scan.others) > 5 else "")
+                notes.append(f"{arg}: {len(scan.others)} other file(s) left alone, not photos or hidden ({names})")
+            if not pairs and not scan.unread and not scan.broken_links:
                 problems.append(f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
             try:
@@ -163,9 +178,11 @@ def plan(
         elif _GLOB_CHARS & set(arg):
             base = _glob_base(arg)
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
-            files = [m for m in matches if m.is_file() and is_image_path(m) and not is_inside(m, out_dir)]
-            pairs = [(m, m.relative_to(base)) for m in files]
-            if not pairs:
+            matches = [m for m in matches if m.is_file() and not is_inside(m, out_dir)]
+            pairs = [(m, m.relative_to(base)) for m in matches if is_image_path(m)]
+            unread = [m for m in matches if unread_photo_format(m)]
+            problems += [f"{m}: {unread_photo_format(m)} photos are not read by polychrome ({READS})" for m in unread]
+            if not pairs and not unread:
                 problems.append(f"{arg}: no photos match this pattern")
         else:
             problems.append(f"{arg}: no such file or folder")
