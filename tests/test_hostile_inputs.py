@@ -12,11 +12,14 @@ from PIL import EpsImagePlugin, Image
 from polychrome.io import ImageError, open_image
 from polychrome.pipeline.batch import colorize_batch, plan
 
-EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nnewpath 0 0 moveto 16 16 lineto stroke\nshowpage\n"
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nnewpath 0 0 moveto 16 16 lineto stroke\n"
 
 
 # ------------------------------------------------------------------ only photo formats are opened (item 12)
-@pytest.mark.parametrize("content", [EPS, b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"], ids=["eps", "pdf"])
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n"
+
+
+@pytest.mark.parametrize("content", [EPS, PDF], ids=["eps", "pdf"])
 def test_a_document_named_like_a_photo_is_refused_before_any_decoder_runs(tmp_path, monkeypatch, content):
     opened = []
     monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(self))

@@ -625,7 +625,8 @@ def test_every_file_in_a_folder_is_colourised_or_named(tmp_path, make_photo, tin
     assert len(notes) == 1 and "2 other file(s)" in notes[0] and "notes.txt" in notes[0], r.stderr
     assert len(lines) == 7, r.stderr  # nothing else, no line per photo done
     assert "2 written, 0 skipped, 6 failed" in r.stdout
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.jpg", "by-link/linked.png"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.jpg", "by-link/linked.png"]
 
 
 def test_a_folder_of_only_unread_photos_is_never_a_silent_success(tmp_path, tiny_model_dir):
@@ -636,3 +637,31 @@ def test_a_folder_of_only_unread_photos_is_never_a_silent_success(tmp_path, tiny
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir)
     assert r.exit_code == 1 and "0 written, 0 skipped, 2 failed" in r.stdout, r.output
     assert len(error_lines(r.stderr)) == 2
+
+
+def test_output_file_for_one_photo_writes_that_file(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "scan.png", 30, 20)
+    result = tmp_path / "done" / "result.jpg"
+    r = invoke("colorize", src, "-o", result, "--model", tiny_model_dir)
+    assert r.exit_code == 0, r.output
+    assert result.is_file() and not (result / "scan.png").exists()
+    with Image.open(result) as im:
+        assert (im.format, im.size) == ("JPEG", (30, 20))
+    again = invoke("colorize", src, "-o", result, "--model", tiny_model_dir)
+    assert again.exit_code == 0 and "0 written, 1 skipped" in again.stdout, again.output
+    two = invoke("colorize", src, make_photo(tmp_path / "b.png", 8, 8), "-o", tmp_path / "two.jpg", "--model",
+                 tiny_model_dir)  # fmt: skip
+    assert_one_line_error(two, "two.jpg", "2 photos", "folder", code=2)
+    assert not (tmp_path / "two.jpg").exists()
+    gif = invoke("colorize", src, "-o", tmp_path / "result.gif", "--model", tiny_model_dir)
+    assert_one_line_error(gif, "result.gif", "GIF", code=2)
+    assert not (tmp_path / "result.gif").exists()
+
+
+def test_a_list_file_not_named_txt_says_what_a_list_is(tmp_path, make_photo, tiny_model_dir):
+    make_photo(tmp_path / "a.png", 8, 8)
+    lst = tmp_path / "photos.lst"
+    lst.write_text("a.png\n")
+    r = invoke("colorize", lst, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    line = assert_one_line_error(r, str(lst), ".txt", "one photo path per line", code=1)
+    assert "cannot read" not in line

@@ -39,7 +39,8 @@ class Photo:
 
 def read_photo(img) -> Photo:
     """A PIL image (any mode; EXIF orientation is NOT applied to an in-memory image) or a numpy array (H, W)
-    or (H, W, 1|3|4) of uint8 0-255, uint16 0-65535 or float in [0, 1] (clipped; NaN/Inf mended with an ImageWarning) -> :class:`Photo`.
+    or (H, W, 1|3|4) of uint8 0-255, uint16 0-65535 or float in [0, 1] (clipped; NaN/Inf mended with an
+    ImageWarning) -> :class:`Photo`.
 
     Raises TypeError for another type or dtype, ValueError for another shape."""
     if isinstance(img, Image.Image):

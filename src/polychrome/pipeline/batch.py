@@ -10,6 +10,7 @@ of thousands.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 from collections.abc import Callable
@@ -37,7 +38,11 @@ from polychrome.io import (
 from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
 
 _GLOB_CHARS = set("*?[")
-READS = "it reads JPEG, PNG, WebP, BMP and TIFF; convert it to one of those"
+
+
+def _unread(path) -> str:
+    return (f"{path}: {unread_photo_format(path)} photos are not read by polychrome "
+            "(it reads JPEG, PNG, WebP, BMP and TIFF; convert it to one of those)")  # fmt: skip
 
 
 def confidence_path(dst: str | os.PathLike) -> Path:
@@ -127,6 +132,18 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
+def _is_text(path: Path) -> bool:
+    """True when the file's first 4 KB are non-empty UTF-8 text without NUL bytes: a list, never a photo
+    (every photo format's header has a NUL or a byte that is not UTF-8)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(head) and b"\0" not in head
+
+
 def plan(
     inputs: list[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -141,7 +158,8 @@ def plan(
     or a link to nothing is a problem naming it, and the count of other files (not photos, hidden) is
     appended to ``notes`` when a list is given; a file lands as ``out_dir/NAME``; a
     ``.txt`` list keeps its entries' paths below the list's folder; a glob (one the shell left alone) keeps
-    the path below its first wildcard. Photos already inside ``out_dir`` (when it sits inside an input
+    the path below its first wildcard. A text file that is not named ``.txt`` is refused with a line that
+    says what a list is, not read as a photo. Photos already inside ``out_dir`` (when it sits inside an input
     folder) are earlier outputs, not inputs. ``compare`` names outputs ``NAME.compare.EXT`` (side-by-side
     pictures never stand in for, or skip, real outputs); ``confidence`` adds ``NAME.confidence.png``.
     """
@@ -157,7 +175,7 @@ def plan(
                 continue
             scan = scan_folder(p, exclude=out_dir)
             pairs = [(f, f.relative_to(p)) for f in scan.photos]
-            problems += [f"{f}: {unread_photo_format(f)} photos are not read by polychrome ({READS})" for f in scan.unread]
+            problems += [_unread(f) for f in scan.unread]
             problems += [f"{f}: a link to nothing; skipped" for f in scan.broken_links]
             if scan.others and notes is not None:
                 names = ", ".join(f.name for f in scan.others[:5]) + (", ..." if len(scan.others) > 5 else "")
@@ -173,7 +191,14 @@ def plan(
             pairs = [(f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name)) for f in listed]
             if not pairs:
                 problems.append(f"{arg}: the list names no photos")
-        elif p.is_file():
+        elif p.is_file() and unread_photo_format(p):
+            problems.append(_unread(arg))
+            continue
+        elif p.is_file() and not is_image_path(p) and _is_text(p):
+            problems.append(f"{arg}: a text file, not a photo; a list of photos must be named *.txt "
+                            "(one photo path per line, relative to the list's folder; # starts a comment)")  # fmt: skip
+            continue
+        elif p.is_file():  # a photo (also one without a photo extension: its decoder decides)
             pairs = [(p, Path(p.name))]
         elif _GLOB_CHARS & set(arg):
             base = _glob_base(arg)
@@ -181,7 +206,7 @@ def plan(
             matches = [m for m in matches if m.is_file() and not is_inside(m, out_dir)]
             pairs = [(m, m.relative_to(base)) for m in matches if is_image_path(m)]
             unread = [m for m in matches if unread_photo_format(m)]
-            problems += [f"{m}: {unread_photo_format(m)} photos are not read by polychrome ({READS})" for m in unread]
+            problems += [_unread(m) for m in unread]
             if not pairs and not unread:
                 problems.append(f"{arg}: no photos match this pattern")
         else:
