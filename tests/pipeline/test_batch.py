@@ -97,3 +97,54 @@ def test_a_glob_names_the_photos_it_cannot_read(tmp_path, make_photo):
     jobs, problems = plan([str(tmp_path / "in" / "*")], tmp_path / "out")
     assert [j.src.name for j in jobs] == ["a.png"]
     assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'in' / 'b.heic'}: HEIC photos are not read")
+
+
+# --------------------------------------------------------------------------- archive metadata
+DATE = "1931:06:01 12:00:00"
+KEPT = {0x010E: "Grandma at the lake", 0x010F: "Kodak", 0x0110: "Brownie No. 2", 0x8298: "(c) the Miller family",
+        0x0132: DATE}  # fmt: skip
+
+
+def _archive_photo(path, w: int = 30, h: int = 20, orientation: int = 6):
+    """A photo with the EXIF an archive cares about (and a rotation), an sRGB ICC profile and 300 DPI."""
+    import numpy as np
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    for tag, value in KEPT.items():
+        exif[tag] = value
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x9003] = DATE  # DateTimeOriginal
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = (np.random.default_rng(0).random((h, w, 3)) * 255).astype("uint8")
+    Image.fromarray(rgb).save(path, exif=exif.tobytes(), icc_profile=icc, dpi=(300, 300))
+    return icc
+
+
+@pytest.mark.parametrize("src_ext", ["jpg", "tif", "png"])
+@pytest.mark.parametrize("dst_ext", ["jpg", "tif", "png"])
+def test_exif_icc_and_dpi_survive_colourisation(tmp_path, tiny_model, src_ext, dst_ext):
+    from polychrome.pipeline.batch import colorize_file
+
+    src = tmp_path / f"scan.{src_ext}"
+    icc = _archive_photo(src)
+    dst = colorize_file(tiny_model, src, tmp_path / "out" / f"scan.{dst_ext}")
+    with Image.open(dst) as im:
+        exif = im.getexif()
+        assert im.size == (20, 30)  # stood upright on reading ...
+        assert exif.get(0x0112, 1) == 1  # ... so the orientation is reset, not applied twice
+        assert {tag: exif.get(tag) for tag in KEPT} == KEPT
+        assert exif.get_ifd(0x8769).get(0x9003) == DATE
+        assert im.info.get("icc_profile") == icc
+        assert im.info.get("dpi") == pytest.approx((300, 300), abs=0.01)
+
+
+def test_a_grey_or_cmyk_icc_profile_is_not_put_on_a_colour_output(tmp_path, tiny_model):
+    from polychrome.pipeline.batch import colorize_file
+
+    src = tmp_path / "grey.png"
+    icc = bytearray(_archive_photo(src))
+    icc[16:20] = b"GRAY"  # a scanned black-and-white photo's profile
+    Image.open(src).save(src, icc_profile=bytes(icc))
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out.png")) as im:
+        assert "icc_profile" not in im.info

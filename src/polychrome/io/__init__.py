@@ -5,6 +5,7 @@ from polychrome.io.arrays import Photo, read_photo
 from polychrome.io.images import (
     IMAGE_EXTENSIONS,
     UNREAD_PHOTO_FORMATS,
+    ArchiveMetadata,
     FolderScan,
     ImageError,
     ImageWarning,
@@ -17,7 +18,9 @@ from polychrome.io.images import (
     is_image_path,
     is_inside,
     load_rgb,
+    archive_metadata,
     open_image,
+    read_image,
     pil_to_rgb_array,
     rgb_array_to_pil,
     save_image_atomic,
@@ -29,6 +32,7 @@ from polychrome.io.images import (
 )
 
 __all__ = [
+    "ArchiveMetadata", "archive_metadata", "read_image",
     "check_writable_folder", "default_file_mode", "find_images", "finite_unit", "FolderScan", "grey_to_pil",
     "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "is_complete_image", "is_image_path", "is_inside", "load_rgb",
     "open_image", "Photo", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder",

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -192,8 +192,78 @@ def pil_to_rgb_array(img: Image.Image, name: str = "image") -> tuple[np.ndarray,
     return np.asarray(img, dtype=np.float32) / 255.0, alpha
 
 
+# ------------------------------------------------------------------------ what an archive keeps
+
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+#: The first IFD's descriptive tags kept in an output (a TIFF's first IFD also holds its own layout --
+#: strips, sizes, compression -- which must never be copied): ImageDescription, Make, Model, Software,
+#: DateTime, Artist, HostComputer, Copyright and Windows' XP title/comment/author/keywords/subject.
+#: Orientation is left out on purpose: the written pixels already stand upright.
+_KEPT_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x013C, 0x8298, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F)
+#: Exif sub-IFD tags dropped: MakerNote (vendor data with offsets into the original file) and the
+#: interoperability pointer (an offset that would dangle).
+_DROPPED_EXIF_TAGS = (0x927C, 0xA005)
+#: What each output format can carry (Pillow's save arguments).
+_FORMAT_METADATA = {
+    "JPEG": ("exif", "icc_profile", "dpi"),
+    "PNG": ("exif", "icc_profile", "dpi"),
+    "TIFF": ("exif", "icc_profile", "dpi"),
+    "WEBP": ("exif", "icc_profile"),
+    "BMP": ("dpi",),
+}
+_JPEG_EXIF_MAX = 65533  # one APP1 segment
+
+
+@dataclass(frozen=True)
+class ArchiveMetadata:
+    """What an archive keeps of a photo, to be written into its colour version: EXIF (date, camera,
+    description, copyright, GPS; no orientation, maker notes or thumbnail), an RGB ICC profile and the DPI."""
+
+    exif: bytes | None = None  # a TIFF-structured EXIF block, as Pillow's ``exif=`` takes it
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+    def save_kwargs(self, fmt: str) -> dict:
+        """Pillow ``save`` arguments for the parts ``fmt`` (a Pillow format name) can carry."""
+        kw = {k: v for k, v in asdict(self).items() if v is not None and k in _FORMAT_METADATA.get(fmt, ())}
+        if fmt == "JPEG" and len(kw.get("exif", b"")) > _JPEG_EXIF_MAX:
+            del kw["exif"]  # too large for a JPEG; the photo matters more than its EXIF
+        return kw
+
+
+def archive_metadata(img: Image.Image, name: str = "image") -> ArchiveMetadata:
+    """The :class:`ArchiveMetadata` of a photo as opened (before any transpose: a TIFF's tags live in the
+    file's own IFD). Unreadable EXIF is left out with an :class:`ImageWarning` naming ``name``."""
+    exif_bytes = None
+    try:
+        src = img.getexif()
+        out = Image.Exif()
+        for tag in _KEPT_TAGS:
+            if tag in src:
+                out[tag] = src[tag]
+        for ifd in (_EXIF_IFD, _GPS_IFD):
+            sub = {k: v for k, v in src.get_ifd(ifd).items() if k not in _DROPPED_EXIF_TAGS}
+            if sub:
+                out.get_ifd(ifd).update(sub)
+        data = out.tobytes()
+        exif_bytes = data if len(out) or out.get_ifd(_EXIF_IFD) or out.get_ifd(_GPS_IFD) else None
+    except Exception as e:  # noqa: BLE001 -- broken EXIF must not cost the photo
+        warnings.warn(ImageWarning(f"{name}: EXIF not copied, it cannot be read ({type(e).__name__})"), stacklevel=2)
+    icc = img.info.get("icc_profile")
+    # Only an RGB profile describes the colour output; a grey or CMYK input's profile would mislabel it.
+    icc = icc if isinstance(icc, bytes) and icc[16:20] == b"RGB " else None
+    dpi = img.info.get("dpi")
+    ok = isinstance(dpi, tuple) and len(dpi) == 2 and all(np.isfinite(float(d)) and float(d) > 0 for d in dpi)
+    return ArchiveMetadata(exif_bytes, icc, (float(dpi[0]), float(dpi[1])) if ok else None)
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open a photo with its EXIF orientation applied, fully decoded. Raises :class:`ImageError`."""
+    return read_image(path)[0]
+
+
+def read_image(path: str | os.PathLike) -> tuple[Image.Image, ArchiveMetadata]:
+    """:func:`open_image`, and the photo's :class:`ArchiveMetadata` for its colour version."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -204,7 +274,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=PHOTO_FORMATS) as im:
                 im.load()
-                return ImageOps.exif_transpose(im)
+                meta = archive_metadata(im, str(path))
+                return ImageOps.exif_transpose(im), meta
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -247,9 +318,12 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
+def save_image_atomic(
+    img: Image.Image, path: str | os.PathLike, metadata: ArchiveMetadata | None = None, **save_kwargs
+) -> None:
     """Write ``img`` to ``path`` so that ``path`` is either absent or complete: write a temporary file in
-    the same folder, then rename it. The format follows the extension. Raises :class:`ImageError`."""
+    the same folder, then rename it. The format follows the extension; ``metadata`` (a source photo's, from
+    :func:`read_image`) is written where the format can carry it. Raises :class:`ImageError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(path.suffix.lower())
@@ -259,6 +333,8 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
         img = img.convert("RGB")  # JPEG has no alpha
     if fmt == "JPEG":
         save_kwargs.setdefault("quality", 95)
+    for key, value in (metadata.save_kwargs(fmt) if metadata is not None else {}).items():
+        save_kwargs.setdefault(key, value)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:

@@ -28,7 +28,7 @@ from polychrome.io import (
     is_complete_image,
     is_image_path,
     is_inside,
-    open_image,
+    read_image,
     pil_to_rgb_array,
     rgb_array_to_pil,
     save_image_atomic,
@@ -72,7 +72,8 @@ def colorize_file(
     its extension).
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
-    when the output format has one. ``compare`` writes grey | colour side by side. ``hints`` are in pixel
+    when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile and the DPI
+    (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them. ``compare`` writes grey | colour side by side. ``hints`` are in pixel
     coordinates of the upright photo (as a viewer shows it), for a hint model only. ``confidence_path``
     (a model that gives confidence) also writes the confidence map from the same model call, as an 8-bit
     greyscale image of the photo's size (white = the model expects its colour to be right), before ``dst``,
@@ -89,7 +90,7 @@ def colorize_file(
         if hints:
             raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
     with timer("decode"):
-        img = open_image(src)
+        img, metadata = read_image(src)
     with timer("to_float"):
         rgb, alpha = pil_to_rgb_array(img, str(src))
     with timer("rgb_to_l"):
@@ -107,7 +108,7 @@ def colorize_file(
     with timer("to_8bit"):
         img = rgb_array_to_pil(out, alpha)
     with timer("encode"):
-        save_image_atomic(img, dst)
+        save_image_atomic(img, dst, metadata)
     return Path(dst)
 
 
