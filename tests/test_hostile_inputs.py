@@ -87,3 +87,75 @@ def test_cli_colourises_a_broken_float_tiff_with_one_warning_line(tmp_path, tiny
     assert len(lines) == 1 and lines[0].startswith(f"warning: {src}: ") and "NaN/Inf" in lines[0], r.stderr
     out = np.asarray(Image.open(tmp_path / "out" / "scan.tif").convert("L"), dtype=np.float32)
     assert out.mean() > 60  # not the black photo a NaN used to give (the ramp's mean is 50% grey)
+
+
+# ------------------------------------------------------------------ what a user would try, in one batch (item 15)
+def _png_claiming(w: int, h: int) -> bytes:
+    """A tiny PNG whose header claims w x h pixels (a decompression bomb never needs its pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_the_hostile_input_suite_in_one_batch(tmp_path, make_photo, tiny_model_dir):
+    """Each file: the right output (size, upright) or exactly one line naming it; no traceback; no leftovers."""
+    from typer.testing import CliRunner
+
+    from polychrome.cli import app
+
+    src = tmp_path / "in"
+    good = {}  # name -> expected output size
+    make_photo(src / "photo.jpg", 40, 30)
+    good["photo.jpg"] = (40, 30)
+    Image.fromarray((np.arange(30 * 20).reshape(20, 30) * 100).astype(np.uint16)).save(src / "deep16.png")
+    good["deep16.png"] = (30, 20)
+    Image.new("CMYK", (24, 16), (10, 50, 200, 30)).save(src / "cmyk.jpg")
+    good["cmyk.jpg"] = (24, 16)
+    pal = Image.new("P", (20, 12), 3)
+    pal.info["transparency"] = 0
+    pal.save(src / "palette-alpha.png", transparency=0)
+    good["palette-alpha.png"] = (20, 12)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shot on its side: stands upright 16 x 32 after reading
+    Image.fromarray(np.zeros((16, 32, 3), np.uint8) + 90).save(src / "rotated.jpg", exif=exif.tobytes())
+    good["rotated.jpg"] = (16, 32)
+    make_photo(src / "one.png", 1, 1)
+    good["one.png"] = (1, 1)
+    make_photo(src / "strip.png", 10000, 8)
+    good["strip.png"] = (10000, 8)
+    make_photo(src / "фото 1931 ☀.png", 20, 20)
+    good["фото 1931 ☀.png"] = (20, 20)
+
+    bad = {  # name -> what its line must say
+        "corrupt.jpg": "not a photo", "truncated.png": "cannot read", "empty.jpg": "not a photo",
+        "letter.png": "not a photo", "bomb.png": "200 MP limit", "anim.gif": "GIF",
+    }  # fmt: skip
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
+    make_photo(src / "truncated.png", 64, 64)
+    data = (src / "truncated.png").read_bytes()
+    (src / "truncated.png").write_bytes(data[: len(data) // 2])
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "letter.png").write_text("Dear Sir, this is a letter, not a photo.")
+    (src / "bomb.png").write_bytes(_png_claiming(30000, 30000))
+    frames = [Image.new("L", (8, 8), v) for v in (0, 255)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["colorize", str(src), "-o", str(out), "--model", str(tiny_model_dir)])
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit))
+    assert r.exit_code == 1
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    for name, says in bad.items():
+        named = [ln for ln in lines if f"{src / name}:" in ln]
+        assert len(named) == 1 and says in named[0], (name, r.stderr)
+    assert len(lines) == len(bad), r.stderr
+    assert f"{len(good)} written, 0 skipped, {len(bad)} failed" in r.stdout
+    for name, size in good.items():
+        with Image.open(out / name) as im:
+            assert im.size == size, name
+    assert not list(out.rglob("*.part"))

@@ -278,7 +278,10 @@ def read_image(path: str | os.PathLike) -> tuple[Image.Image, ArchiveMetadata]:
                 return ImageOps.exif_transpose(im), meta
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        limit = Image.MAX_IMAGE_PIXELS / 1e6
+        raise ImageError(f"{path}: too many pixels (over the {limit:.0f} MP limit; a decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
 
 
