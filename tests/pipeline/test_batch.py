@@ -139,6 +139,17 @@ def test_exif_icc_and_dpi_survive_colourisation(tmp_path, tiny_model, src_ext, d
         assert im.info.get("dpi") == pytest.approx((300, 300), abs=0.01)
 
 
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_a_compressed_tiff_stays_compressed(tmp_path, make_photo, tiny_model, compression):
+    from polychrome.pipeline.batch import colorize_file
+
+    src = make_photo(tmp_path / "scan.tif", 40, 30, compression=compression)
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out" / "scan.tif")) as im:
+        assert im.info["compression"] == compression
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out" / "scan.png")) as im:
+        assert im.format == "PNG"  # another format takes no TIFF compression
+
+
 def test_a_grey_or_cmyk_icc_profile_is_not_put_on_a_colour_output(tmp_path, tiny_model):
     from polychrome.pipeline.batch import colorize_file
 

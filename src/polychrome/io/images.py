@@ -207,21 +207,25 @@ _DROPPED_EXIF_TAGS = (0x927C, 0xA005)
 _FORMAT_METADATA = {
     "JPEG": ("exif", "icc_profile", "dpi"),
     "PNG": ("exif", "icc_profile", "dpi"),
-    "TIFF": ("exif", "icc_profile", "dpi"),
+    "TIFF": ("exif", "icc_profile", "dpi", "compression"),
     "WEBP": ("exif", "icc_profile"),
     "BMP": ("dpi",),
 }
 _JPEG_EXIF_MAX = 65533  # one APP1 segment
+#: A TIFF's lossless compressions that also suit an RGB output (CCITT group 3/4 are for 1-bit pictures).
+_TIFF_COMPRESSIONS = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 
 @dataclass(frozen=True)
 class ArchiveMetadata:
     """What an archive keeps of a photo, to be written into its colour version: EXIF (date, camera,
-    description, copyright, GPS; no orientation, maker notes or thumbnail), an RGB ICC profile and the DPI."""
+    description, copyright, GPS; no orientation, maker notes or thumbnail), an RGB ICC profile, the DPI and
+    a TIFF's lossless compression."""
 
     exif: bytes | None = None  # a TIFF-structured EXIF block, as Pillow's ``exif=`` takes it
     icc_profile: bytes | None = None
     dpi: tuple[float, float] | None = None
+    compression: str | None = None  # a TIFF's lossless compression, for a TIFF output (an LZW scan stays LZW)
 
     def save_kwargs(self, fmt: str) -> dict:
         """Pillow ``save`` arguments for the parts ``fmt`` (a Pillow format name) can carry."""
@@ -254,7 +258,9 @@ def archive_metadata(img: Image.Image, name: str = "image") -> ArchiveMetadata:
     icc = icc if isinstance(icc, bytes) and icc[16:20] == b"RGB " else None
     dpi = img.info.get("dpi")
     ok = isinstance(dpi, tuple) and len(dpi) == 2 and all(np.isfinite(float(d)) and float(d) > 0 for d in dpi)
-    return ArchiveMetadata(exif_bytes, icc, (float(dpi[0]), float(dpi[1])) if ok else None)
+    compression = img.info.get("compression") if img.format == "TIFF" else None
+    compression = compression if compression in _TIFF_COMPRESSIONS else None
+    return ArchiveMetadata(exif_bytes, icc, (float(dpi[0]), float(dpi[1])) if ok else None, compression)
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
