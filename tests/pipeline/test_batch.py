@@ -3,6 +3,7 @@ duplicates, skip-finished, overwrite, atomic writes and per-photo errors, called
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,19 @@ def test_a_grey_or_cmyk_icc_profile_is_not_put_on_a_colour_output(tmp_path, tiny
     Image.open(src).save(src, icc_profile=bytes(icc))
     with Image.open(colorize_file(tiny_model, src, tmp_path / "out.png")) as im:
         assert "icc_profile" not in im.info
+
+
+def test_a_sub_folder_that_cannot_be_listed_is_named(tmp_path, make_photo, monkeypatch):
+    make_photo(tmp_path / "in" / "a.png", 10, 10)
+    locked = make_photo(tmp_path / "in" / "locked" / "b.png", 10, 10).parent
+    real = os.scandir
+
+    def scandir(path="."):  # as a folder without read permission answers (chmod does not stop root)
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    jobs, problems = plan([tmp_path / "in"], tmp_path / "out")
+    assert [j.src.name for j in jobs] == ["a.png"]
+    assert len(problems) == 1 and problems[0].startswith(f"{locked}: cannot list this folder")

@@ -91,6 +91,7 @@ class FolderScan:
     unread: list[Path] = field(default_factory=list)  # photos in a format it does not read
     broken_links: list[Path] = field(default_factory=list)  # links to nothing
     others: list[Path] = field(default_factory=list)  # anything else: not photos, or hidden files
+    unlisted: list[str] = field(default_factory=list)  # one line per sub-folder that could not be listed
 
 
 def scan_folder(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> FolderScan:
@@ -101,7 +102,11 @@ def scan_folder(root: str | os.PathLike, exclude: str | os.PathLike | None = Non
     root = Path(root)
     scan = FolderScan()
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def unlisted(e: OSError) -> None:
+        scan.unlisted.append(f"{e.filename}: cannot list this folder ({e.strerror or e}); its photos were not done")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted, followlinks=True):
         seen.add(os.path.realpath(dirpath))
         keep = []
         for d in sorted(dirnames):

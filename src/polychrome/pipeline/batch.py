@@ -177,11 +177,11 @@ def plan(
             scan = scan_folder(p, exclude=out_dir)
             pairs = [(f, f.relative_to(p)) for f in scan.photos]
             problems += [_unread(f) for f in scan.unread]
-            problems += [f"{f}: a link to nothing; skipped" for f in scan.broken_links]
+            problems += [f"{f}: a link to nothing; skipped" for f in scan.broken_links] + scan.unlisted
             if scan.others and notes is not None:
                 names = ", ".join(f.name for f in scan.others[:5]) + (", ..." if len(scan.others) > 5 else "")
                 notes.append(f"{arg}: {len(scan.others)} other file(s) left alone, not photos or hidden ({names})")
-            if not pairs and not scan.unread and not scan.broken_links:
+            if not pairs and not scan.unread and not scan.broken_links and not scan.unlisted:
                 problems.append(f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
             try:
