@@ -9,6 +9,7 @@ from polychrome.io.images import (
     FolderScan,
     ImageError,
     ImageWarning,
+    archive_metadata,
     check_writable_folder,
     default_file_mode,
     find_images,
@@ -18,10 +19,9 @@ from polychrome.io.images import (
     is_image_path,
     is_inside,
     load_rgb,
-    archive_metadata,
     open_image,
-    read_image,
     pil_to_rgb_array,
+    read_image,
     rgb_array_to_pil,
     save_image_atomic,
     scan_folder,
@@ -32,9 +32,9 @@ from polychrome.io.images import (
 )
 
 __all__ = [
-    "ArchiveMetadata", "archive_metadata", "read_image",
-    "check_writable_folder", "default_file_mode", "find_images", "finite_unit", "FolderScan", "grey_to_pil",
-    "IMAGE_EXTENSIONS", "ImageError", "ImageWarning", "is_complete_image", "is_image_path", "is_inside", "load_rgb",
-    "open_image", "Photo", "pil_to_rgb_array", "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder",
-    "to_uint8", "to_uint16", "unread_photo_format", "UNREAD_PHOTO_FORMATS", "write_json_atomic",
+    "IMAGE_EXTENSIONS", "UNREAD_PHOTO_FORMATS", "ArchiveMetadata", "FolderScan", "ImageError", "ImageWarning", "Photo",
+    "archive_metadata", "check_writable_folder", "default_file_mode", "find_images", "finite_unit", "grey_to_pil",
+    "is_complete_image", "is_image_path", "is_inside", "load_rgb", "open_image", "pil_to_rgb_array", "read_image",
+    "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder", "to_uint8", "to_uint16",
+    "unread_photo_format", "write_json_atomic",
 ]

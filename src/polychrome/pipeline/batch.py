@@ -28,8 +28,8 @@ from polychrome.io import (
     is_complete_image,
     is_image_path,
     is_inside,
-    read_image,
     pil_to_rgb_array,
+    read_image,
     rgb_array_to_pil,
     save_image_atomic,
     scan_folder,
@@ -72,8 +72,9 @@ def colorize_file(
     its extension).
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
-    when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile and the DPI
-    (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them. ``compare`` writes grey | colour side by side. ``hints`` are in pixel
+    when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile, the DPI and
+    a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them.
+    ``compare`` writes grey | colour side by side. ``hints`` are in pixel
     coordinates of the upright photo (as a viewer shows it), for a hint model only. ``confidence_path``
     (a model that gives confidence) also writes the confidence map from the same model call, as an 8-bit
     greyscale image of the photo's size (white = the model expects its colour to be right), before ``dst``,
