@@ -590,3 +590,101 @@ def test_console_script_passes_exit_codes_through(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["models"])
     assert e.value.code == 0
+
+
+def _count_colourisations(monkeypatch) -> list:
+    import polychrome.pipeline.batch as batch
+
+    calls = []
+    real = batch.colorize_file
+    monkeypatch.setattr(batch, "colorize_file", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    return calls
+
+
+def test_an_unwritable_output_folder_is_one_line_before_any_work(album, tmp_path, tiny_model_dir, monkeypatch):
+    calls = _count_colourisations(monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the output folder's parent should be")
+    r = invoke("colorize", album, "-o", blocker / "out", "--model", tiny_model_dir)
+    assert_one_line_error(r, str(blocker / "out"), "cannot write", code=2)
+    assert calls == []  # stopped before the first photo, not after all of them
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_one_line_before_any_work(album, tmp_path, tiny_model_dir, monkeypatch):
+    calls = _count_colourisations(monkeypatch)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        r = invoke("colorize", album, "-o", out, "--model", tiny_model_dir)
+    finally:
+        out.chmod(0o755)
+    assert_one_line_error(r, str(out), "cannot write", code=2)
+    assert calls == [] and not list(out.iterdir())
+
+
+def test_every_file_in_a_folder_is_colourised_or_named(tmp_path, make_photo, tiny_model_dir):
+    src = tmp_path / "in"
+    make_photo(src / "a.jpg", 20, 20)
+    elsewhere = make_photo(tmp_path / "elsewhere" / "linked.png", 20, 20).parent
+    (src / "by-link").symlink_to(elsewhere, target_is_directory=True)  # a linked sub-folder is followed
+    (src / "loop").symlink_to(src, target_is_directory=True)  # and a link back up cannot loop
+    Image.new("L", (8, 8)).save(src / "anim.gif")
+    for name in ("b.avif", "c.heic", "d.psd", "e.svg"):
+        (src / name).write_bytes(b"a photo in a format polychrome does not read")
+    (src / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (src / "notes.txt").write_text("not a photo")
+    (src / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "out"
+    r = invoke("colorize", src, "-o", out, "--model", tiny_model_dir)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = error_lines(r.stderr)
+    for name, fmt in (("anim.gif", "GIF"), ("b.avif", "AVIF"), ("c.heic", "HEIC"), ("d.psd", "Photoshop"),
+                      ("e.svg", "SVG"), ("gone.jpg", "link to nothing")):  # fmt: skip
+        named = [ln for ln in lines if f"{src / name}:" in ln]
+        assert len(named) == 1 and fmt in named[0], (name, r.stderr)
+    notes = [ln for ln in lines if ln.startswith("note:")]
+    assert len(notes) == 1 and "2 other file(s)" in notes[0] and "notes.txt" in notes[0], r.stderr
+    assert len(lines) == 7, r.stderr  # nothing else, no line per photo done
+    assert "2 written, 0 skipped, 6 failed" in r.stdout
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.jpg", "by-link/linked.png"]
+
+
+def test_a_folder_of_only_unread_photos_is_never_a_silent_success(tmp_path, tiny_model_dir):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("L", (8, 8)).save(src / "x.gif")
+    (src / "y.heic").write_bytes(b"a HEIC photo")
+    r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    assert r.exit_code == 1 and "0 written, 0 skipped, 2 failed" in r.stdout, r.output
+    assert len(error_lines(r.stderr)) == 2
+
+
+def test_output_file_for_one_photo_writes_that_file(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "scan.png", 30, 20)
+    result = tmp_path / "done" / "result.jpg"
+    r = invoke("colorize", src, "-o", result, "--model", tiny_model_dir)
+    assert r.exit_code == 0, r.output
+    assert result.is_file() and not (result / "scan.png").exists()
+    with Image.open(result) as im:
+        assert (im.format, im.size) == ("JPEG", (30, 20))
+    again = invoke("colorize", src, "-o", result, "--model", tiny_model_dir)
+    assert again.exit_code == 0 and "0 written, 1 skipped" in again.stdout, again.output
+    two = invoke("colorize", src, make_photo(tmp_path / "b.png", 8, 8), "-o", tmp_path / "two.jpg", "--model",
+                 tiny_model_dir)  # fmt: skip
+    assert_one_line_error(two, "two.jpg", "2 photos", "folder", code=2)
+    assert not (tmp_path / "two.jpg").exists()
+    gif = invoke("colorize", src, "-o", tmp_path / "result.gif", "--model", tiny_model_dir)
+    assert_one_line_error(gif, "result.gif", "GIF", code=2)
+    assert not (tmp_path / "result.gif").exists()
+
+
+def test_a_list_file_not_named_txt_says_what_a_list_is(tmp_path, make_photo, tiny_model_dir):
+    make_photo(tmp_path / "a.png", 8, 8)
+    lst = tmp_path / "photos.lst"
+    lst.write_text("a.png\n")
+    r = invoke("colorize", lst, "-o", tmp_path / "out", "--model", tiny_model_dir)
+    line = assert_one_line_error(r, str(lst), ".txt", "one photo path per line", code=1)
+    assert "cannot read" not in line

@@ -3,9 +3,11 @@ duplicates, skip-finished, overwrite, atomic writes and per-photo errors, called
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from polychrome.io import ImageError
 from polychrome.pipeline.batch import Job, colorize_batch, plan
@@ -65,3 +67,112 @@ def test_batch_never_overwrites_an_input_and_refuses_collisions(album, tmp_path,
     assert len(twice.written) == 1 and not twice.failed
     clash = colorize_batch(tiny_model, [Job(a, out / "y.png"), Job(album / "sub" / "b.jpg", out / "y.png")])
     assert len(clash.written) == 1 and "is already the output of" in clash.failed[0].message
+
+
+def test_an_output_that_does_not_open_is_not_finished_and_is_redone(tmp_path, make_photo, tiny_model):
+    src = tmp_path / "in"
+    for name in ("empty.png", "junk.jpg", "cut.png", "cut.jpg", "good.png", "good.jpg"):
+        make_photo(src / name, 40, 30)
+    out = tmp_path / "out"
+    jobs, _ = plan([src], out)
+    assert len(colorize_batch(tiny_model, jobs).written) == 6
+    (out / "empty.png").write_bytes(b"")  # a full disk, a crashed copy, another tool
+    (out / "junk.jpg").write_bytes(b"this is not a jpeg")
+    for name in ("cut.png", "cut.jpg"):
+        data = (out / name).read_bytes()
+        (out / name).write_bytes(data[: len(data) // 2])
+    again = colorize_batch(tiny_model, jobs)
+    assert sorted(j.dst.name for j in again.written) == ["cut.jpg", "cut.png", "empty.png", "junk.jpg"]
+    assert sorted(j.dst.name for j in again.skipped) == ["good.jpg", "good.png"] and not again.failed
+    for name in ("empty.png", "junk.jpg", "cut.png", "cut.jpg"):
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.size == (40, 30)
+
+
+
+def test_a_glob_names_the_photos_it_cannot_read(tmp_path, make_photo):
+    make_photo(tmp_path / "in" / "a.png", 10, 10)
+    (tmp_path / "in" / "b.heic").write_bytes(b"a HEIC photo")
+    (tmp_path / "in" / "notes.md").write_text("not a photo")
+    jobs, problems = plan([str(tmp_path / "in" / "*")], tmp_path / "out")
+    assert [j.src.name for j in jobs] == ["a.png"]
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'in' / 'b.heic'}: HEIC photos are not read")
+
+
+# --------------------------------------------------------------------------- archive metadata
+DATE = "1931:06:01 12:00:00"
+KEPT = {0x010E: "Grandma at the lake", 0x010F: "Kodak", 0x0110: "Brownie No. 2", 0x8298: "(c) the Miller family",
+        0x0132: DATE}  # fmt: skip
+
+
+def _archive_photo(path, w: int = 30, h: int = 20, orientation: int = 6):
+    """A photo with the EXIF an archive cares about (and a rotation), an sRGB ICC profile and 300 DPI."""
+    import numpy as np
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    for tag, value in KEPT.items():
+        exif[tag] = value
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x9003] = DATE  # DateTimeOriginal
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = (np.random.default_rng(0).random((h, w, 3)) * 255).astype("uint8")
+    Image.fromarray(rgb).save(path, exif=exif.tobytes(), icc_profile=icc, dpi=(300, 300))
+    return icc
+
+
+@pytest.mark.parametrize("src_ext", ["jpg", "tif", "png"])
+@pytest.mark.parametrize("dst_ext", ["jpg", "tif", "png"])
+def test_exif_icc_and_dpi_survive_colourisation(tmp_path, tiny_model, src_ext, dst_ext):
+    from polychrome.pipeline.batch import colorize_file
+
+    src = tmp_path / f"scan.{src_ext}"
+    icc = _archive_photo(src)
+    dst = colorize_file(tiny_model, src, tmp_path / "out" / f"scan.{dst_ext}")
+    with Image.open(dst) as im:
+        exif = im.getexif()
+        assert im.size == (20, 30)  # stood upright on reading ...
+        assert exif.get(0x0112, 1) == 1  # ... so the orientation is reset, not applied twice
+        assert {tag: exif.get(tag) for tag in KEPT} == KEPT
+        assert exif.get_ifd(0x8769).get(0x9003) == DATE
+        assert im.info.get("icc_profile") == icc
+        assert im.info.get("dpi") == pytest.approx((300, 300), abs=0.01)
+
+
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_a_compressed_tiff_stays_compressed(tmp_path, make_photo, tiny_model, compression):
+    from polychrome.pipeline.batch import colorize_file
+
+    src = make_photo(tmp_path / "scan.tif", 40, 30, compression=compression)
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out" / "scan.tif")) as im:
+        assert im.info["compression"] == compression
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out" / "scan.png")) as im:
+        assert im.format == "PNG"  # another format takes no TIFF compression
+
+
+def test_a_grey_or_cmyk_icc_profile_is_not_put_on_a_colour_output(tmp_path, tiny_model):
+    from polychrome.pipeline.batch import colorize_file
+
+    src = tmp_path / "grey.png"
+    icc = bytearray(_archive_photo(src))
+    icc[16:20] = b"GRAY"  # a scanned black-and-white photo's profile
+    Image.open(src).save(src, icc_profile=bytes(icc))
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out.png")) as im:
+        assert "icc_profile" not in im.info
+
+
+def test_a_sub_folder_that_cannot_be_listed_is_named(tmp_path, make_photo, monkeypatch):
+    make_photo(tmp_path / "in" / "a.png", 10, 10)
+    locked = make_photo(tmp_path / "in" / "locked" / "b.png", 10, 10).parent
+    real = os.scandir
+
+    def scandir(path="."):  # as a folder without read permission answers (chmod does not stop root)
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    jobs, problems = plan([tmp_path / "in"], tmp_path / "out")
+    assert [j.src.name for j in jobs] == ["a.png"]
+    assert len(problems) == 1 and problems[0].startswith(f"{locked}: cannot list this folder")

@@ -64,7 +64,8 @@ def test_the_streamed_plan_reads_a_list_a_line_at_a_time(archive, tmp_path):
     assert first.src == tmp_path / photos[0].relative_to(tmp_path)
     assert [first, *stream] == plan([listing, archive], out)[0] and problems == []
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00 not text")
-    _, problems = plan([tmp_path / "bad.txt"], out)
+    problems = []
+    assert list(iter_plan([tmp_path / "bad.txt"], out, problems)) == []
     assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'bad.txt'}: cannot read the list")
 
 

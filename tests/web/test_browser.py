@@ -249,7 +249,7 @@ def test_errors_are_shown_on_the_page(page, tmp_path):
     bad.write_bytes(b"Dear Sir, this is not a photograph.")
     el(driver, "fileInput").send_keys(str(bad))
     wait(driver, lambda d: el(d, "errorBox").is_displayed(), what="the error banner")
-    assert el(driver, "errorText").text == "letter.jpg: not an image file PIL can read"
+    assert el(driver, "errorText").text == "letter.jpg: not a photo polychrome reads (JPEG, PNG, WebP, BMP or TIFF)"
     el(driver, "errorClose").click()
     assert not el(driver, "errorBox").is_displayed()
 

@@ -254,7 +254,7 @@ def test_too_many_pixels_is_413_before_decoding():
 @pytest.mark.parametrize(
     "data, expect",
     [
-        (b"this is not an image", "notes.png: not an image file PIL can read"),
+        (b"this is not an image", "notes.png: not a photo polychrome reads (JPEG, PNG, WebP, BMP or TIFF)"),
         (grey_png(W, H)[:300], "notes.png: cannot read image"),  # truncated
         (b"", "notes.png: the uploaded file is empty"),
     ],
@@ -445,3 +445,42 @@ def test_bundled_hints_model_moves_colour_toward_a_hint(lab):
             d_before, d_after = np.linalg.norm(ab0 - target), np.linalg.norm(ab1 - target)
             cosine = np.dot(ab1 - ab0, target - ab0) / (np.linalg.norm(ab1 - ab0) * d_before + 1e-9)
             assert d_after < 0.8 * d_before and cosine > 0.7, (colour, d_before, d_after, cosine)
+
+
+# ------------------------------------------------------------------------------------------ who may ask
+
+
+def test_a_host_the_server_does_not_answer_to_is_refused():
+    """DNS rebinding: a foreign name that resolves to 127.0.0.1 names itself in the Host header."""
+    with client(allowed_hosts=["127.0.0.1", "localhost", "::1"]) as c:
+        r = c.get("/api/info", headers={"host": "attacker.example:8000"})
+        assert r.status_code == 400 and "attacker.example" in one_line(r)
+        assert c.get("/", headers={"host": "rebound.example"}).status_code == 400
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"):
+            assert c.get("/api/info", headers={"host": host}).status_code == 200, host
+        photo = {"file": ("p.png", grey_png(W, H), "image/png")}
+        r = c.post("/api/photos", headers={"host": "127.0.0.1:8000"}, files=photo)
+        assert r.status_code == 201, r.text
+
+
+def test_a_write_from_another_sites_page_is_refused():
+    with client() as c:  # TestClient's Host is "testserver"
+        for origin in ("http://evil.example", "http://testserver.evil.example", "null", "https://testserver:444"):
+            photo = {"file": ("p.png", grey_png(W, H), "image/png")}
+            r = c.post("/api/photos", headers={"origin": origin}, files=photo)
+            assert r.status_code == 403 and "cross-origin" in one_line(r), (origin, r.text)
+        pid = photo_id(c)  # no Origin (a script, curl): allowed
+        r = c.post(f"/api/photos/{pid}/colorize", headers={"origin": "http://testserver"}, content=b"[]")
+        assert r.status_code == 200, r.text  # the page itself
+        r = c.delete(f"/api/photos/{pid}", headers={"origin": "http://evil.example"})
+        assert r.status_code == 403
+        assert c.get(f"/api/photos/{pid}", headers={"origin": "http://evil.example"}).status_code == 200  # reads: CORS
+
+
+def test_serve_answers_to_its_listen_address():
+    from polychrome.web.origin import serve_hosts
+
+    assert set(serve_hosts("127.0.0.1")) == {"127.0.0.1", "localhost", "::1"}
+    assert set(serve_hosts("::1")) == {"127.0.0.1", "localhost", "::1"}
+    assert serve_hosts("192.168.1.20", ["photos.lan"]) == ["192.168.1.20", "photos.lan"]
+    assert serve_hosts("0.0.0.0") is None and serve_hosts("::", ["photos.lan"]) == ["photos.lan"]

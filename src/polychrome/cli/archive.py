@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from polychrome.cli.common import err_console, fail, load_colorizer, pick_device, say_error
+from polychrome.cli.common import (
+    err_console,
+    fail,
+    load_colorizer,
+    pick_device,
+    say_error,
+    say_note,
+    warnings_as_lines,
+)
 
 
 def colorize_archive(
@@ -18,6 +26,7 @@ def colorize_archive(
 ) -> None:  # fmt: skip
     from polychrome import hub
     from polychrome.color.hints import HintError
+    from polychrome.io import ImageError, check_writable_folder
     from polychrome.pipeline.distributed import LaunchError, colorize_share, join, leave, plan_share
 
     err = err_console()
@@ -34,6 +43,11 @@ def colorize_archive(
             raise fail(
                 "the bundled 'hints' model is not in this installation; pass --model PATH to a trained hint model"
             )
+    if share.jobs:
+        try:  # once, before the model loads: not one error per photo after all the work
+            check_writable_folder(output)
+        except ImageError as e:
+            raise fail(f"-o {e}") from None
     where = pick_device(device)
     if where == "cuda" and world.size > 1:
         where = f"cuda:{world.local_rank}"  # one device per worker on a node
@@ -55,6 +69,8 @@ def colorize_archive(
     if world.main:
         for msg in share.problems:  # every worker planned them; one says so
             say_error(msg, err)
+        for msg in share.notes:
+            say_note(msg, err)
 
     def on_job(job, outcome, failure) -> None:
         if failure is not None:
@@ -62,10 +78,11 @@ def colorize_archive(
             say_error(f"{hints_file}: {failure.error}" if hint_fault else failure.message, err)
 
     try:
-        summary = colorize_share(
-            colorizer, share, world, manifest=manifest, model_name=model, on_job=on_job, size=size, compare=compare,
-            hints=hint_list, temperature=temperature, overwrite=overwrite,
-        )  # fmt: skip
+        with warnings_as_lines(err):
+            summary = colorize_share(
+                colorizer, share, world, manifest=manifest, model_name=model, on_job=on_job, size=size,
+                compare=compare, hints=hint_list, temperature=temperature, overwrite=overwrite,
+            )  # fmt: skip
     finally:
         leave(world)
     if world.main:

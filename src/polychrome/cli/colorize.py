@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from polychrome.cli.common import Device, Precision, app, err_console, fail, load_colorizer, pick_device, say_error
+from polychrome.cli.common import (
+    Device,
+    Precision,
+    app,
+    err_console,
+    fail,
+    load_colorizer,
+    pick_device,
+    say_error,
+    say_note,
+    warnings_as_lines,
+)
 
 #: Sample colour photos shipped inside scikit-image's wheel (no download needed) used by `demo`.
 DEMO_SAMPLES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
@@ -35,7 +46,15 @@ def _progress(console: Console):
 @app.command()
 def colorize(
     inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or globs.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the colour photos.", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o",
+            help="Folder for the colour photos; for one photo, also the file to write (result.jpg: format from "
+            "its extension).",
+            show_default=False,
+        ),
+    ],
     model: Annotated[
         str | None,
         typer.Option(
@@ -89,7 +108,9 @@ def colorize(
         typer.Option(min=1, help="torch threads per process [default: torch's own].", show_default=False),
     ] = None,
 ) -> None:
-    """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format.
+    """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format
+    (or, for one photo, into the file OUTPUT names, e.g. -o result.jpg). A .txt input is a list of photos,
+    one path per line.
 
     Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
     --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
@@ -101,11 +122,15 @@ def colorize(
     """
     from polychrome import hub
     from polychrome.color.hints import HintError, load_hint_file
-    from polychrome.pipeline.batch import colorize_batch, plan
+    from polychrome.io import ImageError, check_writable_folder, is_image_path, unread_photo_format
+    from polychrome.pipeline.batch import Job, colorize_batch, confidence_path, plan
 
     err = err_console()
-    if output.exists() and not output.is_dir():
-        raise fail(f"-o {output}: exists and is not a folder")
+    to_file = is_image_path(output) and not output.is_dir()  # -o result.jpg: one photo into that file
+    if unread_photo_format(output) and not output.is_dir():
+        raise fail(f"-o {output}: polychrome writes JPEG, PNG, WebP, BMP or TIFF photos, not {unread_photo_format(output)}")
+    if output.exists() and not output.is_dir() and not to_file:
+        raise fail(f"-o {output}: exists and is not a folder (or a photo file, for one input)")
     hint_list = None
     if hints is not None:
         try:
@@ -120,9 +145,23 @@ def colorize(
     if manifest is not None or world.size > 1:  # a worker of a launched run, or a run that keeps a manifest
         from polychrome.cli.archive import colorize_archive
 
+        if to_file:
+            raise fail(f"-o {output}: a run with --manifest or several workers writes into a folder; give a folder")
+
         return colorize_archive(inputs, output, model, size, compare, hint_list, hints, overwrite, device,
                                 precision.value, temperature, confidence, manifest, world)  # fmt: skip
-    jobs, problems = plan(inputs, output, compare=compare, confidence=confidence)
+    notes: list[str] = []
+    jobs, problems = plan(inputs, output.parent if to_file else output, compare=compare, confidence=confidence,
+                          notes=notes)  # fmt: skip
+    if to_file and len(jobs) > 1:
+        raise fail(f"-o {output}: names one photo file, but the inputs hold {len(jobs)} photos; give a folder")
+    if to_file and jobs:
+        jobs = [Job(jobs[0].src, output, confidence_path(output) if confidence else None)]
+    if jobs:
+        try:  # once, before the model loads: not one error per photo after all the work
+            check_writable_folder(output.parent if to_file else output)
+        except ImageError as e:
+            raise fail(f"-o {e}") from None
     if hint_list is not None and len(jobs) > 1:
         raise fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
     if model is None:
@@ -151,9 +190,11 @@ def colorize(
                 "(polychrome colorize --hints FILE uses it by default)"
             )
 
+    for msg in notes:
+        say_note(msg, err)
     for msg in problems:
         say_error(msg, err)
-    with _progress(err) as bar:
+    with _progress(err) as bar, warnings_as_lines(err):
         task = bar.add_task("colorize", total=len(jobs), name="")
 
         def on_job(job, outcome, failure) -> None:

@@ -3,6 +3,8 @@ then an exit code) and loading a Colorizer with that wording."""
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from enum import Enum
 
 import typer
@@ -39,6 +41,29 @@ def err_console() -> Console:
 def say_error(message: str, console: Console | None = None) -> None:
     """One line on stderr; soft_wrap so rich never breaks a long path across lines."""
     (console or err_console()).print(Text(f"error: {message}", style="red"), soft_wrap=True)
+
+
+def say_note(message: str, console: Console | None = None) -> None:
+    """One line on stderr accounting for something left alone on purpose (not an error)."""
+    (console or err_console()).print(Text(f"note: {message}", style="dim"), soft_wrap=True)
+
+
+def say_warning(message: str, console: Console | None = None) -> None:
+    """One line on stderr for something mended or left alone that a person should know about."""
+    (console or err_console()).print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+
+
+@contextmanager
+def warnings_as_lines(console: Console | None = None):
+    """Inside: every Python warning is one ``warning:`` line, never Python's two-line file:line format; an
+    ImageWarning (it names its file) each time it happens, any other once."""
+    from polychrome.io import ImageWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.simplefilter("always", ImageWarning)
+        warnings.showwarning = lambda message, *_args, **_kw: say_warning(str(message).splitlines()[0], console)
+        yield
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

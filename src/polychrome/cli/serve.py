@@ -24,6 +24,7 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.1, help="Time limit of one request's model work, s (HTTP 504 past it).")] = 60.0,
     auto_model: Annotated[str | None, typer.Option(help="Automatic model whose colour is offered as a suggestion ('' for none); default: the bundled 'default'.", show_default=False)] = None,
     precision: Annotated[Precision, typer.Option(help="Model arithmetic: fp32, or bf16 (autocast).")] = Precision.fp32,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="A host name the page may be reached by, besides the listen address (repeatable; '*': any). Requests naming another host are refused (DNS rebinding). Default: the listen address (and localhost names for a loopback one); any for 0.0.0.0.", show_default=False)] = None,
 ) -> None:
     """The interactive page: upload a photo, click colour hints onto it, download the result (API docs at /docs)."""
     import socket
@@ -32,6 +33,7 @@ def serve(
 
     from polychrome import hub
     from polychrome.web import Limits, create_app
+    from polychrome.web.origin import serve_hosts
 
     if model == "hints" and "hints" not in hub.bundled_names():
         raise fail("the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
@@ -40,7 +42,7 @@ def serve(
         limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
                         max_photos=max_photos, jobs=jobs, timeout_s=timeout)
         web = create_app(model, auto_spec=auto_model, limits=limits, size=size, preview_size=preview_size,
-                         precision=precision.value)
+                         precision=precision.value, allowed_hosts=serve_hosts(host, allowed_host or ()))
     except (hub.ModelLoadError, ValueError) as e:
         raise fail(str(e)) from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import torch.nn as nn
 from PIL import Image
 from rich.console import Console

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from polychrome.io.images import pil_to_rgb_array, rgb_array_to_pil, to_uint8, to_uint16
+from polychrome.io.images import finite_unit, pil_to_rgb_array, rgb_array_to_pil, to_uint8, to_uint16
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class Photo:
 
 def read_photo(img) -> Photo:
     """A PIL image (any mode; EXIF orientation is NOT applied to an in-memory image) or a numpy array (H, W)
-    or (H, W, 1|3|4) of uint8 0-255, uint16 0-65535 or float in [0, 1] (clipped) -> :class:`Photo`.
+    or (H, W, 1|3|4) of uint8 0-255, uint16 0-65535 or float in [0, 1] (clipped; NaN/Inf mended with an
+    ImageWarning) -> :class:`Photo`.
 
     Raises TypeError for another type or dtype, ValueError for another shape."""
     if isinstance(img, Image.Image):
@@ -54,7 +55,7 @@ def read_photo(img) -> Photo:
     elif img.dtype == np.uint16:
         f = img.astype(np.float32) / 65535.0
     elif np.issubdtype(img.dtype, np.floating):
-        f = img.astype(np.float32)
+        f = finite_unit(img.astype(np.float32), "array")
     else:
         raise TypeError(f"expected a uint8, uint16 or float array, got {img.dtype}")
     g = f if f.ndim == 3 else f[..., None]

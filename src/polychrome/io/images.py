@@ -6,10 +6,12 @@ Errors a person can cause (missing file, not an image, truncated file) are raise
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +20,48 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 #: File extensions polychrome reads (lower case, with the dot).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
+#: The only Pillow formats a photo is opened as, whatever its name says. Pillow knows about 40 formats;
+#: some hand the file to outside programs (EPS/PostScript to Ghostscript) or are rarely-used parsers, so a
+#: file that is not one of these is refused before any other decoder sees it. (A camera JPEG with extra
+#: preview images opens as JPEG and comes back as Pillow's MPO.)
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+_FORMAT_NAMES = "JPEG, PNG, WebP, BMP or TIFF"
+
+#: Photo formats polychrome does not read, by extension: a folder's files of these are named, one line
+#: each, never passed over in silence (a person expects them colourised).
+UNREAD_PHOTO_FORMATS = {
+    ".gif": "GIF", ".avif": "AVIF", ".heic": "HEIC", ".heif": "HEIF", ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
+    ".j2k": "JPEG 2000", ".psd": "Photoshop", ".xcf": "GIMP", ".svg": "SVG", ".ico": "icon", ".tga": "TGA",
+    ".pcx": "PCX", ".ppm": "PPM", ".pgm": "PGM", ".pbm": "PBM", ".pnm": "PNM", ".exr": "OpenEXR", ".hdr": "HDR",
+    ".dng": "camera raw", ".cr2": "camera raw", ".cr3": "camera raw", ".nef": "camera raw", ".arw": "camera raw",
+    ".orf": "camera raw", ".rw2": "camera raw", ".raf": "camera raw", ".pef": "camera raw", ".srw": "camera raw",
+}  # fmt: skip
+
 # Photos can be large; PIL's decompression-bomb guard stays on but at a level that admits 200 MP scans.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
 
 class ImageError(Exception):
     """A photo could not be read or written; the message names the file and the problem."""
+
+
+class ImageWarning(UserWarning):
+    """A photo was read, but something in it had to be mended (the message names the file and what)."""
+
+
+def finite_unit(a: np.ndarray, name: str) -> np.ndarray:
+    """Float pixel values onto [0, 1]: NaN -> 0, +Inf -> 1, -Inf -> 0, values outside [0, 1] clipped, with
+    one :class:`ImageWarning` naming ``name`` when anything was changed. One bad pixel must not turn the
+    whole photo black (NaN spreads through every later step) or rescale it."""
+    finite = np.isfinite(a)
+    n_bad = int(a.size - np.count_nonzero(finite))
+    n_out = int(np.count_nonzero(finite & ((a < 0) | (a > 1))))
+    if n_bad or n_out:
+        what = [f"{n_bad} NaN/Inf value(s) set to 0 or 1"] if n_bad else []
+        what += [f"{n_out} value(s) outside [0, 1] clipped"] if n_out else []
+        warnings.warn(ImageWarning(f"{name}: float pixels mended: {', '.join(what)}"), stacklevel=3)
+        a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return a
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -40,12 +78,70 @@ def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
         return False
 
 
+def unread_photo_format(path: str | os.PathLike) -> str | None:
+    """The name of the photo format ``path``'s extension says, when it is one polychrome does not read."""
+    return UNREAD_PHOTO_FORMATS.get(Path(path).suffix.lower())
+
+
+@dataclass
+class FolderScan:
+    """Every file under a folder, accounted for by :func:`scan_folder`. Each list is sorted."""
+
+    photos: list[Path] = field(default_factory=list)  # what polychrome reads (by extension)
+    unread: list[Path] = field(default_factory=list)  # photos in a format it does not read
+    broken_links: list[Path] = field(default_factory=list)  # links to nothing
+    others: list[Path] = field(default_factory=list)  # anything else: not photos, or hidden files
+    unlisted: list[str] = field(default_factory=list)  # one line per sub-folder that could not be listed
+
+
+def scan_folder(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> FolderScan:
+    """Every file under ``root``, sorted into :class:`FolderScan`'s lists, the folder ``exclude`` (an output
+    folder inside ``root``) left out. Linked sub-folders are followed, each real folder searched once (a link
+    back up the tree cannot loop); paths keep the link's name, so outputs mirror the tree as a person sees it.
+    Hidden files (``.name``) are "others"."""
+    root = Path(root)
+    scan = FolderScan()
+    seen: set[str] = set()
+
+    def unlisted(e: OSError) -> None:
+        scan.unlisted.append(f"{e.filename}: cannot list this folder ({e.strerror or e}); its photos were not done")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted, followlinks=True):
+        seen.add(os.path.realpath(dirpath))
+        keep = []
+        for d in sorted(dirnames):
+            sub = os.path.join(dirpath, d)
+            if os.path.realpath(sub) in seen or (exclude is not None and is_inside(sub, exclude)):
+                continue
+            seen.add(os.path.realpath(sub))
+            keep.append(d)
+        dirnames[:] = keep
+        for name in filenames:
+            p = Path(dirpath, name)
+            if not p.exists():
+                scan.broken_links.append(p)
+            elif exclude is not None and is_inside(p, exclude):
+                continue
+            elif name.startswith(".") or not p.is_file():
+                scan.others.append(p)
+            elif is_image_path(p):
+                scan.photos.append(p)
+            elif unread_photo_format(p):
+                scan.unread.append(p)
+            else:
+                scan.others.append(p)
+    for part in (scan.photos, scan.unread, scan.broken_links, scan.others):
+        part.sort()
+    return scan
+
+
 def find_images(root: str | os.PathLike) -> list[Path]:
-    """Photos under ``root``: a folder (searched recursively), one image file, or a ``.txt`` list of paths
-    (one per line, relative to the list's folder; blank lines and ``#`` comments ignored). Sorted."""
+    """Photos under ``root``: a folder (searched recursively, linked sub-folders followed: :func:`scan_folder`),
+    one image file, or a ``.txt`` list of paths (one per line, relative to the list's folder; blank lines and
+    ``#`` comments ignored). Sorted."""
     root = Path(root)
     if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
+        return scan_folder(root).photos
     if root.suffix.lower() == ".txt" and root.is_file():
         lines = [ln.strip() for ln in root.read_text().splitlines()]
         return [root.parent / ln for ln in lines if ln and not ln.startswith("#")]
@@ -54,11 +150,32 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     raise ImageError(f"{root}: no such file or folder")
 
 
-def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def is_complete_image(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a whole photo file, checked cheaply without decoding its pixels: its header
+    opens as one of :data:`PHOTO_FORMATS`, Pillow's ``verify()`` passes (PNG: every chunk and its CRC up to
+    the end) and a JPEG ends with its end-of-image marker. A zero-byte, foreign or cut-off file is not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a decompression-bomb warning is not "unfinished"
+            with Image.open(path, formats=PHOTO_FORMATS) as im:
+                fmt = im.format
+                im.verify()
+        if fmt in ("JPEG", "MPO"):
+            with open(path, "rb") as f:
+                f.seek(-2, os.SEEK_END)
+                return f.read(2) == b"\xff\xd9"
+        return True
+    except Exception:  # noqa: BLE001 -- any failure to read it back means it is not finished
+        return False
+
+
+def pil_to_rgb_array(img: Image.Image, name: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
     """Any PIL mode -> (RGB float32 array (H, W, 3) in [0, 1], alpha float32 (H, W) in [0, 1] or None).
 
     16-bit and 32-bit greyscale keep their precision; palette, CMYK, LA/RGBA are converted.
     Transparent pixels keep their colour values; the alpha is returned so a writer can put it back.
+    A float ("F") image is taken to be on [0, 1]: NaN/Inf and values outside it are mended by
+    :func:`finite_unit` (an :class:`ImageWarning` naming ``name``, the file a caller read).
     """
     alpha = None
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -67,8 +184,8 @@ def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
             peak = 65535.0  # a 16-bit file is on the 16-bit scale even when it is dark (max <= 255)
         elif img.mode == "I":
             peak = 65535.0 if a.max() > 255 else 255.0  # 32-bit ints carry 8- or 16-bit data; guess from the range
-        else:
-            peak = max(1.0, float(a.max()))  # "F"
+        else:  # "F": 0..1 by convention; a stray bright or NaN pixel must not rescale the whole photo
+            return np.repeat(finite_unit(a, name)[..., None], 3, axis=2), None
         g = np.clip(a / peak, 0.0, 1.0)
         return np.repeat(g[..., None], 3, axis=2), None
     if img.mode == "P":
@@ -80,8 +197,84 @@ def pil_to_rgb_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(img, dtype=np.float32) / 255.0, alpha
 
 
+# ------------------------------------------------------------------------ what an archive keeps
+
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+#: The first IFD's descriptive tags kept in an output (a TIFF's first IFD also holds its own layout --
+#: strips, sizes, compression -- which must never be copied): ImageDescription, Make, Model, Software,
+#: DateTime, Artist, HostComputer, Copyright and Windows' XP title/comment/author/keywords/subject.
+#: Orientation is left out on purpose: the written pixels already stand upright.
+_KEPT_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x013C, 0x8298, 0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F)
+#: Exif sub-IFD tags dropped: MakerNote (vendor data with offsets into the original file) and the
+#: interoperability pointer (an offset that would dangle).
+_DROPPED_EXIF_TAGS = (0x927C, 0xA005)
+#: What each output format can carry (Pillow's save arguments).
+_FORMAT_METADATA = {
+    "JPEG": ("exif", "icc_profile", "dpi"),
+    "PNG": ("exif", "icc_profile", "dpi"),
+    "TIFF": ("exif", "icc_profile", "dpi", "compression"),
+    "WEBP": ("exif", "icc_profile"),
+    "BMP": ("dpi",),
+}
+_JPEG_EXIF_MAX = 65533  # one APP1 segment
+#: A TIFF's lossless compressions that also suit an RGB output (CCITT group 3/4 are for 1-bit pictures).
+_TIFF_COMPRESSIONS = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
+
+
+@dataclass(frozen=True)
+class ArchiveMetadata:
+    """What an archive keeps of a photo, to be written into its colour version: EXIF (date, camera,
+    description, copyright, GPS; no orientation, maker notes or thumbnail), an RGB ICC profile, the DPI and
+    a TIFF's lossless compression."""
+
+    exif: bytes | None = None  # a TIFF-structured EXIF block, as Pillow's ``exif=`` takes it
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    compression: str | None = None  # a TIFF's lossless compression, for a TIFF output (an LZW scan stays LZW)
+
+    def save_kwargs(self, fmt: str) -> dict:
+        """Pillow ``save`` arguments for the parts ``fmt`` (a Pillow format name) can carry."""
+        kw = {k: v for k, v in asdict(self).items() if v is not None and k in _FORMAT_METADATA.get(fmt, ())}
+        if fmt == "JPEG" and len(kw.get("exif", b"")) > _JPEG_EXIF_MAX:
+            del kw["exif"]  # too large for a JPEG; the photo matters more than its EXIF
+        return kw
+
+
+def archive_metadata(img: Image.Image, name: str = "image") -> ArchiveMetadata:
+    """The :class:`ArchiveMetadata` of a photo as opened (before any transpose: a TIFF's tags live in the
+    file's own IFD). Unreadable EXIF is left out with an :class:`ImageWarning` naming ``name``."""
+    exif_bytes = None
+    try:
+        src = img.getexif()
+        out = Image.Exif()
+        for tag in _KEPT_TAGS:
+            if tag in src:
+                out[tag] = src[tag]
+        for ifd in (_EXIF_IFD, _GPS_IFD):
+            sub = {k: v for k, v in src.get_ifd(ifd).items() if k not in _DROPPED_EXIF_TAGS}
+            if sub:
+                out.get_ifd(ifd).update(sub)
+        data = out.tobytes()
+        exif_bytes = data if len(out) or out.get_ifd(_EXIF_IFD) or out.get_ifd(_GPS_IFD) else None
+    except Exception as e:  # noqa: BLE001 -- broken EXIF must not cost the photo
+        warnings.warn(ImageWarning(f"{name}: EXIF not copied, it cannot be read ({type(e).__name__})"), stacklevel=2)
+    icc = img.info.get("icc_profile")
+    # Only an RGB profile describes the colour output; a grey or CMYK input's profile would mislabel it.
+    icc = icc if isinstance(icc, bytes) and icc[16:20] == b"RGB " else None
+    dpi = img.info.get("dpi")
+    ok = isinstance(dpi, tuple) and len(dpi) == 2 and all(np.isfinite(float(d)) and float(d) > 0 for d in dpi)
+    compression = img.info.get("compression") if img.format == "TIFF" else None
+    compression = compression if compression in _TIFF_COMPRESSIONS else None
+    return ArchiveMetadata(exif_bytes, icc, (float(dpi[0]), float(dpi[1])) if ok else None, compression)
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open a photo with its EXIF orientation applied, fully decoded. Raises :class:`ImageError`."""
+    return read_image(path)[0]
+
+
+def read_image(path: str | os.PathLike) -> tuple[Image.Image, ArchiveMetadata]:
+    """:func:`open_image`, and the photo's :class:`ArchiveMetadata` for its colour version."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -90,18 +283,22 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=PHOTO_FORMATS) as im:
                 im.load()
-                return ImageOps.exif_transpose(im)
+                meta = archive_metadata(im, str(path))
+                return ImageOps.exif_transpose(im), meta
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file PIL can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        limit = Image.MAX_IMAGE_PIXELS / 1e6
+        raise ImageError(f"{path}: too many pixels (over the {limit:.0f} MP limit; a decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """A photo as RGB float32 (H, W, 3) in [0, 1], EXIF orientation applied. Raises :class:`ImageError`."""
-    return pil_to_rgb_array(open_image(path))[0]
+    return pil_to_rgb_array(open_image(path), str(path))[0]
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -135,9 +332,12 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) -> None:
+def save_image_atomic(
+    img: Image.Image, path: str | os.PathLike, metadata: ArchiveMetadata | None = None, **save_kwargs
+) -> None:
     """Write ``img`` to ``path`` so that ``path`` is either absent or complete: write a temporary file in
-    the same folder, then rename it. The format follows the extension. Raises :class:`ImageError`."""
+    the same folder, then rename it. The format follows the extension; ``metadata`` (a source photo's, from
+    :func:`read_image`) is written where the format can carry it. Raises :class:`ImageError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(path.suffix.lower())
@@ -147,6 +347,8 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
         img = img.convert("RGB")  # JPEG has no alpha
     if fmt == "JPEG":
         save_kwargs.setdefault("quality", 95)
+    for key, value in (metadata.save_kwargs(fmt) if metadata is not None else {}).items():
+        save_kwargs.setdefault(key, value)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
@@ -158,6 +360,28 @@ def save_image_atomic(img: Image.Image, path: str | os.PathLike, **save_kwargs) 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Make sure photos can be written into ``folder`` without creating it: an existing folder must take a
+    temporary file (made and removed, the way :func:`save_image_atomic` writes); for a missing one, its
+    nearest existing parent must be a folder that takes a new sub-folder. Raises :class:`ImageError`
+    naming ``folder``, so a batch stops before any work instead of failing once per photo after it."""
+    folder = Path(folder)
+    try:
+        probe = folder
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{probe} is not a folder")
+        if probe == folder:
+            fd, tmp = tempfile.mkstemp(prefix=".polychrome-write-test.", suffix=".part", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".polychrome-write-test.", dir=probe))
+    except OSError as e:
+        raise ImageError(f"{folder}: cannot write photos there ({e.strerror or e})") from None
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> Path:

@@ -2,13 +2,15 @@
 
 :func:`plan` turns inputs (files, folders searched recursively, globs, ``.txt`` lists) into (source,
 output) pairs; :func:`colorize_batch` runs them and never overwrites an input, refuses two photos writing
-one output, does a photo named twice once, skips outputs that already exist (so re-running finishes an
-interrupted batch) unless ``overwrite``, writes every file atomically and collects per-photo errors instead
-of stopping: one broken photo must not stop a batch of thousands.
+one output, does a photo named twice once, skips outputs that already exist and open (so re-running
+finishes an interrupted batch, and redoes a zero-byte or cut-off output) unless ``overwrite``, writes every
+file atomically and collects per-photo errors instead of stopping: one broken photo must not stop a batch
+of thousands.
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -21,17 +23,26 @@ from polychrome.color.hints import Hint
 from polychrome.io import (
     IMAGE_EXTENSIONS,
     ImageError,
+    find_images,
     grey_to_pil,
+    is_complete_image,
     is_image_path,
     is_inside,
-    open_image,
     pil_to_rgb_array,
+    read_image,
     rgb_array_to_pil,
     save_image_atomic,
+    scan_folder,
+    unread_photo_format,
 )
 from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
 
 _GLOB_CHARS = set("*?[")
+
+
+def _unread(path) -> str:
+    return (f"{path}: {unread_photo_format(path)} photos are not read by polychrome "
+            "(it reads JPEG, PNG, WebP, BMP and TIFF; convert it to one of those)")  # fmt: skip
 
 
 def confidence_path(dst: str | os.PathLike) -> Path:
@@ -61,7 +72,9 @@ def colorize_file(
     its extension).
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
-    when the output format has one. ``compare`` writes grey | colour side by side. ``hints`` are in pixel
+    when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile, the DPI and
+    a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them.
+    ``compare`` writes grey | colour side by side. ``hints`` are in pixel
     coordinates of the upright photo (as a viewer shows it), for a hint model only. ``confidence_path``
     (a model that gives confidence) also writes the confidence map from the same model call, as an 8-bit
     greyscale image of the photo's size (white = the model expects its colour to be right), before ``dst``,
@@ -78,9 +91,9 @@ def colorize_file(
         if hints:
             raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
     with timer("decode"):
-        img = open_image(src)
+        img, metadata = read_image(src)
     with timer("to_float"):
-        rgb, alpha = pil_to_rgb_array(img)
+        rgb, alpha = pil_to_rgb_array(img, str(src))
     with timer("rgb_to_l"):
         L = lightness(rgb)  # once: the grey panel of a comparison shares it
     out, pred = colorizer.colorize_lightness(
@@ -96,7 +109,7 @@ def colorize_file(
     with timer("to_8bit"):
         img = rgb_array_to_pil(out, alpha)
     with timer("encode"):
-        save_image_atomic(img, dst)
+        save_image_atomic(img, dst, metadata)
     return Path(dst)
 
 
@@ -121,19 +134,91 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def plan(
-    inputs: list[str | os.PathLike], out_dir: str | os.PathLike, compare: bool = False, confidence: bool = False
-) -> tuple[list[Job], list[str]]:
-    """Expand inputs into jobs, and one-line problems for inputs that give none.
+def _is_text(path: Path) -> bool:
+    """True when the file's first 4 KB are non-empty UTF-8 text without NUL bytes: a list, never a photo
+    (every photo format's header has a NUL or a byte that is not UTF-8)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(head) and b"\0" not in head
 
-    A folder is searched recursively and mirrored under ``out_dir``; a file lands as ``out_dir/NAME``; a
+
+def plan(
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    compare: bool = False,
+    confidence: bool = False,
+    notes: list[str] | None = None,
+) -> tuple[list[Job], list[str]]:
+    """Expand inputs into jobs, and one-line problems for inputs (or files in them) that give none.
+
+    A folder is searched recursively (linked sub-folders followed) and mirrored under ``out_dir``; every
+    file in it is accounted for: a photo in a format polychrome does not read (:data:`UNREAD_PHOTO_FORMATS`)
+    or a link to nothing is a problem naming it, and the count of other files (not photos, hidden) is
+    appended to ``notes`` when a list is given; a file lands as ``out_dir/NAME``; a
     ``.txt`` list keeps its entries' paths below the list's folder; a glob (one the shell left alone) keeps
-    the path below its first wildcard. Photos already inside ``out_dir`` (when it sits inside an input
+    the path below its first wildcard. A text file that is not named ``.txt`` is refused with a line that
+    says what a list is, not read as a photo. Photos already inside ``out_dir`` (when it sits inside an input
     folder) are earlier outputs, not inputs. ``compare`` names outputs ``NAME.compare.EXT`` (side-by-side
     pictures never stand in for, or skip, real outputs); ``confidence`` adds ``NAME.confidence.png``.
     """
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
     problems: list[str] = []
-    jobs = list(iter_plan(inputs, out_dir, problems, compare=compare, confidence=confidence))
+    for arg in inputs:
+        arg = os.fspath(arg)
+        p = Path(arg)
+        if p.is_dir():
+            if p.resolve() == out_dir.resolve():
+                problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
+                continue
+            scan = scan_folder(p, exclude=out_dir)
+            pairs = [(f, f.relative_to(p)) for f in scan.photos]
+            problems += [_unread(f) for f in scan.unread]
+            problems += [f"{f}: a link to nothing; skipped" for f in scan.broken_links] + scan.unlisted
+            if scan.others and notes is not None:
+                names = ", ".join(f.name for f in scan.others[:5]) + (", ..." if len(scan.others) > 5 else "")
+                notes.append(f"{arg}: {len(scan.others)} other file(s) left alone, not photos or hidden ({names})")
+            if not pairs and not scan.unread and not scan.broken_links and not scan.unlisted:
+                problems.append(f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
+            try:
+                listed = find_images(p)
+            except ImageError as e:
+                problems.append(str(e))
+                continue
+            pairs = [(f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name)) for f in listed]
+            if not pairs:
+                problems.append(f"{arg}: the list names no photos")
+        elif p.is_file() and unread_photo_format(p):
+            problems.append(_unread(arg))
+            continue
+        elif p.is_file() and not is_image_path(p) and _is_text(p):
+            problems.append(f"{arg}: a text file, not a photo; a list of photos must be named *.txt "
+                            "(one photo path per line, relative to the list's folder; # starts a comment)")  # fmt: skip
+            continue
+        elif p.is_file():  # a photo (also one without a photo extension: its decoder decides)
+            pairs = [(p, Path(p.name))]
+        elif _GLOB_CHARS & set(arg):
+            base = _glob_base(arg)
+            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
+            matches = [m for m in matches if m.is_file() and not is_inside(m, out_dir)]
+            pairs = [(m, m.relative_to(base)) for m in matches if is_image_path(m)]
+            unread = [m for m in matches if unread_photo_format(m)]
+            problems += [_unread(m) for m in unread]
+            if not pairs and not unread:
+                problems.append(f"{arg}: no photos match this pattern")
+        else:
+            problems.append(f"{arg}: no such file or folder")
+            continue
+        for src, rel in pairs:
+            dst = out_dir / rel
+            if compare:
+                dst = compare_path(dst)
+            jobs.append(Job(src, dst, confidence_path(dst) if confidence else None))
     return jobs, problems
 
 
@@ -143,70 +228,32 @@ def iter_plan(
     problems: list[str],
     compare: bool = False,
     confidence: bool = False,
+    notes: list[str] | None = None,
 ) -> Iterator[Job]:
-    """:func:`plan` as a stream, for archives: the same jobs in the same order, one at a time, so a list file
-    of millions of paths or a deep folder tree is never held whole in memory. Problems are appended to
-    ``problems`` as they are met."""
-    out_dir = Path(out_dir)
+    """:func:`plan` as a stream, for archives: the same jobs in the same order, yielded one at a time, and a
+    ``.txt`` list read a line at a time, so a list of millions of paths is never held whole in memory (every
+    other input is planned by :func:`plan`). Problems are appended to ``problems`` as they are met."""
     for arg in inputs:
-        arg = os.fspath(arg)
         p = Path(arg)
-        if p.is_dir():
-            if p.resolve() == out_dir.resolve():
-                problems.append(f"{arg}: the output folder is this input folder; outputs would replace the photos")
-                continue
-            found = (f for f in _walk_images(p) if not is_inside(f, out_dir))
-            pairs = ((f, f.relative_to(p)) for f in found)
-            empty = f"{arg}: no photos found (looked for {', '.join(IMAGE_EXTENSIONS)})"
-        elif p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p):
-            pairs = ((f, f.relative_to(p.parent) if is_inside(f, p.parent) else Path(f.name))
-                     for f in _stream_list(p, problems))  # fmt: skip
-            empty = f"{arg}: the list names no photos"
-        elif p.is_file():
-            pairs, empty = iter([(p, Path(p.name))]), ""
-        elif _GLOB_CHARS & set(arg):
-            base = _glob_base(arg)
-            matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
-            files = [m for m in matches if m.is_file() and is_image_path(m) and not is_inside(m, out_dir)]
-            pairs = iter([(m, m.relative_to(base)) for m in files])
-            empty = f"{arg}: no photos match this pattern"
-        else:
-            problems.append(f"{arg}: no such file or folder")
+        if not (p.is_file() and p.suffix.lower() == ".txt" and not is_image_path(p)):
+            jobs, found = plan([arg], out_dir, compare=compare, confidence=confidence, notes=notes)
+            problems += found
+            yield from jobs
             continue
-        n_problems, any_pair = len(problems), False
-        for src, rel in pairs:
-            any_pair = True
-            dst = out_dir / rel
+        n_problems, empty = len(problems), True
+        for src in _stream_list(p, problems):
+            empty = False
+            dst = Path(out_dir) / (src.relative_to(p.parent) if is_inside(src, p.parent) else Path(src.name))
             if compare:
                 dst = compare_path(dst)
             yield Job(src, dst, confidence_path(dst) if confidence else None)
-        if not any_pair and empty and len(problems) == n_problems:  # an unreadable list said so already
-            problems.append(empty)
-
-
-def _walk_images(root: Path) -> Iterator[Path]:
-    """``find_images(root)`` for a folder, streamed: the same photos in the same (sorted path) order, one
-    folder listing in memory at a time. Like ``Path.rglob`` it does not descend into linked folders."""
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except PermissionError:
-        return
-    for entry in entries:
-        path = root / entry.name
-        try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if is_dir:
-            yield from _walk_images(path)
-        elif is_image_path(path) and not entry.name.startswith(".") and path.is_file():
-            yield path
+        if empty and len(problems) == n_problems:  # an unreadable list said so already
+            problems.append(f"{os.fspath(arg)}: the list names no photos")
 
 
 def _stream_list(path: Path, problems: list[str]) -> Iterator[Path]:
     """The photos a ``.txt`` list names (one per line, relative to the list's folder; blank lines and ``#``
-    comments ignored), read a line at a time."""
+    comments ignored, as :func:`~polychrome.io.find_images` reads them), read a line at a time."""
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -267,7 +314,8 @@ def colorize_batch(
 
     Never writes over an input photo (found by file identity, so links and other spellings are caught),
     refuses a second photo whose output (or confidence map) is already another's, does a photo planned
-    twice once, and skips a job whose outputs all exist unless ``overwrite``. Each failure is collected,
+    twice once, and skips a job whose outputs all exist and open (:func:`~polychrome.io.is_complete_image`)
+    unless ``overwrite``. Each failure is collected,
     not raised. ``on_job(job, outcome, failure)`` is called after every job with outcome ``"written"``,
     ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display). ``other_inputs`` are input
     photos of the same run planned elsewhere (another worker's share): never overwritten either.
@@ -312,7 +360,8 @@ def _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, 
             raise ImageError(f"{job.src}: its confidence map {conf} is an input photo; refusing to overwrite it")
     if job.dst.exists() and _file_id(job.dst) in input_ids:
         raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
-    if job.dst.exists() and not overwrite and (conf is None or conf.exists()):
+    # Finished means readable: a zero-byte or cut-off file (a full disk, another tool) is redone.
+    if not overwrite and is_complete_image(job.dst) and (conf is None or is_complete_image(conf)):
         return "skipped"
     colorize_file(colorizer, job.src, job.dst, size=size, compare=compare, hints=hints, temperature=temperature,
                   confidence_path=conf, timer=timer)

@@ -122,6 +122,7 @@ class Share:
 
     jobs: list[Job] = field(default_factory=list)  # the jobs this rank owns, in plan order
     problems: list[str] = field(default_factory=list)  # inputs that gave no jobs (the same in every rank)
+    notes: list[str] = field(default_factory=list)  # files left alone on purpose (the same in every rank)
     total: int = 0  # jobs in the whole run
     other_inputs: list[Path] = field(default_factory=list)  # other ranks' inputs inside the output folder
 
@@ -133,7 +134,8 @@ def plan_share(
     """Stream the plan and keep this rank's jobs. Other ranks' inputs that sit inside the output folder are
     kept too (only they could be an output of ours), so no worker writes over another's input photo."""
     share = Share()
-    for job in iter_plan(inputs, out_dir, share.problems, compare=compare, confidence=confidence):
+    for job in iter_plan(inputs, out_dir, share.problems, compare=compare, confidence=confidence,
+                         notes=share.notes):  # fmt: skip
         share.total += 1
         if world.size <= 1 or owner(job, out_dir, world.size) == world.rank:
             share.jobs.append(job)

@@ -47,6 +47,7 @@ from polychrome.color.hints import hints_to_json
 from polychrome.colorizer import Colorizer, as_colorizer
 from polychrome.pipeline import check_precision, gray_rgb
 from polychrome.web.limits import BodyLimit, JobGate, Limits, size_text
+from polychrome.web.origin import SameOrigin
 from polychrome.web.schemas import (
     ERRORS,
     HINT_LIST_BODY,
@@ -93,6 +94,7 @@ def create_app(
     size: int | None = None,
     preview_size: int = 640,
     precision: str = "fp32",
+    allowed_hosts: list[str] | None = None,
 ) -> FastAPI:
     """The web page and its API.
 
@@ -107,6 +109,10 @@ def create_app(
         preview_size: longest side of the preview images, px (never above the photo's own).
         precision: ``"fp32"`` or ``"bf16"`` for the model call (:mod:`polychrome.pipeline.precision`); a
             Colorizer given in ``model_spec`` / ``auto_spec`` keeps its own.
+        allowed_hosts: the host names requests may name in their Host header (400 otherwise; ``"*"``: any);
+            None accepts any (``polychrome serve`` passes its listen address:
+            :func:`~polychrome.web.origin.serve_hosts`).
+            A write (POST, DELETE) from another site's page (its ``Origin``) is refused (403) either way.
     Raises:
         polychrome.hub.ModelLoadError for a model that cannot be loaded.
     """
@@ -168,6 +174,7 @@ def create_app(
     app.add_middleware(
         BodyLimit, upload_path="/api/photos", upload_bytes=limits.max_upload_bytes, json_bytes=limits.max_json_bytes
     )
+    app.add_middleware(SameOrigin, allowed_hosts=allowed_hosts)  # added last: runs first, before a body is read
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request, exc: RequestValidationError):
@@ -210,7 +217,7 @@ def create_app(
         and returns its id. Colour in the photo is ignored: only its lightness is colourised.
 
         413: the file is over `max_upload_bytes` or the image over `max_pixels` (checked on the header,
-        before decoding); 422: not an image PIL can read."""
+        before decoding); 422: not a photo in a format polychrome reads (JPEG, PNG, WebP, BMP, TIFF)."""
         name = Path(file.filename or "photo").name
         fd, tmp = tempfile.mkstemp(prefix="polychrome-upload-", suffix=Path(name).suffix[:10])
         try:

@@ -131,8 +131,10 @@ def check_pixels(path: str, name: str, limit: int) -> None:
     ImageError is the one reported."""
     from PIL import Image
 
+    from polychrome.io.images import PHOTO_FORMATS
+
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=PHOTO_FORMATS) as im:
             w, h = im.size
     except Image.DecompressionBombError:
         raise HTTPException(413, f"{name}: image is over the {limit / 1e6:.3g} MP limit") from None

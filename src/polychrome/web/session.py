@@ -238,7 +238,7 @@ class Session:
             raise HTTPException(422, one_line(str(e).replace(path, name))) from None
         if img.width * img.height > self.limits.max_pixels:
             raise HTTPException(413, too_many_pixels(name, img.width, img.height, self.limits.max_pixels))
-        rgb, _alpha = pil_to_rgb_array(img)  # alpha is not kept: the page's results are opaque
+        rgb, _alpha = pil_to_rgb_array(img, name)  # alpha is not kept: the page's results are opaque
         L = lightness(rgb)
         H, W = L.shape[-2:]
         L_work = self.model.working_l(L, self.size)
