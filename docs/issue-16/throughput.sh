@@ -22,7 +22,7 @@ run() {  # $1 = number of worker processes, $2 = label
     local t0 t1
     t0=$(date +%s.%N)
     "$PY" -m torch.distributed.run --standalone --nproc_per_node "$1" -m polychrome colorize "$PHOTOS" \
-        -o "$out" --model default --threads 1 --manifest "$TMP/$2.jsonl" 2>"$TMP/$2.err" | tail -1 | sed "s|$TMP/||"
+        -o "$out" --model default --threads 1 --manifest "$TMP/$2.jsonl" 2>"$TMP/$2.err" | tail -1 | sed "s|$TMP/||g"
     t1=$(date +%s.%N)
     echo "  $1 process(es): command wall time $(echo "$t1 - $t0" | bc) s, $(find "$out" -type f | wc -l) files written, load average now $(cut -d' ' -f1 /proc/loadavg)"
 }

@@ -50,15 +50,21 @@ def colorize_archive(
             raise fail(f"-o {e}") from None
     where = pick_device(device)
     if where == "cuda" and world.size > 1:
-        where = f"cuda:{world.local_rank}"  # one device per worker on a node
+        import torch
+
+        # One device per worker on a node; more workers than devices share them round-robin.
+        where = f"cuda:{world.local_rank % max(1, torch.cuda.device_count())}"
     colorizer = load_colorizer(model, where, precision) if share.jobs else None
     if colorizer is not None:
         try:
             colorizer.decoding(temperature)
-            if confidence:
-                colorizer.check_confidence()
         except ValueError as e:
-            raise fail(f"--{'confidence' if confidence else 'temperature'}: {e}") from None
+            raise fail(f"--temperature: {e}") from None
+        if confidence:
+            try:
+                colorizer.check_confidence()
+            except ValueError as e:
+                raise fail(f"--confidence: {e}") from None
         if hint_list and not colorizer.card.takes_hints:
             raise fail(f"model {model} cannot use colour hints; use a hint model such as 'hints'")
     try:
