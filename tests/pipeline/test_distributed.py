@@ -160,3 +160,35 @@ def test_torchrun_restarts_a_killed_worker_and_the_run_ends_complete(archive, tm
     rows = manifest_rows(manifest)
     assert len(rows) == N_PHOTOS + 1
     assert sorted(r["status"] for r in rows).count("failed") == 1
+
+
+@pytest.mark.slow
+def test_two_srun_tasks_share_the_run(archive, tmp_path, tiny_model_dir):
+    """What srun starts: two plain processes that know their rank from SLURM_* and meet at MASTER_ADDR."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
+    procs = []
+    try:
+        for rank in (0, 1):
+            env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", TEST_KILL_ENV)}
+            env.update(OMP_NUM_THREADS="1", SLURM_PROCID=str(rank), SLURM_NTASKS="2", SLURM_LOCALID=str(rank),
+                       SLURM_STEP_ID="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+            cmd = [sys.executable, "-m", "polychrome", "colorize", str(archive), "-o", str(out), "--model",
+                   str(tiny_model_dir), "--manifest", str(manifest), "--threads", "1"]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                          cwd=tmp_path))  # fmt: skip
+        results = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], results[0][1][-3000:] + results[1][1][-3000:]
+    assert f"{N_PHOTOS} written, 0 skipped, 1 failed -> {out} (2 workers," in results[0][0]
+    assert results[1][0] == ""  # one summary, from rank 0
+    rows = manifest_rows(manifest)
+    assert len(rows) == N_PHOTOS + 1 and {r["rank"] for r in rows} == {0, 1}
+    assert_complete(archive, out)
