@@ -120,9 +120,13 @@ class Colorizer:
         """The model's forward keyword arguments for ``temperature`` (ValueError for a model without one or
         a value that is not a finite number > 0)."""
         try:
-            return self.card.decoding(temperature)
+            kwargs = self.card.decoding(temperature)
         except CardError as e:
             raise ValueError(str(e)) from None
+        fixed = getattr(self.model, "check_decoding", None)  # an exported graph: its decoding is baked in
+        if fixed is not None:
+            fixed(**kwargs)
+        return kwargs
 
     # ------------------------------------------------------------------ the tensor path
     def working_shape(self, H: int, W: int, size: int | None = None) -> tuple[int, int]:

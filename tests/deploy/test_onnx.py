@@ -111,6 +111,8 @@ def test_classification_graph_through_the_colorizer(cic):
     assert np.array_equal(np.asarray(same.image), np.asarray(r_onnx.image))
     with pytest.raises(ValueError, match="baked in"):
         onnx_c(img, temperature=0.1)
+    with pytest.raises(ValueError, match="baked in"):  # checked before any work, as front ends do
+        onnx_c.decoding(0.1)
 
 
 def test_bf16_and_gpu_are_refused_in_one_line(unet):

@@ -27,7 +27,7 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
 
 @app.command("benchmark-speed")
 def benchmark_speed(
-    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.")] = "default",
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file, checkpoint .pt or ONNX graph (.onnx or its export folder).")] = "default",
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per configuration (after the warm-up).")] = 5,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
     threads: Annotated[

@@ -297,7 +297,8 @@ class OnnxModel(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.path.name}, inputs={self.inputs}, outputs={self.outputs}"
 
-    def _check_decoding(self, temperature, decode_mode) -> None:
+    def check_decoding(self, temperature: float | None = None, decode_mode: str | None = None) -> None:
+        """ValueError unless these decoding settings are the graph's own (None: the graph's)."""
         if temperature is None and decode_mode is None:
             return
         if not self.card.decodes:
@@ -312,7 +313,7 @@ class OnnxModel(nn.Module):
 
     def forward(self, L_net: torch.Tensor, *hints: torch.Tensor, return_all: bool = False,
                 temperature: float | None = None, decode_mode: str | None = None):
-        self._check_decoding(temperature, decode_mode)
+        self.check_decoding(temperature, decode_mode)
         if return_all and not self.card.gives_confidence:
             raise ValueError(f"model {self.card.architecture} predicts no confidence map")
         h, w = L_net.shape[-2:]
