@@ -119,6 +119,7 @@ def export_onnx(
     """
     if int8 and calibration is None:
         raise OnnxError("--int8 needs calibration photos: give --calibration FOLDER")
+    photos = calibration_files(calibration, calibration_photos) if int8 else []  # before the export's minutes
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval().cpu()
@@ -126,8 +127,8 @@ def export_onnx(
     h, w = EXAMPLE_HW
     example = [torch.zeros(1, 1, h, w)] + ([torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w)] if card.takes_hints else [])
     names = input_names(card)
-    dyn = {"batch": torch.export.Dim.DYNAMIC, "h": torch.export.Dim.DYNAMIC, "w": torch.export.Dim.DYNAMIC}
-    dynamic_shapes = tuple({0: dyn["batch"], 2: dyn["h"], 3: dyn["w"]} for _ in names)
+    dynamic = torch.export.Dim.DYNAMIC
+    dynamic_shapes = tuple({0: dynamic, 2: dynamic, 3: dynamic} for _ in names)  # batch, height, width
     with tempfile.TemporaryDirectory(prefix="polychrome-onnx-") as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         try:
@@ -140,7 +141,6 @@ def export_onnx(
             about["temperature_baked"] = card.temperature
             about["decode_mode_baked"] = card.decode_mode
         if int8:
-            photos = calibration_files(calibration, calibration_photos)
             quantize_int8(fp32, out / ONNX_FILE, CalibrationReader(photos, card))
             about.update(precision="int8", quantization="static QDQ, weights int8 per output channel, activations "
                          f"uint8 (percentile {CALIBRATION_PERCENTILE} calibration)", calibration=str(calibration),
