@@ -192,3 +192,22 @@ def test_calibration_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(deploy.OnnxError, match="no photos"):
         deploy.calibration_files(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_hint_model_graph_takes_hints(tmp_path_factory):
+    """A hint model (icolorit-tiny, a Vision Transformer; ~30 s to export) exports with its hint inputs, and
+    the Colorizer paints hints onto the working grid for the graph as it does for PyTorch."""
+    from polychrome.color.hints import Hint
+
+    model, card, folder = _saved(tmp_path_factory, "icolorit-tiny")
+    out = hub.export_onnx(folder, tmp_path_factory.mktemp("hints-onnx"))
+    assert json.loads((out / "config.json").read_text())["onnx"]["inputs"] == ["L_net", "hint_ab_net", "hint_mask"]
+    assert deploy.max_abs_diff(model, card, out / "model.onnx", (136, 200)) < 1e-4
+    onnx_c, torch_c = Colorizer.from_pretrained(out), Colorizer.from_pretrained(folder)
+    assert onnx_c.card.takes_hints
+    img, hints = _photo(2), [Hint(120, 45, "#aa3322"), Hint(30, 100, "#22aa33")]
+    a = np.asarray(onnx_c(img, hints=hints).image, np.int16)
+    b = np.asarray(torch_c(img, hints=hints).image, np.int16)
+    assert np.abs(a - b).max() <= 1
+    assert not np.array_equal(a, np.asarray(onnx_c(img).image, np.int16))  # the hints change the colours

@@ -84,7 +84,8 @@ class _Exportable(nn.Module):
         self.decoding = card.decoding()  # {} for a regressor; the default temperature for a classifier
         self.confidence = card.gives_confidence
 
-    def forward(self, L_net: torch.Tensor, *hints: torch.Tensor):
+    def forward(self, L_net: torch.Tensor, hint_ab_net: torch.Tensor | None = None, hint_mask: torch.Tensor | None = None):
+        hints = () if hint_ab_net is None else (hint_ab_net, hint_mask)
         if self.confidence:
             out = self.model(L_net, *hints, return_all=True, **self.decoding)
             return out.ab_net.float(), out.confidence.float()
@@ -128,7 +129,7 @@ def export_onnx(
     example = [torch.zeros(1, 1, h, w)] + ([torch.zeros(1, 2, h, w), torch.zeros(1, 1, h, w)] if card.takes_hints else [])
     names = input_names(card)
     dynamic = torch.export.Dim.DYNAMIC
-    dynamic_shapes = tuple({0: dynamic, 2: dynamic, 3: dynamic} for _ in names)  # batch, height, width
+    dynamic_shapes = {name: {0: dynamic, 2: dynamic, 3: dynamic} for name in names}  # batch, height, width
     with tempfile.TemporaryDirectory(prefix="polychrome-onnx-") as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         try:
