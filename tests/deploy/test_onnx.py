@@ -211,3 +211,11 @@ def test_hint_model_graph_takes_hints(tmp_path_factory):
     b = np.asarray(torch_c(img, hints=hints).image, np.int16)
     assert np.abs(a - b).max() <= 1
     assert not np.array_equal(a, np.asarray(onnx_c(img).image, np.int16))  # the hints change the colours
+
+
+def test_missing_runtime_is_one_line(unet, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(hub.ModelLoadError, match=r"polychrome\[onnx\]"):
+        hub.load(unet[3])

@@ -71,7 +71,7 @@ def _require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise OnnxError(f"ONNX support needs the {module} package: pip install onnx onnxruntime onnxscript") from None
+        raise OnnxError(f"ONNX support needs the {module} package: pip install 'polychrome[onnx]'") from None
 
 
 # --------------------------------------------------------------------------- export
@@ -130,6 +130,8 @@ def export_onnx(
     names = input_names(card)
     dynamic = torch.export.Dim.DYNAMIC
     dynamic_shapes = {name: {0: dynamic, 2: dynamic, 3: dynamic} for name in names}  # batch, height, width
+    for needed in ("onnx", "onnxscript") + (("onnxruntime",) if int8 else ()):
+        _require(needed)  # a missing package is its own one-line error, not an export failure
     with tempfile.TemporaryDirectory(prefix="polychrome-onnx-") as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         try:
@@ -159,8 +161,6 @@ def _export_quietly(module, args, path, names, outputs, dynamic_shapes) -> None:
     """torch.onnx.export with the dynamo exporter, its progress chatter kept off the terminal."""
     import warnings
 
-    _require("onnxscript")
-    _require("onnx")
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
         warnings.simplefilter("ignore")
