@@ -38,7 +38,7 @@ from polychrome.pipeline.core import (
     upsample,
     working_shape,
 )
-from polychrome.pipeline.precision import check_precision, to_channels_last
+from polychrome.pipeline.precision import check_precision, model_device, to_channels_last
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class Colorizer:
 
     Args:
         model: the network (put in eval mode). Its forward takes L in network units (see
-            :mod:`polychrome.pipeline.core`).
+            :mod:`polychrome.pipeline.core`). An ONNX graph comes as :class:`polychrome.deploy.onnx.OnnxModel`,
+            a module that runs onnxruntime and carries its card.
         card: what it is and can do; default: :meth:`ModelCard.for_model` (a model made by ``create_model``).
         precision: ``"fp32"`` or ``"bf16"`` (autocast + channels_last, applied once here).
         device: where the model runs; default: where its weights are.
@@ -69,9 +70,12 @@ class Colorizer:
         device: str | torch.device | None = None,
     ):
         self.precision = check_precision(precision)
+        runtime_card = getattr(model, "card", None)  # a graph for another runtime carries its own card
+        if runtime_card is not None and precision != "fp32":
+            raise ValueError(f"an ONNX model runs in the precision it was exported in; use fp32, not {precision}")
         self.model = model.eval() if device is None else model.to(device).eval()
-        self.device = next(self.model.parameters()).device
-        self.card = card if card is not None else ModelCard.for_model(model)
+        self.device = model_device(self.model)
+        self.card = card if card is not None else runtime_card or ModelCard.for_model(model)
         if precision == "bf16":  # once now, not racily inside two concurrent calls
             to_channels_last(self.model)
 
@@ -80,7 +84,7 @@ class Colorizer:
         cls, source: str | os.PathLike = "default", precision: str = "fp32", device: str | torch.device = "cpu"
     ) -> Colorizer:
         """Load trained weights: a bundled name (``"default"``, ``"hints"``), an export folder, a
-        ``.safetensors`` file or a training checkpoint (:class:`polychrome.hub.WeightSource` tells them apart).
+        ``.safetensors`` file, a training checkpoint or an ONNX graph (``.onnx`` or an ONNX export folder) (:class:`polychrome.hub.WeightSource` tells them apart).
         Raises :class:`polychrome.hub.ModelLoadError`."""
         from polychrome.hub import load
 
@@ -116,9 +120,13 @@ class Colorizer:
         """The model's forward keyword arguments for ``temperature`` (ValueError for a model without one or
         a value that is not a finite number > 0)."""
         try:
-            return self.card.decoding(temperature)
+            kwargs = self.card.decoding(temperature)
         except CardError as e:
             raise ValueError(str(e)) from None
+        fixed = getattr(self.model, "check_decoding", None)  # an exported graph: its decoding is baked in
+        if fixed is not None:
+            fixed(**kwargs)
+        return kwargs
 
     # ------------------------------------------------------------------ the tensor path
     def working_shape(self, H: int, W: int, size: int | None = None) -> tuple[int, int]:

@@ -24,6 +24,8 @@ from polychrome.models.card import CardError, ModelCard
 
 #: File suffixes of training checkpoints.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+#: An ONNX graph (``polychrome export --format onnx``), run with onnxruntime.
+ONNX_SUFFIX = ".onnx"
 
 
 class ModelLoadError(Exception):
@@ -55,7 +57,9 @@ class WeightSource:
       weights shipped in the package, whatever folders the working directory holds;
     * ``"folder"``: an export folder (``model.safetensors`` + ``config.json``);
     * ``"safetensors"``: a ``.safetensors`` file with ``NAME.json`` (or ``config.json``) beside it;
-    * ``"checkpoint"``: a training checkpoint (``.pt``, ``.pth``, ``.ckpt``; its EMA weights).
+    * ``"checkpoint"``: a training checkpoint (``.pt``, ``.pth``, ``.ckpt``; its EMA weights);
+    * ``"onnx"``: an ONNX graph, a ``.onnx`` file with ``NAME.json`` (or ``config.json``) beside it, or an
+      ONNX export folder (``model.onnx`` + ``config.json``, no ``model.safetensors``); run by onnxruntime.
 
     Anything given as a ``Path``, or a string with a path separator or a weight-file suffix, is a path; to
     load a folder whose name has neither, write it as ``./NAME``.
@@ -71,7 +75,7 @@ class WeightSource:
         looked for and how to ask for the other kind."""
         text = os.fspath(spec)
         is_path = isinstance(spec, os.PathLike) or "/" in text or os.sep in text or text in (".", "..") or (
-            Path(text).suffix in (".safetensors", *CHECKPOINT_SUFFIXES)
+            Path(text).suffix in (".safetensors", ONNX_SUFFIX, *CHECKPOINT_SUFFIXES)
         )
         if not is_path:
             if text in bundled_names():
@@ -85,7 +89,7 @@ class WeightSource:
                 why = f"; to load the folder or file {text!r} in the working directory, give it as a path: ./{text}"
             raise ModelLoadError(
                 f"{text}: not a bundled model ({', '.join(bundled_names()) or 'none'}), and not a path "
-                f"(a path names a folder, a .safetensors file or a checkpoint){why}"
+                f"(a path names a folder, a .safetensors or .onnx file or a checkpoint){why}"
             )
         p = Path(text)
         if p.suffix in CHECKPOINT_SUFFIXES:
@@ -96,7 +100,13 @@ class WeightSource:
             if not p.is_file():
                 raise ModelLoadError(f"{p}: weight file not found")
             return cls("safetensors", p, text)
+        if p.suffix == ONNX_SUFFIX:
+            if not p.is_file():
+                raise ModelLoadError(f"{p}: ONNX file not found")
+            return cls("onnx", p, text)
         if p.is_dir():
+            if (p / "model.onnx").is_file() and not (p / "model.safetensors").exists():
+                return cls("onnx", p / "model.onnx", text)
             return cls("folder", p, text)
         raise ModelLoadError(
             f"{p}: {'not a folder' if p.exists() else 'no such folder'} (a weight path is an export folder, a "
@@ -108,7 +118,7 @@ class WeightSource:
         return "" if self.kind == "bundled" else _bundled_hint(self.path)
 
     def files(self) -> tuple[Path, Path]:
-        """(safetensors, json) of a bundled name, folder or .safetensors source."""
+        """(weights, json) of a bundled name, folder, .safetensors or .onnx source."""
         if self.kind == "bundled":
             return self.path, self.path.with_suffix(".json")
         if self.kind == "folder":
@@ -147,6 +157,8 @@ def load(spec: str | os.PathLike = "default", device: str | torch.device = "cpu"
     JSON, or a training checkpoint (its EMA weights); see :class:`WeightSource`.
     """
     source = WeightSource.parse(spec)
+    if source.kind == "onnx":
+        return _load_onnx(source, device)
     if source.kind == "checkpoint":
         model, card = _load_checkpoint(source.path)
     else:
@@ -170,6 +182,30 @@ def load(spec: str | os.PathLike = "default", device: str | torch.device = "cpu"
     except CardError as e:
         raise ModelLoadError(str(e)) from None
     return model.to(device).eval(), card
+
+
+def _read_meta(js: Path, weights: Path, source: WeightSource) -> dict:
+    if not js.exists():
+        raise ModelLoadError(f"{js}: metadata file not found next to {weights.name}{source.other_kind()}")
+    try:
+        return json.loads(js.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{js}: not valid JSON ({e})") from None
+
+
+def _load_onnx(source: WeightSource, device: str | torch.device) -> tuple[nn.Module, ModelCard]:
+    """An ONNX graph and its card. The graph has no Python code to ask what it can do, so its card is the
+    JSON written beside it at export (checked against the graph's inputs and outputs)."""
+    from polychrome.deploy.onnx import OnnxError, OnnxModel
+
+    if torch.device(device).type != "cpu":
+        raise ModelLoadError(f"{source.path}: ONNX models run on the CPU here (onnxruntime), not {device}")
+    onnx_file, js = source.files()
+    card = read_card(_read_meta(js, onnx_file, source))
+    try:
+        return OnnxModel(onnx_file, card).eval(), card
+    except OnnxError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def load_model(spec: str | os.PathLike = "default", device: str | torch.device = "cpu") -> nn.Module:
@@ -234,3 +270,32 @@ def save_weights(
     os.chmod(out / f"{name}.safetensors", default_file_mode())  # safetensors writes 0600
     (out / ("config.json" if name == "model" else f"{name}.json")).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def export_onnx(
+    spec: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    int8: bool = False,
+    calibration: str | os.PathLike | None = None,
+    infer_size: int | None = None,
+    calibration_photos: int | None = None,
+) -> Path:
+    """Write ``out_dir/model.onnx`` + ``config.json`` for a trained model (anything :func:`load` takes but an
+    ONNX graph): dynamic batch, height and width; a classification model's default temperature baked in;
+    static int8 with photos from ``calibration`` if ``int8`` (see :mod:`polychrome.deploy.onnx`).
+
+    Raises :class:`ModelLoadError` (one line) for a model that cannot be loaded or exported."""
+    from polychrome.deploy import onnx as deploy
+
+    if int8 and calibration is None:  # before the load and the export, which take a while
+        raise ModelLoadError("--int8 needs calibration photos: give --calibration FOLDER")
+    if WeightSource.parse(spec).kind == "onnx":
+        raise ModelLoadError(f"{spec}: already an ONNX graph; export from the PyTorch weights")
+    model, card = load(spec)
+    if infer_size is not None:
+        card = replace(card, working_size=int(infer_size))
+    extra = {} if calibration_photos is None else {"calibration_photos": calibration_photos}
+    try:
+        return deploy.export_onnx(model, card, out_dir, int8=int8, calibration=calibration, **extra)
+    except deploy.OnnxError as e:
+        raise ModelLoadError(str(e)) from None

@@ -40,11 +40,19 @@ def test_speed_benchmark_times_both_precisions_end_to_end(tmp_path, tiny_model_d
         assert sum(run["stages"].values()) == pytest.approx(run["median"], rel=1e-9)
         assert run["peak_rss_mib"] > 50 and run["photo_rss_mib"] >= 0  # a fresh Python with torch
         assert run["threads"] == 1 and run["working_size"] == 64
+        # The Pillow floor is timed in the same worker, once per repeat, and set beside the result.
+        assert len(run["floor"]["seconds"]) == 2 and 0 < run["floor"]["min"] <= run["floor"]["median"]
+        assert run["floor_ratio"] == pytest.approx(run["median"] / run["floor"]["median"])
+        w, h = (int(v) for v in run["size"].split("x"))
+        assert run["decoded_mib"] == pytest.approx(w * h / 2**20, abs=0.01)  # a grey JPEG: one byte a pixel
+        assert run["rgb_mib"] == pytest.approx(3 * w * h / 2**20, abs=0.01)
+        assert run["rss_over_decoded"] == pytest.approx(run["photo_rss_mib"] / run["rgb_mib"], rel=0.01)
     for size in ("64x64", "200x150"):
         assert res["speedup"][size]["end_to_end"] > 0 and res["speedup"][size]["model"] > 0
     assert "ru_maxrss" in res["memory_method"] and res["system"]["versions"]["torch"]
     # The terminal gets the table, the stage split and how memory was measured.
-    for text in ("fp32/bf16", "200x150", "bf16", "where the time goes", "rgb_to_l", "ru_maxrss", "pre/post"):
+    for text in ("fp32/bf16", "200x150", "bf16", "where the time goes", "rgb_to_l", "ru_maxrss", "pre/post",
+                 "Pillow floor", "x floor", "the Pillow floor", "decoded MiB"):
         assert text in r.stdout, text
 
 

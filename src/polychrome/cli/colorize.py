@@ -236,7 +236,7 @@ def _demo_sources() -> list[Path]:
 @app.command()
 def demo(
     output: Annotated[Path, typer.Argument(help="Folder for the demo photos.", show_default=False)],
-    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.")] = "default",
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file, checkpoint .pt or ONNX graph (.onnx or its export folder).")] = "default",
     size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
 ) -> None:

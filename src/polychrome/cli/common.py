@@ -95,6 +95,8 @@ def load_colorizer(spec: str, device: str, precision: str = "fp32"):
         return Colorizer.from_pretrained(spec, precision=precision, device=device)
     except hub.ModelLoadError as e:
         raise fail(f"--model {e}") from None
+    except ValueError as e:  # a precision the model cannot run in (an ONNX graph in bf16)
+        raise fail(f"--model {spec}: {e}") from None
 
 
 def out_console() -> Console:

@@ -16,7 +16,7 @@ from polychrome.cli.common import app, err_console, fail, fmt, load_colorizer, o
 # --------------------------------------------------------------------------- evaluate
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.", show_default=False)],
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file, checkpoint .pt or ONNX graph (.onnx or its export folder).", show_default=False)],
     data: Annotated[Path, typer.Option(help="Folder (or .txt list) of colour photos to score against.", show_default=False)],
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the summary JSON.", show_default=False)],
     size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,

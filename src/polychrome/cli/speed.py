@@ -27,7 +27,7 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
 
 @app.command("benchmark-speed")
 def benchmark_speed(
-    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file or checkpoint .pt.")] = "default",
+    model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file, checkpoint .pt or ONNX graph (.onnx or its export folder).")] = "default",
     repeats: Annotated[int, typer.Option(min=1, help="Timed runs per configuration (after the warm-up).")] = 5,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 1,
     threads: Annotated[
@@ -69,15 +69,17 @@ def _print_speed(result: dict) -> None:
     console = out_console()
     table = Table(title=f"polychrome benchmark-speed: {result['model']}, photo file -> colour file, "
                         f"median of {result['repeats']} runs after {result['warmup']} warm-up")
-    for head in ("photo", "precision", "median s", "min-max s", "model s", "pre/post s", "peak RSS MiB (+photo)",
-                 "fp32/bf16"):
+    for head in ("photo", "precision", "median s", "min-max s", "model s", "pre/post s", "Pillow floor s",
+                 "x floor", "peak RSS MiB (+photo)", "decoded MiB (RGB)", "fp32/bf16"):
         table.add_column(head, justify="left" if head in ("photo", "precision") else "right")
     for r in result["runs"]:
         pre_post = sum(r["stages"][k] for k in speed.PRE_POST)
         up = result["speedup"].get(r["size"], {}).get("end_to_end") if r["precision"] == "bf16" else None
         table.add_row(
             r["size"], r["precision"], f"{r['median']:.3f}", f"{r['min']:.3f}-{r['max']:.3f}",
-            f"{r['stages']['model']:.3f}", f"{pre_post:.3f}", f"{r['peak_rss_mib']:.0f} (+{r['photo_rss_mib']:.0f})",
+            f"{r['stages']['model']:.3f}", f"{pre_post:.3f}", f"{r['floor']['median']:.3f}",
+            f"{r['floor_ratio']:.1f}x" if r["floor_ratio"] else "",
+            f"{r['peak_rss_mib']:.0f} (+{r['photo_rss_mib']:.0f})", f"{r['decoded_mib']:.1f} ({r['rgb_mib']:.1f})",
             f"{up:.2f}x" if up else "",
         )
     console.print(table)
@@ -103,5 +105,13 @@ def _print_speed(result: dict) -> None:
     info = result["system"]
     console.print(f"machine: {describe(info)}", soft_wrap=True)
     console.print(f"photos: {result['photo_format']}", soft_wrap=True)
+    for r in result["runs"]:
+        console.print(
+            f"{r['size']} {r['precision']}: {r['floor_ratio']:.1f}x the Pillow floor ({r['median']:.3f} s vs "
+            f"{r['floor']['median']:.3f} s); the photo costs {r['photo_rss_mib']:.0f} MiB of peak memory, "
+            f"{r['rss_over_decoded']:.1f}x its {r['rgb_mib']:.1f} MiB as 8-bit RGB",
+            soft_wrap=True,
+        )
+    console.print(f"floor: {result['floor_method']}", soft_wrap=True)
     console.print(f"memory: {result['memory_method']}", soft_wrap=True)
     console.print(", ".join(f"{k} {v}" for k, v in info["versions"].items()), soft_wrap=True)

@@ -71,33 +71,70 @@ def train(
 
 
 # --------------------------------------------------------------------------- export
+class ExportFormat(str, Enum):
+    safetensors = "safetensors"
+    onnx = "onnx"
+
+
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint .pt, or a run folder (uses best.pt).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write model.safetensors + config.json.", show_default=False)],
-    half: Annotated[bool, typer.Option("--half", help="Store the weights as fp16 (half the size).")] = False,
+    source: Annotated[str, typer.Argument(
+        help="Training checkpoint .pt or run folder (uses best.pt); for --format onnx also a bundled name, an "
+             "export folder or a .safetensors file.", show_default=False, metavar="CHECKPOINT_OR_MODEL")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the model + config.json.", show_default=False)],
+    format: Annotated[ExportFormat, typer.Option("--format", help="safetensors (PyTorch) or onnx (onnxruntime).")] = ExportFormat.safetensors,
+    half: Annotated[bool, typer.Option("--half", help="safetensors: store the weights as fp16 (half the size).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="onnx: static int8 quantisation (needs --calibration).")] = False,
+    calibration: Annotated[Path | None, typer.Option(help="onnx --int8: folder of calibration photos.", show_default=False)] = None,
+    calibration_photos: Annotated[int, typer.Option(min=1, help="onnx --int8: how many calibration photos to read.")] = 32,
     infer_size: Annotated[int | None, typer.Option(min=8, help="Working size to record (longest side, px).")] = None,
 ) -> None:
-    """Turn a training checkpoint into release weights (EMA weights, safetensors + JSON)."""
+    """Turn a trained model into release weights: safetensors + JSON (EMA weights of a checkpoint), or an
+    ONNX graph (dynamic height and width; --int8: statically quantised) + JSON for onnxruntime."""
     from polychrome import hub
 
-    if checkpoint.is_dir():
-        picked = next((checkpoint / n for n in ("best.pt", "last.pt") if (checkpoint / n).is_file()), None)
+    path = Path(source)
+    if path.is_dir() and not any((path / n).exists() for n in ("model.safetensors", "model.onnx")):  # a run folder
+        picked = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), None)
         if picked is None:
-            raise fail(f"{checkpoint}: a folder without best.pt or last.pt")
-        checkpoint = picked
-    if not checkpoint.is_file():
-        raise fail(f"{checkpoint}: no such checkpoint file")
+            raise fail(f"{path}: a folder without best.pt or last.pt")
+        source, path = str(picked), picked
+    if format is ExportFormat.safetensors:
+        if int8 or calibration is not None:
+            raise fail("--int8 and --calibration apply to --format onnx")
+        if not path.is_file() or path.suffix not in hub.CHECKPOINT_SUFFIXES:
+            raise fail(f"{source}: no such checkpoint file (safetensors export reads a training checkpoint .pt)")
+        try:
+            out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size)
+        except hub.ModelLoadError as e:
+            raise fail(str(e)) from None
+        import json
+
+        meta = json.loads((out / "config.json").read_text())
+        weights = out / "model.safetensors"
+        typer.echo(f"{weights}  ({weights.stat().st_size / 1e6:.1f} MB, {'fp16' if half else 'fp32'})")
+        typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']})")
+        typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
+        return
+    if half:
+        raise fail("--half applies to --format safetensors (use --int8 for a smaller ONNX graph)")
+    if int8 and calibration is None:
+        raise fail("--int8 needs calibration photos: give --calibration FOLDER")
+    if calibration is not None and not int8:
+        raise fail("--calibration applies to --int8")
     try:
-        out = hub.export_checkpoint(checkpoint, output, half=half, infer_size=infer_size)
+        out = hub.export_onnx(source, output, int8=int8, calibration=calibration, infer_size=infer_size,
+                              calibration_photos=calibration_photos)
     except hub.ModelLoadError as e:
         raise fail(str(e)) from None
     import json
 
     meta = json.loads((out / "config.json").read_text())
-    weights = out / "model.safetensors"
-    typer.echo(f"{weights}  ({weights.stat().st_size / 1e6:.1f} MB, {'fp16' if half else 'fp32'})")
-    typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']})")
+    graph = out / "model.onnx"
+    baked = meta["onnx"].get("temperature_baked")
+    typer.echo(f"{graph}  ({graph.stat().st_size / 1e6:.1f} MB, {meta['onnx']['precision']}, dynamic height and width)")
+    typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']}"
+               + (f", temperature {baked:g} baked in" if baked else "") + ")")
     typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
 
 

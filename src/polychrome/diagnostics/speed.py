@@ -10,6 +10,12 @@ reports ``getrusage(RUSAGE_SELF).ru_maxrss`` (the process's peak resident set, w
 torch and the model) and the peak it had reached before the first photo, after the imports and the model
 load; the difference is what colourising that photo costs.
 
+The floor is measured in the same worker, interleaved with polychrome's runs (one floor run after each of
+them): Pillow alone decoding the same grey JPEG and encoding it as an RGB JPEG of the same quality, what any
+tool that reads this photo and writes a colour one must pay. The ratio of polychrome's end-to-end median to
+the floor's median is the figure to compare across machines (both slow down alike on a busy one). Beside the
+peak memory stands the photo's own decoded size (its pixels as Pillow holds them, and the RGB output's).
+
 The split between the model and everything around it is measured in the same timed runs: the worker
 passes a ``timer`` to :func:`polychrome.pipeline.colorize_file`, which times each stage of the real path
 (:data:`polychrome.pipeline.core.STAGES`), so the stage times add up to the end-to-end time but for glue
@@ -51,6 +57,10 @@ STAGES = (
 )
 #: Stages that are not the model: the pre/post-processing, at full resolution.
 PRE_POST = tuple(k for k, _ in STAGES if k != "model")
+FLOOR_METHOD = (
+    "Pillow alone on the same file, in the same process, interleaved with polychrome's runs: open + decode "
+    "the grey JPEG, convert to RGB, encode a JPEG (quality 95) and write it"
+)
 MEMORY_METHOD = (
     "peak resident set (getrusage RUSAGE_SELF ru_maxrss) of a fresh process per configuration, at its end; "
     "'+photo' is that peak less the peak after imports and model load, before the first photo"
@@ -95,7 +105,10 @@ def run_speed(
         ``{"model", "system", "repeats", "warmup", "memory_method", "stages", "runs": [...],
         "speedup": {"WxH": {"end_to_end", "model"}}}``; each run holds ``size``, ``precision``, ``seconds``
         (every repeat), ``median``/``min``/``max``, ``stages`` (median seconds per stage), ``model_share``,
-        ``peak_rss_mib``, ``photo_rss_mib``, ``threads`` and ``model_load_seconds``. ``speedup`` is the fp32
+        ``peak_rss_mib``, ``photo_rss_mib``, ``threads``, ``model_load_seconds``, ``floor`` (the Pillow
+        decode + encode floor: ``seconds``, ``median``, ``min``, ``max``), ``floor_ratio`` (end-to-end median
+        over the floor's median), ``decoded_mib`` / ``rgb_mib`` (the photo decoded, as Pillow holds it, and as
+        8-bit RGB) and ``rss_over_decoded`` (``photo_rss_mib`` over ``rgb_mib``). ``speedup`` is the fp32
         median over the bf16 median, measured in this run.
 
     Raises:
@@ -146,6 +159,7 @@ def run_speed(
         "warmup": warmup,
         "photo_format": "8-bit grey JPEG in, RGB JPEG (quality 95) out",
         "memory_method": MEMORY_METHOD,
+        "floor_method": FLOOR_METHOD,
         "stages": dict(STAGES),
         "runs": runs,
         "speedup": speedup,
@@ -189,6 +203,27 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
+def pillow_floor(src: str | os.PathLike, dst: str | os.PathLike) -> float:
+    """Seconds for Pillow alone to decode ``src`` and write it as an RGB JPEG (quality 95) to ``dst``."""
+    from PIL import Image
+
+    t = time.perf_counter()
+    with Image.open(src) as im:
+        rgb = im.convert("RGB")  # decodes
+    rgb.save(dst, quality=95)
+    return time.perf_counter() - t
+
+
+def decoded_mib(src: str | os.PathLike) -> tuple[float, float]:
+    """(the photo's pixels as Pillow decodes them, the same photo as 8-bit RGB), in MiB."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        w, h = im.size
+        bands = len(im.getbands())
+    return w * h * bands / 2**20, w * h * 3 / 2**20
+
+
 def _worker(cfg: dict) -> dict:
     import torch
 
@@ -212,15 +247,20 @@ def _worker(cfg: dict) -> dict:
         stages["other"] = total - sum(stages.values())
         return total, stages
 
+    floor_dst = str(Path(cfg["dst"]).with_name("floor_" + Path(cfg["dst"]).name))
     for _ in range(cfg["warmup"]):
         once()
-    totals, per_stage = [], defaultdict(list)
+        pillow_floor(cfg["src"], floor_dst)
+    totals, per_stage, floors = [], defaultdict(list), []
     for _ in range(cfg["repeats"]):
         total, stages = once()
         totals.append(total)
         for k, v in stages.items():
             per_stage[k].append(v)
+        floors.append(pillow_floor(cfg["src"], floor_dst))
     peak = _peak_rss_mib()
+    pixels_mib, rgb_mib = decoded_mib(cfg["src"])
+    floor_median = statistics.median(floors)
     median_stages = {k: statistics.median(per_stage[k]) for k, _ in STAGES}
     median = statistics.median(totals)
     return {
@@ -233,6 +273,11 @@ def _worker(cfg: dict) -> dict:
         "model_share": median_stages["model"] / median if median > 0 else None,
         "peak_rss_mib": round(peak, 1),
         "photo_rss_mib": round(peak - rss_ready, 1),
+        "floor": {"seconds": floors, "median": floor_median, "min": min(floors), "max": max(floors)},
+        "floor_ratio": statistics.median(totals) / floor_median if floor_median > 0 else None,
+        "decoded_mib": round(pixels_mib, 2),
+        "rgb_mib": round(rgb_mib, 2),
+        "rss_over_decoded": round(peak - rss_ready, 1) / rgb_mib if rgb_mib > 0 else None,
         "threads": torch.get_num_threads(),
         "model_load_seconds": load_seconds,
         "working_size": colorizer.card.working_size,

@@ -32,5 +32,6 @@ class SelfAttention2d(nn.Module):
         q = self.query(x).flatten(2).transpose(1, 2)  # (B, HW, d)
         k = self.key(x).flatten(2).transpose(1, 2)  # (B, HW, d)
         v = self.value(x).flatten(2).transpose(1, 2)  # (B, HW, C)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, HW, C)
+        # One head as a 4-D call: the same attention, and the form the ONNX exporter translates (3-D it cannot).
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # (B, HW, C)
         return x + self.gamma * out.transpose(1, 2).reshape(B, C, H, W)

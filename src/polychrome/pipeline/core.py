@@ -25,7 +25,7 @@ from torch import nn
 
 from polychrome.color.hints import Hint, HintError, rasterize_hints
 from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_gray_l
-from polychrome.pipeline.precision import call_model
+from polychrome.pipeline.precision import call_model, model_device
 
 #: Stages a ``timer`` is called with, in path order.
 STAGES = ("decode", "to_float", "rgb_to_l", "resize", "model", "lab_to_rgb", "to_8bit", "encode")
@@ -160,7 +160,7 @@ def predict(
         ValueError: hint planes of the wrong shape.
     """
     B, _, h, w = L_work.shape
-    device = next(model.parameters()).device
+    device = model_device(model)
     extra: tuple[torch.Tensor, ...] = ()
     if hints is not None and (hint_ab is not None or hint_mask is not None):
         raise ValueError("give hints (full-resolution) or hint_ab/hint_mask (working grid), not both")

@@ -22,6 +22,13 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` runs: its first parameter's device; the CPU for a model without parameters (an
+    onnxruntime graph, :class:`polychrome.deploy.onnx.OnnxModel`)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 def to_channels_last(model: nn.Module) -> nn.Module:
     """Convert ``model``'s 4-D weights to ``channels_last`` in place, unless they already are; returns it.
 
