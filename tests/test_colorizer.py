@@ -27,7 +27,7 @@ def cic() -> Colorizer:
 
 def test_from_pretrained_default_takes_pil_and_numpy(photo):
     c = polychrome.Colorizer.from_pretrained("default")
-    assert c.card.architecture == "effnet-unet" and c.card.working_size == 256
+    assert c.card.architecture == "effnet-cic" and c.card.working_size == 256
     arr = photo(30, 41)
     out = c(arr)
     assert isinstance(out, ColorizeResult) and out.confidence is None and out.ab is None
@@ -93,9 +93,12 @@ def test_card_round_trips_through_json_and_reads_old_metadata():
 
 
 def test_bundled_weights_load_with_their_cards():
-    for name, arch, hints in (("default", "effnet-unet", False), ("hints", "icolorit-tiny", True), ("unet-32", "unet-32", False)):
+    bundled = (("default", "effnet-cic", False, True), ("hints", "icolorit-tiny", True, False),
+               ("unet-32", "unet-32", False, False))
+    for name, arch, hints, decodes in bundled:
         card = Colorizer.from_pretrained(name).card
-        assert (card.architecture, card.takes_hints, card.decodes) == (arch, hints, False), name
+        assert (card.architecture, card.takes_hints, card.decodes) == (arch, hints, decodes), name
+    assert Colorizer.from_pretrained("default").card.temperature == 0.38
 
 
 def test_a_bare_name_is_the_bundled_model_even_with_a_folder_of_that_name(tmp_path, monkeypatch):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from polychrome.color.lab import ab_to_net, rgb_to_lab
-from polychrome.layers import DoubleConv
+from polychrome.layers import DoubleConv, pad_to_multiple
 from polychrome.models._registry import register_model
 
 
@@ -50,12 +49,7 @@ class UNetColorizer(nn.Module):
 
     def forward(self, L_net: torch.Tensor) -> torch.Tensor:
         h, w = L_net.shape[-2:]
-        m = 2**self.depth
-        ph, pw = (-h) % m, (-w) % m
-        # Reflect padding so borders see image content rather than a zero frame; reflect cannot pad
-        # more than the input's own size, so very small or thin inputs (a panorama's height) replicate.
-        mode = "reflect" if (ph < h and pw < w) else "replicate"
-        x = F.pad(L_net, (0, pw, 0, ph), mode=mode) if (ph or pw) else L_net
+        x = pad_to_multiple(L_net, 2**self.depth)
         skips = []
         for block in self.down:
             x = block(x)
