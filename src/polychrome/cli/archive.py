@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from polychrome.cli.common import (
+    check_request,
     err_console,
     fail,
     load_colorizer,
@@ -56,17 +57,7 @@ def colorize_archive(
         where = f"cuda:{world.local_rank % max(1, torch.cuda.device_count())}"
     colorizer = load_colorizer(model, where, precision) if share.jobs else None
     if colorizer is not None:
-        try:
-            colorizer.decoding(temperature)
-        except ValueError as e:
-            raise fail(f"--temperature: {e}") from None
-        if confidence:
-            try:
-                colorizer.check_confidence()
-            except ValueError as e:
-                raise fail(f"--confidence: {e}") from None
-        if hint_list and not colorizer.card.takes_hints:
-            raise fail(f"model {model} cannot use colour hints; use a hint model such as 'hints'")
+        check_request(colorizer, model, temperature, confidence, bool(hint_list))
     try:
         join(world)
     except LaunchError as e:

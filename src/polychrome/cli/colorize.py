@@ -12,6 +12,7 @@ from polychrome.cli.common import (
     Device,
     Precision,
     app,
+    check_request,
     err_console,
     fail,
     load_colorizer,
@@ -175,20 +176,7 @@ def colorize(
         raise fail("--confidence is for automatic colourisation; use it without --hints")
     colorizer = load_colorizer(model, pick_device(device), precision.value) if jobs else None
     if colorizer is not None:
-        try:
-            colorizer.decoding(temperature)
-        except ValueError as e:
-            raise fail(f"--temperature: {e}") from None
-        if confidence:
-            try:
-                colorizer.check_confidence()
-            except ValueError as e:
-                raise fail(f"--confidence: {e}") from None
-        if hint_list and not colorizer.card.takes_hints:
-            raise fail(
-                f"model {model} cannot use colour hints; use a hint model such as 'hints' "
-                "(polychrome colorize --hints FILE uses it by default)"
-            )
+        check_request(colorizer, model, temperature, confidence, bool(hint_list))
 
     for msg in notes:
         say_note(msg, err)

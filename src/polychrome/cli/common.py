@@ -111,3 +111,22 @@ def fmt(v) -> str:
     if v is None:
         return "-"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def check_request(colorizer, model: str, temperature: float | None, confidence: bool, hints: bool) -> None:
+    """Refuse, in one line before any photo is read, what this model cannot do: a temperature it does not
+    take, a confidence map it does not give, hints it cannot use."""
+    try:
+        colorizer.decoding(temperature)
+    except ValueError as e:
+        raise fail(f"--temperature: {e}") from None
+    if confidence:
+        try:
+            colorizer.check_confidence()
+        except ValueError as e:
+            raise fail(f"--confidence: {e}") from None
+    if hints and not colorizer.card.takes_hints:
+        raise fail(
+            f"model {model} cannot use colour hints; use a hint model such as 'hints' "
+            "(polychrome colorize --hints FILE uses it by default)"
+        )
