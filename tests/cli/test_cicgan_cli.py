@@ -21,7 +21,7 @@ from polychrome.colorizer import Colorizer
 from polychrome.pipeline import lightness
 from polychrome.train import ConfigError, GanTrainConfig, TrainConfig, load_config, make_config
 
-#: A seconds-long GAN run (the sizes of tests/test_train_gan.py): cicgan-small, a 2-scale base-8 critic on
+#: A seconds-long GAN run (the sizes of tests/train/test_train_gan.py): cicgan-small, a 2-scale base-8 critic on
 #: 48 px crops, 20 photos -> 16 train / 4 val, batch 4; adversarial from step 1; palette counted from the data.
 TINY_GAN_TOML = """\
 trainer = "gan"

@@ -157,7 +157,7 @@ def test_bad_config_files(tmp_path):
 
 
 def test_repository_configs_parse():
-    for path in sorted((TESTS.parent / "configs").glob("*")):
+    for path in sorted((TESTS.parents[1] / "configs").glob("*")):
         if path.suffix in (".toml", ".yaml", ".yml"):
             cfg = load_config(path)  # the file's `trainer` key picks the class: GAN configs parse as GanTrainConfig
             assert isinstance(cfg, GanTrainConfig if cfg.trainer == "gan" else TrainConfig), path

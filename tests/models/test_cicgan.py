@@ -121,7 +121,7 @@ def test_default_palette_is_the_srgb_grid_and_placeholders_spread():
 
 
 def test_pretrained_torchvision_encoder(tmp_path):
-    from tests.test_resnet import torchvision_resnet34_state
+    from tests.models.test_resnet import torchvision_resnet34_state
 
     state = torchvision_resnet34_state()
     torch.save(state, tmp_path / "r34.pth")

@@ -1,6 +1,6 @@
-"""One rank of the DDP test (tests/test_train.py::test_ddp_two_processes), started by torchrun.
+"""One rank of the DDP test (tests/train/test_train.py::test_ddp_two_processes), started by torchrun.
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py CONFIG.json REPORT_DIR
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/train/ddp_worker.py CONFIG.json REPORT_DIR
 
 Trains the config (a JSON dict of TrainConfig overrides) with the real Trainer, then writes
 REPORT_DIR/rank{R}.json with hashes of this rank's model and EMA parameters, and
