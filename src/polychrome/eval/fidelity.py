@@ -38,7 +38,7 @@ from polychrome.color.hints import hex_to_ab, hint_fidelity, off_truth_probe, su
 from polychrome.color.lab import rgb_to_lab
 from polychrome.colorizer import Colorizer, as_colorizer
 from polychrome.io import find_images, load_rgb, save_image_atomic, to_uint8, write_json_atomic
-from polychrome.pipeline import lightness, resize_l, to_array
+from polychrome.pipeline import resize_l, to_array
 
 RED, GREEN = "#c0392b", "#2e9e3a"
 
@@ -51,11 +51,10 @@ def photo_fidelity(
     The photo's L and true ab are resized to the working grid as the model's L is; the model is called on
     that grid with hint planes there (:meth:`Colorizer.predict_working`), so requested and obtained colours
     are compared where the model put them."""
-    L_full = lightness(rgb)  # (1, 1, H, W)
-    L = colorizer.working_l(L_full, size)
-    hw = tuple(L.shape[-2:])
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    ab = resize_l(rgb_to_lab(x)[:, 1:], hw)  # the truth on the working grid, resized as L is
+    lab = rgb_to_lab(x)  # (1, 3, H, W): one conversion gives the model's L and the true ab
+    L = colorizer.working_l(lab[:, :1], size)
+    ab = resize_l(lab[:, 1:], tuple(L.shape[-2:]))  # the truth on the working grid, resized as L is
     gen = torch.Generator().manual_seed(seed)
     hint_ab, hint_mask, region = off_truth_probe(L, ab, gen, radius=radius, l_tol=l_tol)
 

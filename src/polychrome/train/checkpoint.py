@@ -51,3 +51,22 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a training checkpoint safely (tensors and plain containers only)."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+#: The keys every training checkpoint holds (written through Trainer.state).
+CHECKPOINT_KEYS = ("model_name", "model", "ema", "optimizer", "scheduler", "scaler", "epoch", "step",
+                   "best_val_psnr", "rng")
+
+
+def read_training_checkpoint(path: str | os.PathLike) -> dict:
+    """:func:`load_checkpoint` with one-line errors: ValueError naming the file when it is truncated, not a
+    checkpoint, holds anything but tensors and plain containers, or lacks a key a resume needs."""
+    try:
+        ck = load_checkpoint(path)
+    except Exception as e:  # truncated zip, pickle refused by weights_only, not a torch file at all
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path}: not a readable training checkpoint ({first})") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise ValueError(f"{path}: not a polychrome training checkpoint (no {', '.join(missing)})")
+    return ck

@@ -44,7 +44,8 @@ from polychrome.losses import (
 )
 from polychrome.models.patchgan import MultiScalePatchGAN
 from polychrome.train.config import ConfigError, TrainConfig, make_config
-from polychrome.train.loop import Trainer, lab_batch, read_training_checkpoint
+from polychrome.train.checkpoint import read_training_checkpoint
+from polychrome.train.loop import Trainer, lab_batch
 
 log = logging.getLogger(__name__)
 

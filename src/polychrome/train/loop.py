@@ -43,7 +43,7 @@ from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg
 from polychrome.models import create_model
 from polychrome.models.card import ModelCard
 from polychrome.models.efficientnet import PretrainedWeightsUnavailable
-from polychrome.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from polychrome.train.checkpoint import load_checkpoint, read_training_checkpoint, rng_state, save_atomic, set_rng_state
 from polychrome.train.config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -175,9 +175,6 @@ def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 #: The files that make an out_dir a training run a new run must not silently replace.
 RUN_FILES = ("last.pt", "best.pt")
-#: The keys every training checkpoint holds (train/checkpoint.py writes them through Trainer.state).
-CHECKPOINT_KEYS = ("model_name", "model", "ema", "optimizer", "scheduler", "scaler", "epoch", "step",
-                   "best_val_psnr", "rng")
 
 
 def refuse_to_overwrite(out: Path) -> None:
@@ -197,20 +194,6 @@ def remove_stale_parts(out: Path) -> list[Path]:
         p.unlink(missing_ok=True)
         log.info("removed %s, left by an interrupted checkpoint write", p)
     return stale
-
-
-def read_training_checkpoint(path: Path) -> dict:
-    """:func:`load_checkpoint` with one-line errors: ValueError naming the file when it is truncated, not a
-    checkpoint, holds anything but tensors and plain containers, or lacks a key a resume needs."""
-    try:
-        ck = load_checkpoint(path)
-    except Exception as e:  # truncated zip, pickle refused by weights_only, not a torch file at all
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ValueError(f"{path}: not a readable training checkpoint ({first})") from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
-    if missing:
-        raise ValueError(f"{path}: not a polychrome training checkpoint (no {', '.join(missing)})")
-    return ck
 
 
 def load_init_weights(model: torch.nn.Module, spec: str) -> None:
