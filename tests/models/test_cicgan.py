@@ -15,6 +15,7 @@ from polychrome.color.quantize import ABPalette, ab_histograms, soft_encode, srg
 from polychrome.losses import class_loss, confidence_loss, histogram_loss
 from polychrome.models import Cicgan, create_model
 from polychrome.models.card import INIT_ONLY_KWARGS
+from polychrome.layers.pad import pad_border
 from polychrome.models.cicgan import RESIDUAL_SCALE, CicganOutput, golden_spiral_bins
 
 
@@ -133,6 +134,33 @@ def test_pretrained_torchvision_encoder(tmp_path):
 def test_bad_decoder_is_rejected():
     with pytest.raises(ValueError, match="4 widths"):
         create_model("cicgan-small", decoder=(32, 32))
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (37, 29), (8, 70)])
+def test_a_border_runs_the_net_on_the_reflect_padded_photo_and_crops_every_output(small, hw):
+    h, w, p = *hw, 6
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    L = _L(h, w)
+    try:
+        small.border = p
+        with torch.no_grad():
+            out = small(L, return_all=True)
+        small.border = 0
+        with torch.no_grad():
+            ref = small(pad_border(L, p), return_all=True)
+    finally:
+        small.border = 0
+    torch.testing.assert_close(out.ab_net, ref.ab_net[..., p : p + h, p : p + w])
+    for got, full in ((out.ab, ref.ab), (out.ab_class, ref.ab_class), (out.confidence, ref.confidence)):
+        assert got.shape[-2:] == (h2, w2)
+        torch.testing.assert_close(got, full[..., p // 2 : p // 2 + h2, p // 2 : p // 2 + w2])
+    torch.testing.assert_close(out.hist_a, ref.hist_a)
+
+
+def test_the_border_is_even_and_effnet_cic_has_one():
+    with pytest.raises(ValueError, match="even"):
+        create_model("cicgan-small", border=3)
+    assert create_model("effnet-cic").border == 16
 
 
 def test_overfits_four_photos(photo):

@@ -18,3 +18,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         return x
     mode = "reflect" if (ph < h and pw < w) else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def pad_border(x: torch.Tensor, border: int) -> torch.Tensor:
+    """Pad (B, C, H, W) by ``border`` pixels on all four sides, reflecting the image (replicating where
+    the image is too small to reflect). Crop back with ``[..., border:border + H, border:border + W]``."""
+    if border <= 0:
+        return x
+    h, w = x.shape[-2:]
+    mode = "reflect" if (border < h and border < w) else "replicate"
+    return F.pad(x, (border, border, border, border), mode=mode)

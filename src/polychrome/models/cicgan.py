@@ -42,7 +42,7 @@ from polychrome.layers.attention_gate import AttentionGate
 from polychrome.layers.film import FiLM
 from polychrome.layers.glu import GLUResBlock
 from polychrome.layers.norm import group_norm
-from polychrome.layers.pad import pad_to_multiple
+from polychrome.layers.pad import pad_border, pad_to_multiple
 from polychrome.layers.self_attention import SelfAttention2d
 from polychrome.models._registry import register_model
 from polychrome.models.resnet import RESNET34_LAYERS, RESNET_WIDTHS, ResNetEncoder, load_torchvision_resnet34
@@ -133,6 +133,9 @@ class Cicgan(nn.Module):
             ``pretrained`` are then unused): a module mapping L_net (B, 1, H, W), H and W multiples of 32,
             to five feature maps at strides 2, 4, 8, 16, 32, whose ``channels`` attribute lists their widths
             (see models/effnet_cic.py).
+        border: reflect-pad the input by this many pixels (even) on all four sides and crop every output
+            back, so the photo's own edges lie inside the network's field, not on its zero-padded border
+            (where a stride-2 layer treats the top/left edge differently from the bottom/right one).
     """
 
     #: ``forward(..., return_all=True).confidence`` exists (read by :mod:`polychrome.models.card`).
@@ -149,10 +152,14 @@ class Cicgan(nn.Module):
         attn_reduction: int = 16,
         pretrained: str | None = None,
         encoder: nn.Module | None = None,
+        border: int = 0,
     ):
         super().__init__()
         if len(decoder) != 4:
             raise ValueError(f"decoder must list 4 widths (/16, /8, /4, /2), got {list(decoder)}")
+        if border < 0 or border % 2:
+            raise ValueError(f"border must be an even number of pixels >= 0, got {border}")
+        self.border = border
         if encoder is None:
             encoder = ResNetEncoder(layers, widths, stem_width)
             if pretrained:
@@ -182,26 +189,34 @@ class Cicgan(nn.Module):
         self, L_net: torch.Tensor, return_all: bool = False, temperature: float | None = None, decode_mode: str | None = None
     ):
         h, w = L_net.shape[-2:]
+        p = self.border
+        L_net = pad_border(L_net, p)
+        H, W = L_net.shape[-2:]
         feats = self.encoder(pad_to_multiple(L_net, 32))
         x = self.attention(feats[4])
         hist_a, hist_b = self.color_context(x)
         cond = torch.cat([hist_a, hist_b], dim=1)  # (B, 2 * HIST_BINS)
         for stage, skip in zip(self.decoder, (feats[3], feats[2], feats[1], feats[0])):
             x = stage(x, skip, cond)
-        h2, w2 = (h + 1) // 2, (w + 1) // 2
-        out = self.head(self.head_trunk(x))[..., :h2, :w2].float()  # (B, Q + 3, h2, w2); decoding in fp32
+        H2, W2 = (H + 1) // 2, (W + 1) // 2
+        out = self.head(self.head_trunk(x))[..., :H2, :W2].float()  # (B, Q + 3, H2, W2); decoding in fp32
         q = self.num_bins
         logits, residual, confidence = out[:, :q], out[:, q : q + 2], out[:, q + 2 :]
         residual = RESIDUAL_SCALE * torch.tanh(residual)
         mode, t = decode_mode or self.decode_mode, temperature or self.temperature  # per call; the model's own stay
-        ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, h2, w2) CIE
+        ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, H2, W2) CIE
         # Upsample at the padded-grid ratio (exactly 2x of the half-resolution map), then crop: pixel
         # centres line up with the encoder's grid for odd sizes too.
-        ab_full = F.interpolate(ab, size=(2 * h2, 2 * w2), mode="bilinear", align_corners=False)[..., :h, :w]
-        ab_net = ab_full / AB_SCALE
+        ab_full = F.interpolate(ab, size=(2 * H2, 2 * W2), mode="bilinear", align_corners=False)
+        ab_net = ab_full[..., p : p + h, p : p + w] / AB_SCALE
         if not return_all:
             return ab_net
-        return CicganOutput(ab_net, ab, logits, residual, confidence, hist_a, hist_b)
+        q, h2, w2 = p // 2, (h + 1) // 2, (w + 1) // 2  # the half-resolution maps, cropped to the photo
+
+        def crop(t: torch.Tensor) -> torch.Tensor:
+            return t[..., q : q + h2, q : q + w2]
+
+        return CicganOutput(ab_net, crop(ab), crop(logits), crop(residual), crop(confidence), hist_a, hist_b)
 
 
 @register_model

@@ -15,6 +15,12 @@ so the bottom-right border looks different from the top-left one and a dense pre
 its corners are. effnet-unet's composite loss rewarded one fixed, saturated patch there (a cyan blob in
 the top-right corner of every photo). Symmetric padding leaves the four corners alike; the cost on the
 encoder's ImageNet accuracy is small (module docstring of models/efficientnet.py) and training adapts it.
+
+Symmetric padding alone still leaves one edge unlike the others: at an even size a stride-2 convolution's
+first window overlaps the top/left zero padding and its last one ends inside the photo, so the top rows
+were tinted (a thin cyan band, most visible over skies). The input is therefore reflect-padded by
+``border`` pixels on every side and the outputs are cropped back: the photo's own edges are seen with
+image content around them, as its interior is.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class Lite0Pyramid(nn.Module):
 
 
 @register_model
-def effnet_cic(pretrained: bool = False, padding: str = "symmetric", **kw) -> Cicgan:
-    """EfficientNet-Lite0 encoder (pretrained=True: ImageNet weights), cicgan decoder (128, 64, 48, 32), 262 bins."""
-    return Cicgan(encoder=Lite0Pyramid(pretrained, padding), **{"decoder": (128, 64, 48, 32), **kw})
+def effnet_cic(pretrained: bool = False, padding: str = "symmetric", border: int = 16, **kw) -> Cicgan:
+    """EfficientNet-Lite0 encoder (pretrained=True: ImageNet weights), cicgan decoder (128, 64, 48, 32), 262 bins,
+    the input reflect-padded by ``border`` pixels on every side."""
+    return Cicgan(encoder=Lite0Pyramid(pretrained, padding), border=border, **{"decoder": (128, 64, 48, 32), **kw})
