@@ -537,7 +537,7 @@ def test_evaluate_hints_errors_are_one_line(tmp_path, hint_photos, tiny_model_di
 
 # --------------------------------------------------------------------------- palette
 def test_palette_build_kmeans_and_grid(tmp_path, make_photo):
-    from polychrome.color.quantize import ABPalette
+    from polychrome.color.palette import ABPalette
 
     for i in range(3):
         make_photo(tmp_path / "photos" / f"{i}.png", 20, 16, seed=i)

@@ -193,7 +193,7 @@ def palette_build(
     """Build an ab palette from photos: bins, smoothed prior P(q) and rebalancing weights, in one file."""
     import random
 
-    from polychrome.color.quantize import build_palette
+    from polychrome.color.palette import build_palette
     from polychrome.io import IMAGE_EXTENSIONS, ImageError, find_images
 
     try:

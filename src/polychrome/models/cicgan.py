@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from polychrome.color.lab import AB_SCALE
-from polychrome.color.quantize import DEFAULT_TEMPERATURE, HIST_BINS, ABPalette, decode
+from polychrome.color.palette import ABPalette
+from polychrome.color.quantize import DEFAULT_TEMPERATURE, HIST_BINS, decode
 from polychrome.layers.attention_gate import AttentionGate
 from polychrome.layers.film import FiLM
 from polychrome.layers.glu import GLUResBlock
