@@ -10,7 +10,7 @@ import polychrome
 
 SRC = Path(polychrome.__file__).parent
 #: The inner core and training work on tensors of their own (losses, validation at training size).
-INNER = ("models/", "layers/", "color/", "losses.py", "train/")
+INNER = ("models/", "layers/", "color/", "losses/", "train/")
 
 
 def _sources(skip: tuple[str, ...]) -> dict[str, str]:

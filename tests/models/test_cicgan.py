@@ -122,7 +122,7 @@ def test_default_palette_is_the_srgb_grid_and_placeholders_spread():
 
 
 def test_pretrained_torchvision_encoder(tmp_path):
-    from tests.models.test_resnet import torchvision_resnet34_state
+    from tests.models.backbones.test_resnet import torchvision_resnet34_state
 
     state = torchvision_resnet34_state()
     torch.save(state, tmp_path / "r34.pth")

@@ -41,8 +41,8 @@ from polychrome.eval.metrics import mean_chroma, psnr_per_image
 from polychrome.io import find_images
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
 from polychrome.models import create_model
+from polychrome.models.backbones.efficientnet import PretrainedWeightsUnavailable
 from polychrome.models.card import ModelCard
-from polychrome.models.efficientnet import PretrainedWeightsUnavailable
 from polychrome.train.checkpoint import load_checkpoint, read_training_checkpoint, rng_state, save_atomic, set_rng_state
 from polychrome.train.config import ConfigError, TrainConfig
 
