@@ -3,6 +3,9 @@ foreign files, the EMA weights' keys, the card of a checkpoint with and without 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -73,3 +76,17 @@ def test_checkpoint_card_prefers_the_written_card_and_keeps_provenance():
     assert card.about["best_val_psnr"] == 21.5
     with pytest.raises(CardError, match="names no model"):
         checkpoint_card({"ema": {}})
+
+
+def test_loading_weights_does_not_import_the_trainer():
+    # The schema is train/checkpoint.py; reading it must not pull in the loop, its data and metrics.
+    code = ("import sys, polychrome, polychrome.hub, polychrome.train.checkpoint; "
+            "print(sorted(m for m in ('polychrome.train.loop', 'polychrome.train.gan', 'polychrome.losses') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import polychrome.train as train
+
+    assert train.Trainer.__module__ == "polychrome.train.loop" and train.train_gan.__module__ == "polychrome.train.gan"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        train.nope  # noqa: B018
