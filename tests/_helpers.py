@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from polychrome.color.lab import ab_to_net
+from polychrome.color.lab import ab_to_net, rgb_to_lab
 
 
 def colour_photo(seed: int, w: int = 48, h: int = 40) -> Image.Image:
@@ -113,7 +113,13 @@ def colorizer_of(model, precision: str = "fp32"):
     return Colorizer(model, card, precision)
 
 
-# --------------------------------------------------------------------------- tensors for the loss tests
+# --------------------------------------------------------------------------- tensors for the colour and loss tests
+def random_ab(n: int, seed: int = 0) -> torch.Tensor:
+    """(1, 2, 1, n) ab of random sRGB colours, CIE units: inside the gamut the sRGB grid bins cover."""
+    rgb = torch.rand(3, 1, n, generator=torch.Generator().manual_seed(seed))
+    return rgb_to_lab(rgb)[1:].unsqueeze(0)
+
+
 def flat_lab(L: float, a: float, b: float, h: int = 6, w: int = 10, batch: int = 2):
     """(L (B,1,H,W) real units, ab (B,2,H,W) network units) of one flat colour."""
     Lt = torch.full((batch, 1, h, w), L)

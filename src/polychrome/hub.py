@@ -273,7 +273,7 @@ def export_onnx(
     from polychrome.deploy import onnx as deploy
 
     if int8 and calibration is None:  # before the load and the export, which take a while
-        raise ModelLoadError("--int8 needs calibration photos: give --calibration FOLDER")
+        raise ModelLoadError("int8 quantisation needs calibration photos: give calibration=FOLDER")
     if WeightSource.parse(spec).kind == "onnx":
         raise ModelLoadError(f"{spec}: already an ONNX graph; export from the PyTorch weights")
     model, card = load(spec)

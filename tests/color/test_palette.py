@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import random_ab
 
-from polychrome.color.lab import rgb_to_lab
 from polychrome.color.palette import (
     ABPalette,
     ab_of_photo,
@@ -15,18 +15,7 @@ from polychrome.color.palette import (
     photo_ab,
     prior_palette,
 )
-from polychrome.color.quantize import AB_GRID, empirical_prior, gamut_bins, srgb_gamut_bins
-
-
-@pytest.fixture(scope="module")
-def grid_bins() -> torch.Tensor:
-    return srgb_gamut_bins()
-
-
-def _random_ab(n: int, seed: int = 0) -> torch.Tensor:
-    """(1, 2, 1, n) ab of random sRGB colours: inside the gamut the bins cover."""
-    rgb = torch.rand(3, 1, n, generator=torch.Generator().manual_seed(seed))
-    return rgb_to_lab(rgb)[1:].unsqueeze(0)
+from polychrome.color.quantize import AB_GRID, empirical_prior, gamut_bins
 
 
 # --------------------------------------------------------------------------- reading photos and grid bins
@@ -80,7 +69,7 @@ def test_kmeans_finds_separated_clusters_and_is_seeded():
 
 # --------------------------------------------------------------------------- the palette
 def test_palette_save_load_round_trip(tmp_path, grid_bins):
-    prior = empirical_prior(grid_bins, [_random_ab(500)])
+    prior = empirical_prior(grid_bins, [random_ab(500)])
     pal = ABPalette(grid_bins, prior)
     torch.testing.assert_close((pal.prior * pal.weights).sum(), torch.tensor(1.0))
     path = pal.save(tmp_path / "p.safetensors", {"grid": "10"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import random_ab
 
-from polychrome.color.lab import rgb_to_lab
 from polychrome.color.quantize import (
     AB_GRID,
     ab_histograms,
@@ -16,17 +16,6 @@ from polychrome.color.quantize import (
     soft_encode,
     srgb_gamut_bins,
 )
-
-
-@pytest.fixture(scope="module")
-def grid_bins() -> torch.Tensor:
-    return srgb_gamut_bins()
-
-
-def _random_ab(n: int, seed: int = 0) -> torch.Tensor:
-    """(1, 2, 1, n) ab of random sRGB colours: inside the gamut the bins cover."""
-    rgb = torch.rand(3, 1, n, generator=torch.Generator().manual_seed(seed))
-    return rgb_to_lab(rgb)[1:].unsqueeze(0)
 
 
 # --------------------------------------------------------------------------- bins
@@ -55,7 +44,7 @@ def test_srgb_gamut_bins(grid_bins):
 
 # --------------------------------------------------------------------------- soft encoding
 def test_soft_encode_is_a_distribution_on_k_nearest(grid_bins):
-    ab = _random_ab(50).reshape(1, 2, 5, 10)
+    ab = random_ab(50).reshape(1, 2, 5, 10)
     z = soft_encode(ab, grid_bins, k=5, sigma=5.0)
     assert z.shape == (1, len(grid_bins), 5, 10)
     torch.testing.assert_close(z.sum(1), torch.ones(1, 5, 10))
@@ -68,7 +57,7 @@ def test_soft_encode_is_a_distribution_on_k_nearest(grid_bins):
 def test_soft_encode_in_chunks_is_the_same(grid_bins, monkeypatch):
     import polychrome.color.quantize as q
 
-    ab = _random_ab(60, seed=2).reshape(1, 2, 6, 10)
+    ab = random_ab(60, seed=2).reshape(1, 2, 6, 10)
     whole = soft_encode(ab, grid_bins)
     monkeypatch.setattr(q, "_SOFT_CHUNK", 7)
     assert torch.equal(soft_encode(ab, grid_bins), whole)
@@ -84,7 +73,7 @@ def test_soft_encode_exactly_on_a_bin():
 
 def test_round_trip_within_half_a_bin(grid_bins):
     # ab -> soft-encode -> log as logits -> annealed mean at small T: back in the right cell.
-    ab = _random_ab(400, seed=3)
+    ab = random_ab(400, seed=3)
     z = soft_encode(ab, grid_bins)
     back = decode(torch.log(z + 1e-12), grid_bins, mode="annealed", temperature=0.05)
     err = (back - ab).abs()
@@ -130,7 +119,7 @@ def test_decode_rejects_bad_arguments():
 
 # --------------------------------------------------------------------------- prior and weights
 def test_prior_sums_to_one_and_is_smoothed(grid_bins):
-    ab = _random_ab(2000, seed=5)
+    ab = random_ab(2000, seed=5)
     raw = empirical_prior(grid_bins, [ab], sigma=0)
     smooth = empirical_prior(grid_bins, [ab])
     for p in (raw, smooth):
