@@ -1,11 +1,15 @@
-"""Tiny photos made in code, shared by the data, model, hub and training tests (not a conftest: plain helpers)."""
+"""Tiny photos and tensors made in code, shared by the data, model, hub, loss and training tests (not a conftest:
+plain helpers)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from polychrome.color.lab import ab_to_net, rgb_to_lab
 
 
 def colour_photo(seed: int, w: int = 48, h: int = 40) -> Image.Image:
@@ -107,3 +111,25 @@ def colorizer_of(model, precision: str = "fp32"):
     if meta:
         card = replace(card, architecture=meta["model"], working_size=meta["infer_size"])
     return Colorizer(model, card, precision)
+
+
+# --------------------------------------------------------------------------- tensors for the colour and loss tests
+def random_ab(n: int, seed: int = 0) -> torch.Tensor:
+    """(1, 2, 1, n) ab of random sRGB colours, CIE units: inside the gamut the sRGB grid bins cover."""
+    rgb = torch.rand(3, 1, n, generator=torch.Generator().manual_seed(seed))
+    return rgb_to_lab(rgb)[1:].unsqueeze(0)
+
+
+def flat_lab(L: float, a: float, b: float, h: int = 6, w: int = 10, batch: int = 2):
+    """(L (B,1,H,W) real units, ab (B,2,H,W) network units) of one flat colour."""
+    Lt = torch.full((batch, 1, h, w), L)
+    ab = ab_to_net(torch.tensor([a, b]).view(1, 2, 1, 1).expand(batch, 2, h, w).clone())
+    return Lt, ab
+
+
+class EchoFeatures(torch.nn.Module):
+    """A stand-in feature network: the image itself and twice the image, so a perceptual term is 1.5 x the
+    RGB L1 by construction."""
+
+    def forward(self, rgb):
+        return [rgb, 2 * rgb]

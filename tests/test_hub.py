@@ -10,7 +10,6 @@ from _helpers import tiny_train_config
 
 from polychrome.models.card import architecture_kwargs
 from safetensors.torch import load_file, save_file
-from torch.optim.swa_utils import AveragedModel
 
 from polychrome import hub
 from polychrome.models import create_model
@@ -135,23 +134,6 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path):
     torch.save({"model_name": "simple-unet", "ema": {}, "payload": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(hub.ModelLoadError, match="not a readable polychrome checkpoint"):
         hub.load_model(tmp_path / "evil.pt")
-
-
-def test_ema_to_model_state_remaps_keys():
-    w, b, n = torch.randn(2, 1, 1, 1), torch.randn(2), torch.tensor(7)
-    ema_state = {"module.head.weight": w, "module.head.bias": b, "n_averaged": n}
-    out = hub.ema_to_model_state(ema_state)
-    assert list(out) == ["head.weight", "head.bias"]
-    assert out["head.weight"] is w and out["head.bias"] is b
-    # On a real AveragedModel (with BatchNorm buffers) the result fits the plain model strictly.
-    model = _trained_like()
-    ema = AveragedModel(model, use_buffers=True)
-    remapped = hub.ema_to_model_state(ema.state_dict())
-    assert set(remapped) == set(model.state_dict())
-    fresh = create_model("simple-unet")
-    fresh.load_state_dict(remapped, strict=True)
-    for k, v in model.state_dict().items():
-        assert torch.equal(fresh.state_dict()[k], v), k
 
 
 def test_training_checkpoint_loads_its_ema_weights(checkpoint):

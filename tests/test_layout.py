@@ -9,8 +9,9 @@ from pathlib import Path
 import polychrome
 
 SRC = Path(polychrome.__file__).parent
-#: The inner core and training work on tensors of their own (losses, validation at training size).
-INNER = ("models/", "layers/", "color/", "losses.py", "train/")
+#: The inner core works on tensors of its own (colour maths, models, losses at training size); training
+#: validation joins Lab through the pipeline, as the Colorizer does.
+INNER = ("models/", "layers/", "color/", "losses/")
 
 
 def _sources(skip: tuple[str, ...]) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Release weights are a ``model.safetensors`` plus a ``config.json`` (or ``NAME.safetensors`` +
 ``NAME.json`` side by side). The JSON is the model card (:mod:`polychrome.models.card`). Loading is
 strict: a missing or unexpected key is an error.
-Training checkpoints (``.pt``) are read with ``torch.load(weights_only=True)`` only.
+Training checkpoints (``.pt``) are read through their schema, :mod:`polychrome.train.checkpoint`
+(``torch.load(weights_only=True)`` only).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from safetensors.torch import load_file, save_file
 from polychrome.io import default_file_mode
 from polychrome.models import create_model
 from polychrome.models.card import CardError, ModelCard
-
-#: File suffixes of training checkpoints.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+from polychrome.train.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_card, ema_to_model_state, read_checkpoint
 #: An ONNX graph (``polychrome export --format onnx``), run with onnxruntime.
 ONNX_SUFFIX = ".onnx"
 
@@ -214,32 +213,18 @@ def load_model(spec: str | os.PathLike = "default", device: str | torch.device =
 
 
 def _load_checkpoint(path: Path) -> tuple[nn.Module, ModelCard]:
+    """The EMA weights of a training checkpoint in the architecture its card names, and the card."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelLoadError(f"{path}: not a readable polychrome checkpoint ({str(e).splitlines()[0]})") from None
-    if not isinstance(ckpt, dict) or "model_name" not in ckpt or "ema" not in ckpt:
-        raise ModelLoadError(f"{path}: not a polychrome training checkpoint (no model_name/ema)")
-    card = checkpoint_card(ckpt)
+        ckpt = read_checkpoint(path)
+        card = checkpoint_card(ckpt)
+    except (ValueError, CardError) as e:
+        raise ModelLoadError(str(e)) from None
     model = build_model(card)
     try:
         model.load_state_dict(ema_to_model_state(ckpt["ema"]), strict=True)
     except RuntimeError as e:
         raise ModelLoadError(f"{path}: weights do not fit {card.architecture} ({_one_line(e)})") from None
     return model, card
-
-
-def checkpoint_card(ckpt: dict) -> ModelCard:
-    """:meth:`ModelCard.from_checkpoint` with its errors as :class:`ModelLoadError`."""
-    try:
-        return ModelCard.from_checkpoint(ckpt)
-    except CardError as e:
-        raise ModelLoadError(str(e)) from None
-
-
-def ema_to_model_state(ema_state: dict) -> dict:
-    """Map an ``AveragedModel`` state dict (``module.`` prefix, ``n_averaged``) to the plain model's keys."""
-    return {k[len("module.") :]: v for k, v in ema_state.items() if k.startswith("module.")}
 
 
 def export_checkpoint(
@@ -288,7 +273,7 @@ def export_onnx(
     from polychrome.deploy import onnx as deploy
 
     if int8 and calibration is None:  # before the load and the export, which take a while
-        raise ModelLoadError("--int8 needs calibration photos: give --calibration FOLDER")
+        raise ModelLoadError("int8 quantisation needs calibration photos: give calibration=FOLDER")
     if WeightSource.parse(spec).kind == "onnx":
         raise ModelLoadError(f"{spec}: already an ONNX graph; export from the PyTorch weights")
     model, card = load(spec)

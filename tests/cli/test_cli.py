@@ -275,7 +275,7 @@ def test_train_refuses_to_replace_a_run_and_reads_a_bad_checkpoint_in_one_line(t
     for bad in (data[: len(data) // 2], b"not a checkpoint"):
         (run / "last.pt").write_bytes(bad)
         assert_one_line_error(invoke("train", cfg, "epochs=2", "workers=0", "--no-progress", "--resume"),
-                              "last.pt: not a readable training checkpoint", code=1)
+                              "last.pt: not a readable polychrome checkpoint", code=1)
     torch.save({"step": 3}, run / "last.pt")
     assert_one_line_error(invoke("train", cfg, "epochs=2", "workers=0", "--no-progress", "--resume"),
                           "last.pt: not a polychrome training checkpoint", code=1)
@@ -537,7 +537,7 @@ def test_evaluate_hints_errors_are_one_line(tmp_path, hint_photos, tiny_model_di
 
 # --------------------------------------------------------------------------- palette
 def test_palette_build_kmeans_and_grid(tmp_path, make_photo):
-    from polychrome.color.quantize import ABPalette
+    from polychrome.color.palette import ABPalette
 
     for i in range(3):
         make_photo(tmp_path / "photos" / f"{i}.png", 20, 16, seed=i)

@@ -1,60 +1,39 @@
-"""color/quantize: bins, soft-encoding, prior and rebalancing, decoding, histograms, the palette file."""
+"""color/quantize: bins, soft-encoding, prior and rebalancing, decoding, histograms (tensors only)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from _helpers import random_ab
 
-from polychrome.color.lab import rgb_to_lab
 from polychrome.color.quantize import (
     AB_GRID,
-    ABPalette,
     ab_histograms,
-    build_palette,
     decode,
     empirical_prior,
-    gamut_bins_from_photos,
-    kmeans_palette,
+    gamut_bins,
     rebalance_weights,
     soft_encode,
     srgb_gamut_bins,
 )
 
 
-@pytest.fixture(scope="module")
-def grid_bins() -> torch.Tensor:
-    return srgb_gamut_bins()
-
-
-def _random_ab(n: int, seed: int = 0) -> torch.Tensor:
-    """(1, 2, 1, n) ab of random sRGB colours: inside the gamut the bins cover."""
-    rgb = torch.rand(3, 1, n, generator=torch.Generator().manual_seed(seed))
-    return rgb_to_lab(rgb)[1:].unsqueeze(0)
-
-
 # --------------------------------------------------------------------------- bins
 def test_grid_bins_keep_the_cells_that_occur():
     ab = torch.tensor([[0.0, 0.0], [4.9, -4.9], [12.0, 0.0], [-31.0, 58.0], [15.1, 0.0]])
-    bins, counts = gamut_bins_from_photos([ab])
+    bins, counts = gamut_bins([ab])
     assert bins.tolist() == [[-30.0, 60.0], [0.0, 0.0], [10.0, 0.0], [20.0, 0.0]]
     assert counts.tolist() == [1, 2, 1, 1]
     # Image-shaped tensors and several items accumulate; min_count drops rare cells.
     img = ab.T.reshape(1, 2, 1, 5)
-    bins2, counts2 = gamut_bins_from_photos([img, ab[:2]], min_count=2)
+    bins2, counts2 = gamut_bins([img, ab[:2]], min_count=2)
     assert bins2.tolist() == [[0.0, 0.0]] and counts2.tolist() == [4]
 
 
 def test_grid_bins_far_outside_the_gamut_still_count():
     ab = torch.tensor([[0.0, 0.0], [1000.0, -2000.0], [1001.0, -2001.0]])
-    bins, counts = gamut_bins_from_photos([ab])
+    bins, counts = gamut_bins([ab])
     assert bins.tolist() == [[0.0, 0.0], [1000.0, -2000.0]] and counts.tolist() == [1, 2]
-
-
-def test_grid_bins_from_photo_files(tmp_path, make_photo):
-    paths = [make_photo(tmp_path / f"{i}.png", 24, 16, seed=i) for i in range(2)]
-    bins, counts = gamut_bins_from_photos(paths)
-    assert counts.sum() == 2 * 24 * 16
-    assert (bins.remainder(AB_GRID) == 0).all()
 
 
 def test_srgb_gamut_bins(grid_bins):
@@ -63,20 +42,9 @@ def test_srgb_gamut_bins(grid_bins):
     assert [0.0, 0.0] in grid_bins.tolist()
 
 
-def test_kmeans_finds_separated_clusters_and_is_seeded():
-    g = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[-50.0, 20.0], [0.0, 0.0], [40.0, 60.0]])
-    x = (centres.repeat_interleave(200, 0) + torch.randn(600, 2, generator=g)).contiguous()
-    found = kmeans_palette(x, k=3, seed=1)
-    torch.testing.assert_close(found, centres, atol=0.5, rtol=0)  # sorted by a, like centres
-    assert torch.equal(found, kmeans_palette(x, k=3, seed=1))
-    with pytest.raises(ValueError, match="at least k"):
-        kmeans_palette(x[:2], k=3)
-
-
 # --------------------------------------------------------------------------- soft encoding
 def test_soft_encode_is_a_distribution_on_k_nearest(grid_bins):
-    ab = _random_ab(50).reshape(1, 2, 5, 10)
+    ab = random_ab(50).reshape(1, 2, 5, 10)
     z = soft_encode(ab, grid_bins, k=5, sigma=5.0)
     assert z.shape == (1, len(grid_bins), 5, 10)
     torch.testing.assert_close(z.sum(1), torch.ones(1, 5, 10))
@@ -89,7 +57,7 @@ def test_soft_encode_is_a_distribution_on_k_nearest(grid_bins):
 def test_soft_encode_in_chunks_is_the_same(grid_bins, monkeypatch):
     import polychrome.color.quantize as q
 
-    ab = _random_ab(60, seed=2).reshape(1, 2, 6, 10)
+    ab = random_ab(60, seed=2).reshape(1, 2, 6, 10)
     whole = soft_encode(ab, grid_bins)
     monkeypatch.setattr(q, "_SOFT_CHUNK", 7)
     assert torch.equal(soft_encode(ab, grid_bins), whole)
@@ -105,7 +73,7 @@ def test_soft_encode_exactly_on_a_bin():
 
 def test_round_trip_within_half_a_bin(grid_bins):
     # ab -> soft-encode -> log as logits -> annealed mean at small T: back in the right cell.
-    ab = _random_ab(400, seed=3)
+    ab = random_ab(400, seed=3)
     z = soft_encode(ab, grid_bins)
     back = decode(torch.log(z + 1e-12), grid_bins, mode="annealed", temperature=0.05)
     err = (back - ab).abs()
@@ -151,7 +119,7 @@ def test_decode_rejects_bad_arguments():
 
 # --------------------------------------------------------------------------- prior and weights
 def test_prior_sums_to_one_and_is_smoothed(grid_bins):
-    ab = _random_ab(2000, seed=5)
+    ab = random_ab(2000, seed=5)
     raw = empirical_prior(grid_bins, [ab], sigma=0)
     smooth = empirical_prior(grid_bins, [ab])
     for p in (raw, smooth):
@@ -195,40 +163,18 @@ def test_ab_histograms():
     assert torch.equal(hb[0], hb[1])
 
 
-# --------------------------------------------------------------------------- the palette
-def test_palette_save_load_round_trip(tmp_path, grid_bins):
-    prior = empirical_prior(grid_bins, [_random_ab(500)])
-    pal = ABPalette(grid_bins, prior)
-    torch.testing.assert_close((pal.prior * pal.weights).sum(), torch.tensor(1.0))
-    path = pal.save(tmp_path / "p.safetensors", {"grid": "10"})
-    back = ABPalette.load(path)
-    for name in ("bins", "prior", "weights"):
-        assert torch.equal(getattr(back, name), getattr(pal, name))
-    # Buffers: they travel inside a model's state dict.
-    assert set(pal.state_dict()) == {"bins", "prior", "weights"}
-    target = ABPalette.default()
-    assert target.num_bins == pal.num_bins
-    target.set_(back)
-    assert torch.equal(target.prior, pal.prior)
-    with pytest.raises(ValueError, match="sizes differ"):
-        ABPalette(grid_bins[:10]).set_(pal)
+def test_the_bin_maths_reads_no_files(tmp_path):
+    # Photos are color.palette's: a path given to the tensor maths is a TypeError saying where to go.
+    with pytest.raises(TypeError, match="photo_ab"):
+        gamut_bins([tmp_path / "photo.png"])
+    with pytest.raises(TypeError, match="photo_ab"):
+        empirical_prior(srgb_gamut_bins(), ["photo.png"])
+    with pytest.raises(ValueError, match=r"an ab tensor must be"):
+        gamut_bins([torch.zeros(3, 4, 4)])
 
 
-def test_palette_load_rejects_other_files(tmp_path):
-    from safetensors.torch import save_file
-
-    save_file({"weight": torch.zeros(3)}, str(tmp_path / "x.safetensors"))
-    with pytest.raises(ValueError, match="not an ab palette"):
-        ABPalette.load(tmp_path / "x.safetensors")
-
-
-@pytest.mark.parametrize("method", ["grid", "kmeans"])
-def test_build_palette_from_photos(tmp_path, make_photo, method):
-    paths = [make_photo(tmp_path / f"{i}.png", 20, 20, seed=i) for i in range(3)]
-    pal = build_palette(paths, method=method, bins=8, samples_per_photo=64)
-    if method == "kmeans":
-        assert pal.num_bins == 8
-    torch.testing.assert_close(pal.prior.sum(), torch.tensor(1.0))
-    torch.testing.assert_close((pal.prior * pal.weights).sum(), torch.tensor(1.0))
-    with pytest.raises(ValueError, match="palette method"):
-        build_palette(paths, method="octree")
+def test_shape_errors_name_the_argument(grid_bins):
+    with pytest.raises(ValueError, match=r"ab must have shape \(B, 2, H, W\), got \(2, 4, 4\)"):
+        soft_encode(torch.zeros(2, 4, 4), grid_bins)
+    with pytest.raises(ValueError, match=r"ab must have shape \(B, 2, H, W\), got \(1, 3, 4, 4\)"):
+        ab_histograms(torch.zeros(1, 3, 4, 4))

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from polychrome import hub
 from polychrome.color.lab import AB_SCALE, ab_to_net, l_to_net, rgb_to_lab
-from polychrome.color.quantize import ABPalette, ab_histograms, soft_encode, srgb_gamut_bins
+from polychrome.color.palette import ABPalette
+from polychrome.color.quantize import ab_histograms, soft_encode, srgb_gamut_bins
 from polychrome.losses import class_loss, confidence_loss, histogram_loss
 from polychrome.models import Cicgan, create_model
 from polychrome.models.card import INIT_ONLY_KWARGS
@@ -122,7 +123,7 @@ def test_default_palette_is_the_srgb_grid_and_placeholders_spread():
 
 
 def test_pretrained_torchvision_encoder(tmp_path):
-    from tests.models.test_resnet import torchvision_resnet34_state
+    from tests.models.backbones.test_resnet import torchvision_resnet34_state
 
     state = torchvision_resnet34_state()
     torch.save(state, tmp_path / "r34.pth")

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-import polychrome.models.efficientnet as effnet
+import polychrome.models.backbones.efficientnet as effnet
 from polychrome import hub
 from polychrome.color.lab import l_to_net, lab_to_rgb, rgb_to_lab
 from polychrome.models import EffNetUNet, create_model
-from polychrome.models.efficientnet import EfficientNetLite0, PretrainedWeightsUnavailable, normalize_lite0
+from polychrome.models.backbones.efficientnet import EfficientNetLite0, PretrainedWeightsUnavailable, normalize_lite0
 
 
 def _grey_photo(h: int = 64, w: int = 96) -> torch.Tensor:

@@ -123,8 +123,10 @@ def test_bad_hint_arguments(tiny):
     L, ab, mask = _inputs(32, 32)
     with pytest.raises(ValueError, match="together"):
         tiny(L, ab)
-    with pytest.raises(ValueError, match="hints must have shapes"):
+    with pytest.raises(ValueError, match=r"hint_ab_net must have shape \(2, 2, 32, 32\), got \(2, 2, 32, 16\)"):
         tiny(L, ab[..., :16], mask)
+    with pytest.raises(ValueError, match=r"hint_mask must have shape \(2, 1, 32, 32\), got \(4, 1, 32, 32\)"):
+        tiny(L, ab, torch.cat([mask, mask]))
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         tiny(torch.cat([L, L], dim=1))
 

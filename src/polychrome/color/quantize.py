@@ -1,33 +1,31 @@
-"""ab quantisation for classification colourisation (after Zhang, Isola and Efros, ECCV 2016).
+"""ab quantisation for classification colourisation (after Zhang, Isola and Efros, ECCV 2016): the bin maths.
 
 A colour model that regresses ab averages the plausible colours of an object into brown-grey. The
 classification alternative predicts, per pixel, a distribution over Q quantised ab "bins" and decodes
-it. This module holds everything about those bins, none of it a network:
+it. This module is the tensor maths of those bins, none of it a network and none of it reading files
+(photos, K-means palettes and palette files are :mod:`polychrome.color.palette`'s):
 
-- the bins: the in-gamut cells of a square ab grid (:func:`gamut_bins_from_photos`, or the data-free
-  :func:`srgb_gamut_bins`), or a K-means palette of the photos' ab values (:func:`kmeans_palette`);
+- the bins: the in-gamut cells of a square ab grid (:func:`gamut_bins`, or the data-free
+  :func:`srgb_gamut_bins`), and :func:`nearest_bin`;
 - :func:`soft_encode`: the true ab of a pixel as a soft target over its k nearest bins;
 - :func:`empirical_prior` and :func:`rebalance_weights`: the smoothed bin frequencies P(q) and the
   weights that stop rare vivid colours from being drowned by common dull ones;
 - :func:`decode`: mode, mean or annealed mean of the predicted distribution;
-- :class:`ABPalette`: bins + prior + weights as buffers, so they travel inside a model's state dict
-  (and hence its safetensors file) and load strictly with it;
 - :func:`ab_histograms`: the per-image a and b histograms a global colour head learns to predict.
 
-Units: ab in CIE units throughout (about +-110 for sRGB colours), never network units.
+Units: ab in CIE units throughout (about +-110 for sRGB colours), never network units. Where a function
+takes "ab tensors", each is (2, H, W), (B, 2, H, W) or (N, 2).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 
 import torch
-from torch import nn
 
+from polychrome.checks import check_shape
 from polychrome.color.lab import AB_SCALE, rgb_to_lab
 
 #: Zhang et al.'s grid: cells of 10 x 10 CIE ab units, centred on multiples of 10.
@@ -53,38 +51,25 @@ __all__ = [
     "DECODE_MODES",
     "DEFAULT_TEMPERATURE",
     "HIST_BINS",
-    "ABPalette",
+    "PRIOR_SIGMA",
+    "REBALANCE_LAMBDA",
     "ab_histograms",
-    "ab_of_photo",
-    "build_palette",
+    "ab_samples",
     "decode",
     "empirical_prior",
-    "gamut_bins_from_photos",
-    "kmeans_palette",
+    "gamut_bins",
     "nearest_bin",
-    "prior_palette",
     "rebalance_weights",
     "soft_encode",
     "srgb_gamut_bins",
 ]
 
 
-# --------------------------------------------------------------------------- reading photos
-def ab_of_photo(path: str | os.PathLike) -> torch.Tensor:
-    """The ab channels of a photo file: (2, H, W) float32, CIE units. Raises io.ImageError."""
-    from polychrome.io import load_rgb  # io pulls in PIL; keep this module importable without it
-
-    rgb = torch.from_numpy(load_rgb(path)).permute(2, 0, 1)  # (3, H, W) in [0, 1]
-    return rgb_to_lab(rgb)[1:]
-
-
-def _ab_stream(paths_or_ab: Iterable) -> Iterable[torch.Tensor]:
-    """Yield (N, 2) ab samples from photo paths or ab tensors ((2, H, W), (B, 2, H, W) or (N, 2))."""
-    for item in paths_or_ab:
-        if isinstance(item, (str, os.PathLike)):
-            item = ab_of_photo(item)
+def ab_samples(ab_iter: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Yield each ab tensor of ``ab_iter`` as (N, 2) float32 samples, CIE units."""
+    for item in ab_iter:
         if not isinstance(item, torch.Tensor):
-            raise TypeError(f"expected a photo path or an ab tensor, got {type(item).__name__}")
+            raise TypeError(f"expected an ab tensor, got {type(item).__name__} (photos: color.palette.photo_ab)")
         if item.dim() == 2 and item.shape[1] == 2:
             yield item.float()
         elif item.dim() in (3, 4) and item.shape[-3] == 2:
@@ -99,25 +84,26 @@ def _cells(ab: torch.Tensor, grid: float) -> torch.Tensor:
     return torch.round(ab / grid).long()
 
 
-def gamut_bins_from_photos(
-    paths_or_ab_iter: Iterable, grid: float = AB_GRID, min_count: int = 1
+def gamut_bins(
+    ab_iter: Iterable[torch.Tensor], grid: float = AB_GRID, min_count: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cells of a square ab grid that occur in some photos: Zhang's in-gamut bins.
+    """The cells of a square ab grid that some ab values fall in: Zhang's in-gamut bins.
 
     Args:
-        paths_or_ab_iter: photo paths, or ab tensors in CIE units ((2, H, W), (B, 2, H, W) or (N, 2)).
+        ab_iter: ab tensors in CIE units ((2, H, W), (B, 2, H, W) or (N, 2)); for photo files,
+            :func:`polychrome.color.palette.gamut_bins_from_photos`.
         grid: cell side in CIE units; cells are centred on multiples of ``grid``.
         min_count: a cell is kept when at least this many pixels fall in it (1: every cell that occurs).
     Returns:
         (bins (Q, 2) float32 cell centres in CIE units, sorted by a then b; counts (Q,) int64 pixels per bin).
     """
     # Cells within +-lim (every Lab colour of sRGB, with room) are counted in a dense table with
-    # bincount, 15x faster than torch.unique per photo; any others go through a dict.
+    # bincount, much faster than torch.unique per photo; any others go through a dict.
     lim = math.ceil(1.5 * AB_SCALE / grid)
     side = 2 * lim + 1
     dense = torch.zeros(side * side, dtype=torch.int64)
     counts: dict[tuple[int, int], int] = {}
-    for ab in _ab_stream(paths_or_ab_iter):
+    for ab in ab_samples(ab_iter):
         cells = _cells(ab, grid)  # (N, 2)
         inside = (cells.abs() <= lim).all(1)
         c = cells[inside] + lim
@@ -150,54 +136,7 @@ def _srgb_gamut_bins(grid: float, steps: int) -> torch.Tensor:
     g = torch.linspace(0, 1, steps)
     rgb = torch.stack(torch.meshgrid(g, g, g, indexing="ij")).reshape(3, -1, 1)  # (3, steps^3, 1)
     ab = rgb_to_lab(rgb)[1:].reshape(2, -1).T  # (steps^3, 2)
-    return gamut_bins_from_photos([ab], grid=grid)[0]
-
-
-def _kmeans_pp_init(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: each next centre drawn with probability proportional to D(x)^2."""
-    centers = [x[torch.randint(len(x), (1,), generator=gen)].squeeze(0)]
-    d2 = ((x - centers[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        if d2.sum() <= 0:  # fewer distinct points than k: repeat picks uniformly
-            idx = torch.randint(len(x), (1,), generator=gen)
-        else:
-            idx = torch.multinomial(d2, 1, generator=gen)
-        c = x[idx].squeeze(0)
-        centers.append(c)
-        d2 = torch.minimum(d2, ((x - c) ** 2).sum(1))
-    return torch.stack(centers)
-
-
-def kmeans_palette(ab: torch.Tensor, k: int = 313, iters: int = 50, seed: int = 0, tol: float = 1e-3) -> torch.Tensor:
-    """A K-means palette of ab samples (Lloyd's algorithm, k-means++ init, seeded so it is reproducible).
-
-    Args:
-        ab: (N, 2) float ab samples in CIE units, N >= k.
-        k: number of bins Q.
-        iters: Lloyd iterations at most; stops early when no centre moves more than ``tol`` CIE units.
-        seed: the init's random seed.
-    Returns:
-        (k, 2) float32 centres in CIE units, sorted by a then b so a palette's order does not depend on the init.
-    """
-    if ab.dim() != 2 or ab.shape[1] != 2:
-        raise ValueError(f"ab must be (N, 2), got {tuple(ab.shape)}")
-    if len(ab) < k:
-        raise ValueError(f"k-means needs at least k={k} samples, got {len(ab)}")
-    x = ab.float()
-    gen = torch.Generator().manual_seed(seed)
-    centers = _kmeans_pp_init(x, k, gen)
-    for _ in range(iters):
-        assign = torch.cdist(x, centers).argmin(1)  # (N,)
-        sums = torch.zeros_like(centers).index_add_(0, assign, x)
-        n = torch.bincount(assign, minlength=k).unsqueeze(1).float()
-        # An emptied cluster keeps its old centre rather than collapsing to 0/0.
-        new = torch.where(n > 0, sums / n.clamp_min(1), centers)
-        moved = (new - centers).norm(dim=1).max()
-        centers = new
-        if moved < tol:
-            break
-    order = torch.argsort(centers[:, 0] * 1e4 + centers[:, 1])
-    return centers[order].contiguous()
+    return gamut_bins([ab], grid=grid)[0]
 
 
 def nearest_bin(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
@@ -217,8 +156,7 @@ def soft_encode(
     Returns:
         (B, Q, H, W) float32 soft targets; each pixel's Q values are >= 0 and sum to 1.
     """
-    if ab.dim() != 4 or ab.shape[1] != 2:
-        raise ValueError(f"ab must be (B, 2, H, W), got {tuple(ab.shape)}")
+    check_shape(ab, "B 2 H W", "ab")
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     B, _, H, W = ab.shape
@@ -248,20 +186,21 @@ def _gaussian_smooth_over_bins(p: torch.Tensor, bins: torch.Tensor, sigma: float
 
 
 def empirical_prior(
-    bins: torch.Tensor, paths_or_ab_iter: Iterable | None = None, counts: torch.Tensor | None = None,
+    bins: torch.Tensor, ab_iter: Iterable[torch.Tensor] | None = None, counts: torch.Tensor | None = None,
     sigma: float = PRIOR_SIGMA,
 ) -> torch.Tensor:
     """P(q): how often each bin is the nearest to a pixel's ab, smoothed with a Gaussian of ``sigma``.
 
-    Give either photos / ab tensors (counted here) or precomputed per-bin ``counts`` (Q,).
+    Give either ab tensors (counted here; photos: :func:`polychrome.color.palette.photo_ab`) or precomputed
+    per-bin ``counts`` (Q,).
     Returns (Q,) float32, >= 0, summing to 1. ``sigma=0`` skips the smoothing.
     """
-    if (paths_or_ab_iter is None) == (counts is None):
-        raise ValueError("give exactly one of paths_or_ab_iter and counts")
+    if (ab_iter is None) == (counts is None):
+        raise ValueError("give exactly one of ab_iter and counts")
     Q = bins.shape[0]
     if counts is None:
         counts = torch.zeros(Q, dtype=torch.float64)
-        for ab in _ab_stream(paths_or_ab_iter):
+        for ab in ab_samples(ab_iter):
             counts += torch.bincount(nearest_bin(ab, bins), minlength=Q).double()
     p = counts.double()
     if p.shape != (Q,) or p.sum() <= 0:
@@ -330,8 +269,7 @@ def ab_histograms(ab: torch.Tensor, n_bins: int = HIST_BINS, limit: float = AB_S
     Returns:
         (hist_a, hist_b), each (B, n_bins) float32 summing to 1 per image.
     """
-    if ab.dim() != 4 or ab.shape[1] != 2:
-        raise ValueError(f"ab must be (B, 2, H, W), got {tuple(ab.shape)}")
+    check_shape(ab, "B 2 H W", "ab")
     B = ab.shape[0]
     # Position in bin units: bin i is centred on -limit + (i + 0.5) * width.
     pos = ((ab.float().flatten(2) + limit) / (2 * limit) * n_bins - 0.5).clamp(0, n_bins - 1)  # (B, 2, N)
@@ -344,109 +282,3 @@ def ab_histograms(ab: torch.Tensor, n_bins: int = HIST_BINS, limit: float = AB_S
     hist = hist / hist.sum(2, keepdim=True)
     return hist[:, 0], hist[:, 1]
 
-
-# --------------------------------------------------------------------------- the palette object
-class ABPalette(nn.Module):
-    """Bins, prior and rebalancing weights, held as buffers so they live in a model's state dict.
-
-    Buffers (all float32): ``bins`` (Q, 2) centres in CIE units, ``prior`` (Q,) P(q) summing to 1,
-    ``weights`` (Q,) rebalancing weights with E_P[w] = 1. A model that owns an ABPalette as a submodule
-    saves and strictly loads them with its weights, so a checkpoint always decodes with its own bins.
-    """
-
-    def __init__(self, bins: torch.Tensor, prior: torch.Tensor | None = None, weights: torch.Tensor | None = None):
-        super().__init__()
-        bins = torch.as_tensor(bins, dtype=torch.float32)
-        if bins.dim() != 2 or bins.shape[1] != 2 or len(bins) < 2:
-            raise ValueError(f"bins must be (Q, 2) with Q >= 2, got {tuple(bins.shape)}")
-        Q = len(bins)
-        prior = torch.full((Q,), 1.0 / Q) if prior is None else torch.as_tensor(prior, dtype=torch.float32)
-        weights = rebalance_weights(prior) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        if prior.shape != (Q,) or weights.shape != (Q,):
-            raise ValueError(f"prior and weights must be ({Q},), got {tuple(prior.shape)} and {tuple(weights.shape)}")
-        self.register_buffer("bins", bins.clone())
-        self.register_buffer("prior", prior.clone())
-        self.register_buffer("weights", weights.clone())
-
-    @property
-    def num_bins(self) -> int:
-        return self.bins.shape[0]
-
-    @classmethod
-    def default(cls, grid: float = AB_GRID) -> ABPalette:
-        """The sRGB-gamut grid with a uniform prior (weights all 1): what a model holds before training data."""
-        return cls(srgb_gamut_bins(grid))
-
-    def set_(self, other: ABPalette) -> ABPalette:
-        """Copy another palette of the same size into this one's buffers (in place, so a model keeps them)."""
-        if other.num_bins != self.num_bins:
-            raise ValueError(f"palette sizes differ: {other.num_bins} vs {self.num_bins}; build the model with "
-                             f"num_bins={other.num_bins}")
-        with torch.no_grad():
-            for name in ("bins", "prior", "weights"):
-                getattr(self, name).copy_(getattr(other, name))
-        return self
-
-    def save(self, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-        """Write the three tensors to a safetensors file (string ``metadata`` goes in its header)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path), metadata={"format": "polychrome-ab-palette", **(metadata or {})})
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ABPalette:
-        """Read a palette written by :meth:`save`; exactly the keys bins, prior, weights are accepted."""
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path))
-        if set(tensors) != {"bins", "prior", "weights"}:
-            raise ValueError(f"{path}: not an ab palette (keys {sorted(tensors)}; expected bins, prior, weights)")
-        return cls(tensors["bins"], tensors["prior"], tensors["weights"])
-
-    def extra_repr(self) -> str:
-        return f"num_bins={self.num_bins}"
-
-
-def build_palette(
-    paths: Iterable, method: str = "kmeans", bins: int = 313, grid: float = AB_GRID,
-    samples_per_photo: int = 256, seed: int = 0, lam: float = REBALANCE_LAMBDA, sigma: float = PRIOR_SIGMA,
-) -> ABPalette:
-    """A palette from photos: K-means (``method="kmeans"``, ``bins`` centres) or the grid ("grid", ``grid``).
-
-    K-means runs on ``samples_per_photo`` pixels drawn (seeded) from each photo, which keeps it small;
-    the prior is counted over every pixel of every photo either way. ``paths`` is read twice, so pass a list.
-    """
-    paths = list(paths)
-    if method == "grid":
-        centres, counts = gamut_bins_from_photos(paths, grid=grid)
-        prior = empirical_prior(centres, counts=counts, sigma=sigma)
-    elif method == "kmeans":
-        gen = torch.Generator().manual_seed(seed)
-        samples = []
-        for ab in _ab_stream(paths):
-            samples.append(ab[torch.randint(len(ab), (min(samples_per_photo, len(ab)),), generator=gen)])
-        centres = kmeans_palette(torch.cat(samples), k=bins, seed=seed)
-        prior = empirical_prior(centres, paths, sigma=sigma)
-    else:
-        raise ValueError(f"unknown palette method {method!r}; use 'kmeans' or 'grid'")
-    return ABPalette(centres, prior, rebalance_weights(prior, lam))
-
-
-def prior_palette(bins: torch.Tensor, paths: Iterable, grid: float = AB_GRID, sigma: float = PRIOR_SIGMA,
-                  lam: float = REBALANCE_LAMBDA) -> ABPalette:
-    """Given bins (Q, 2) in CIE units, a palette with the photos' smoothed prior and rebalancing weights.
-
-    What a model with a fixed set of bins (cicgan's sRGB grid) needs from its training data. Pixels are
-    counted per ``grid`` cell (the fast table of :func:`gamut_bins_from_photos`) and each cell's count goes
-    to the bin nearest its centre: exact for grid bins of the same ``grid``, within half a cell otherwise.
-    """
-    bins = torch.as_tensor(bins, dtype=torch.float32)
-    cells, counts = gamut_bins_from_photos(list(paths), grid=grid)
-    per_bin = torch.zeros(len(bins), dtype=torch.float64)
-    per_bin.index_add_(0, nearest_bin(cells, bins), counts.double())
-    prior = empirical_prior(bins, counts=per_bin, sigma=sigma)
-    return ABPalette(bins, prior, rebalance_weights(prior, lam))

@@ -55,8 +55,8 @@ EXAMPLE_HW = (75, 107)
 MIN_SIDE = 32
 #: Calibration photos read by default for int8.
 CALIBRATION_PHOTOS = 32
-#: Activation ranges for int8: this percentile of |activation| over the calibration photos. Measured on the
-#: bundled effnet-unet (mean |ab difference| from the fp32 graph, 20 BSDS500 val photos): min-max 4.1,
+#: Activation ranges for int8: this percentile of |activation| over the calibration photos. Measured with
+#: effnet-unet weights (mean |ab difference| from the fp32 graph, 20 BSDS500 val photos): min-max 4.1,
 #: percentile 99.999 3.5, 99.99 2.2, 99.9 1.0, 99.5 2.1 (README, "Deploy: ONNX and int8").
 CALIBRATION_PERCENTILE = 99.9
 
@@ -119,7 +119,7 @@ def export_onnx(
         OnnxError: int8 without calibration photos, an export or quantisation failure (one line).
     """
     if int8 and calibration is None:
-        raise OnnxError("--int8 needs calibration photos: give --calibration FOLDER")
+        raise OnnxError("int8 quantisation needs calibration photos: give calibration=FOLDER")
     photos = calibration_files(calibration, calibration_photos) if int8 else []  # before the export's minutes
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,10 +193,10 @@ def calibration_files(folder: str | os.PathLike, limit: int = CALIBRATION_PHOTOS
 
     root = Path(folder)
     if not root.is_dir():
-        raise OnnxError(f"--calibration {root}: not a folder of photos")
+        raise OnnxError(f"{root}: not a folder of calibration photos")
     photos = sorted(find_images(root))[: max(1, int(limit))]
     if not photos:
-        raise OnnxError(f"--calibration {root}: no photos in it")
+        raise OnnxError(f"{root}: no calibration photos in it")
     return photos
 
 

@@ -15,6 +15,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchmetrics.functional.image import peak_signal_noise_ratio as _tm_psnr
 
+from polychrome.checks import check_shape
 from polychrome.color.lab import rgb_to_lab
 from polychrome.io import to_uint8  # noqa: F401  (re-exported: scores are taken on 8-bit values)
 
@@ -47,8 +48,7 @@ def mean_chroma(rgb: torch.Tensor) -> torch.Tensor:
 
 def _check_rgb255(x: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(x)
-    if x.ndim < 3 or x.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (..., H, W, 3), got {x.shape}")
+    check_shape(x, "... H W 3", name)
     if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
         raise TypeError(f"{name} must be uint8 or float on the 0-255 scale, got dtype {x.dtype}")
     return x

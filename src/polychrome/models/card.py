@@ -2,8 +2,8 @@
 
 Front ends never ask a model object what it can do; they ask its card. The card travels as the JSON beside
 release weights (``config.json`` / ``NAME.json``) and inside training checkpoints (``ckpt["card"]``, written
-by the trainer, read by :meth:`ModelCard.from_checkpoint`), in the keys below, so a weight file written
-before the card existed reads the same way:
+by the trainer, read by :func:`polychrome.train.checkpoint.checkpoint_card`), in the keys below, so a weight
+file written before the card existed reads the same way:
 
     {"model": "cicgan", "model_kwargs": {...}, "infer_size": 256,
      "takes_hints": false, "gives_confidence": true, "temperature": 0.38, "decode_mode": "annealed",
@@ -117,25 +117,6 @@ class ModelCard:
             decode_mode=mode if mode is not None else ("annealed" if temperature is not None else None),
             about={k: v for k, v in meta.items() if k not in CARD_KEYS},
         )
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> ModelCard:
-        """The card of a training checkpoint: ``ckpt["card"]`` where training wrote one, else rebuilt from the
-        checkpoint's model name, arguments and training config (checkpoints written before the card). The
-        training config, epoch, step and best validation PSNR travel as provenance (``about``)."""
-        cfg = ckpt.get("config", {})
-        provenance = {"train_config": cfg, "epoch": ckpt.get("epoch"), "step": ckpt.get("step"),
-                      "best_val_psnr": ckpt.get("best_val_psnr")}
-        if isinstance(ckpt.get("card"), dict):
-            return cls.from_json({**ckpt["card"], **provenance})
-        if "model_name" not in ckpt:
-            raise CardError("checkpoint names no model (no card, no model_name)")
-        return cls.from_json({
-            "model": ckpt["model_name"],
-            "model_kwargs": ckpt.get("model_kwargs", {}),
-            "infer_size": cfg.get("infer_size", DEFAULT_WORKING_SIZE),
-            **provenance,
-        })
 
     def fitted_to(self, model: nn.Module) -> ModelCard:
         """This card with the capabilities of ``model``, the architecture it names, rebuilt: hints and

@@ -4,7 +4,7 @@ After Zhang et al. (ECCV 2016) it predicts, per pixel, a distribution over Q qua
 (color/quantize.py) rather than regressing ab, which would average an object's plausible colours into
 brown-grey. Around that:
 
-- encoder: a ResNet34 (models/resnet.py) with a 1-channel L stem and GroupNorm, optionally started from
+- encoder: a ResNet34 (models/backbones/resnet.py) with a 1-channel L stem and GroupNorm, optionally started from
   torchvision ImageNet weights (``pretrained="path/to/resnet34.pth"``);
 - bottleneck self-attention (reduction 16), for the long-range colour agreement convolutions lack;
 - :class:`GlobalColorContextHead`: predicts the photo's a and b histograms (64 bins each, softmax) from
@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from polychrome.color.lab import AB_SCALE
-from polychrome.color.quantize import DEFAULT_TEMPERATURE, HIST_BINS, ABPalette, decode
+from polychrome.color.palette import ABPalette
+from polychrome.color.quantize import DEFAULT_TEMPERATURE, HIST_BINS, decode
 from polychrome.layers.attention_gate import AttentionGate
 from polychrome.layers.film import FiLM
 from polychrome.layers.glu import GLUResBlock
@@ -45,7 +46,7 @@ from polychrome.layers.norm import group_norm
 from polychrome.layers.pad import pad_border, pad_to_multiple
 from polychrome.layers.self_attention import SelfAttention2d
 from polychrome.models._registry import register_model
-from polychrome.models.resnet import RESNET34_LAYERS, RESNET_WIDTHS, ResNetEncoder, load_torchvision_resnet34
+from polychrome.models.backbones.resnet import RESNET34_LAYERS, RESNET_WIDTHS, ResNetEncoder, load_torchvision_resnet34
 
 #: ab_residual is tanh-bounded to +-this many CIE units: one grid cell, enough to undo quantisation.
 #: With bins within +-110 the final ab stays within +-120 < AB_SCALE, so ab_net is inside (-1, 1).

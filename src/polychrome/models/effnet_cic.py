@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from polychrome.models._registry import register_model
+from polychrome.models.backbones.efficientnet import STAGE_CHANNELS, EfficientNetLite0
 from polychrome.models.cicgan import Cicgan
 from polychrome.models.effnet_unet import lite0_input
-from polychrome.models.efficientnet import STAGE_CHANNELS, EfficientNetLite0
 
 #: Encoder stages tapped, one per output stride 2, 4, 8, 16, 32.
 _TAPS = (0, 1, 2, 4, 6)

@@ -1,6 +1,6 @@
 """UNet regressor on Lab ab with an ImageNet-pretrained EfficientNet-Lite0 encoder.
 
-Encoder: EfficientNet-Lite0 without its head (models/efficientnet.py), tapped at output strides 2, 4,
+Encoder: EfficientNet-Lite0 without its head (models/backbones/efficientnet.py), tapped at output strides 2, 4,
 8, 16 and 32 (16, 24, 40, 112, 320 channels). Decoder: at each scale, 2x bilinear upsampling,
 concatenation with the encoder's skip at that scale, and a DoubleConv; the last scale's skip is the
 full-resolution L itself. A 1x1 head maps to 2 channels with tanh: ab in network units.
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from polychrome.color.lab import l_to_gray_rgb, net_to_l
 from polychrome.layers import DoubleConv, pad_to_multiple
 from polychrome.models._registry import register_model
-from polychrome.models.efficientnet import STAGE_CHANNELS, EfficientNetLite0, normalize_lite0
+from polychrome.models.backbones.efficientnet import STAGE_CHANNELS, EfficientNetLite0, normalize_lite0
 
 #: Encoder stages tapped for the skips, one per output stride 2, 4, 8, 16, 32.
 _TAPS = (0, 1, 2, 4, 6)

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from polychrome.checks import check_shape
 from polychrome.layers import LocalStabilizingLayer, PatchEmbed, TransformerBlock, pad_to_multiple
 from polychrome.models._registry import register_model
 
@@ -118,19 +119,15 @@ class IColoriT(nn.Module):
         hint_ab_net: torch.Tensor | None = None,
         hint_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if L_net.dim() != 4 or L_net.shape[1] != 1:
-            raise ValueError(f"L_net must have shape (B, 1, H, W), got {tuple(L_net.shape)}")
+        check_shape(L_net, "B 1 H W", "L_net")
         B, _, H, W = L_net.shape
         if (hint_ab_net is None) != (hint_mask is None):
             raise ValueError("give hint_ab_net and hint_mask together, or neither")
         if hint_ab_net is None:
             hint_ab_net = L_net.new_zeros(B, 2, H, W)
             hint_mask = L_net.new_zeros(B, 1, H, W)
-        if hint_ab_net.shape != (B, 2, H, W) or hint_mask.shape != (B, 1, H, W):
-            raise ValueError(
-                f"hints must have shapes (B, 2, H, W) and (B, 1, H, W) = {(B, 2, H, W)} and {(B, 1, H, W)}, "
-                f"got {tuple(hint_ab_net.shape)} and {tuple(hint_mask.shape)}"
-            )
+        check_shape(hint_ab_net, "B 2 H W", "hint_ab_net", B=B, H=H, W=W)
+        check_shape(hint_mask, "B 1 H W", "hint_mask", B=B, H=H, W=W)
 
         p = self.patch
         x = pad_to_multiple(L_net, p)

@@ -8,14 +8,30 @@ each class still rejects keys it does not know; :func:`run` starts the trainer t
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from polychrome.train.config import ConfigError, TrainConfig, make_config, read_config_file
-from polychrome.train.gan import GanTrainConfig, make_gan_config, train_gan
-from polychrome.train.loop import Trainer, train
 
-#: trainer key -> (config builder, training function).
-TRAINERS = {"default": (make_config, train), "gan": (make_gan_config, train_gan)}
+#: trainer key -> (its config builder, its training function) as "module.function" in this package, imported
+#: when a config asks for that trainer.
+TRAINERS = {"default": ("config.make_config", "loop.train"), "gan": ("gan.make_gan_config", "gan.train_gan")}
+
+#: Names this package offers from its heavier modules, imported on first use: loading weights reads the
+#: checkpoint schema (train.checkpoint) without the trainer's imports (data, metrics, losses).
+_LAZY = {"GanTrainConfig": "gan", "make_gan_config": "gan", "train_gan": "gan", "Trainer": "loop", "train": "loop"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"polychrome.train.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _trainer(name: str, part: int):
+    """Trainer ``name``'s config builder (``part`` 0) or training function (1)."""
+    module, function = TRAINERS[name][part].rsplit(".", 1)
+    return getattr(importlib.import_module(f"polychrome.train.{module}"), function)
 
 
 def _trainer_of(file: str | Path | None, overrides: list[str] | dict | None) -> str:
@@ -37,8 +53,10 @@ def load_config(file: str | Path | None = None, overrides: list[str] | dict | No
     """A config of the class its ``trainer`` key names (defaults <- file <- overrides; unknown keys are errors)."""
     name = _trainer_of(file, overrides)
     try:
-        return TRAINERS[name][0](file, overrides)
+        return _trainer(name, 0)(file, overrides)
     except ConfigError as e:
+        from polychrome.train.gan import GanTrainConfig
+
         gan_only = [f for f in GanTrainConfig.__dataclass_fields__ if f not in TrainConfig.__dataclass_fields__]
         key = next((k for k in gan_only if str(e).startswith(f"unknown config key {k!r}")), None)
         if name == "default" and key:
@@ -51,8 +69,8 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_at_s
         overwrite: bool = False) -> dict:
     """Train ``cfg`` with the trainer its ``trainer`` field names; returns the final summary. A new run into an
     out_dir holding checkpoints is refused (FileExistsError) unless ``overwrite``."""
-    return TRAINERS[cfg.trainer][1](cfg, resume=resume, progress=progress, stop_at_step=stop_at_step,
-                                    overwrite=overwrite)
+    return _trainer(cfg.trainer, 1)(cfg, resume=resume, progress=progress, stop_at_step=stop_at_step,
+                                     overwrite=overwrite)
 
 
 __all__ = [

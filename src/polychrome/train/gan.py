@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from polychrome.color.lab import net_to_ab
-from polychrome.color.quantize import ABPalette, ab_histograms, prior_palette, soft_encode
+from polychrome.color.palette import ABPalette, prior_palette
+from polychrome.color.quantize import ab_histograms, soft_encode
 from polychrome.losses import (
     class_loss,
     confidence_loss,

