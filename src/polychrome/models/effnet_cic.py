@@ -5,7 +5,7 @@ Per pixel it predicts a distribution over the quantised ab bins (color/quantize.
 rebalanced cross-entropy on soft-encoded targets and decoded by the annealed mean, plus a bounded
 continuous ab residual that undoes the grid's quantisation, a confidence logit and the photo's global
 a/b histograms that drive FiLM in every decoder stage: everything of :class:`~polychrome.models.cicgan.Cicgan`
-but its encoder. The encoder is EfficientNet-Lite0 (models/efficientnet.py), tapped at strides 2, 4, 8,
+but its encoder. The encoder is EfficientNet-Lite0 (models/backbones/efficientnet.py), tapped at strides 2, 4, 8,
 16 and 32 (16, 24, 40, 112, 320 channels), fed the neutral grey sRGB of the photo's lightness, as in
 models/effnet_unet.py.
 
@@ -14,7 +14,7 @@ were trained: "SAME" puts the odd padding pixel after, never before, at each of 
 so the bottom-right border looks different from the top-left one and a dense predictor can tell where
 its corners are. effnet-unet's composite loss rewarded one fixed, saturated patch there (a cyan blob in
 the top-right corner of every photo). Symmetric padding leaves the four corners alike; the cost on the
-encoder's ImageNet accuracy is small (module docstring of models/efficientnet.py) and training adapts it.
+encoder's ImageNet accuracy is small (module docstring of models/backbones/efficientnet.py) and training adapts it.
 
 Symmetric padding alone still leaves one edge unlike the others: at an even size a stride-2 convolution's
 first window overlaps the top/left zero padding and its last one ends inside the photo, so the top rows
