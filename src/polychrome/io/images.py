@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from polychrome.io.parts import locked_part
+
 #: File extensions polychrome reads (lower case, with the dot).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -349,17 +351,13 @@ def save_image_atomic(
         save_kwargs.setdefault("quality", 95)
     for key, value in (metadata.save_kwargs(fmt) if metadata is not None else {}).items():
         save_kwargs.setdefault(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        img.save(tmp, format=fmt, **save_kwargs)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
+        with locked_part(path) as tmp:  # a killed run's leftover is found by remove_stale_parts
+            img.save(tmp, format=fmt, **save_kwargs)
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
     except OSError as e:
         raise ImageError(f"{path}: cannot write image ({e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def check_writable_folder(folder: str | os.PathLike) -> None:

@@ -35,6 +35,7 @@ from polychrome.io import (
     scan_folder,
     unread_photo_format,
 )
+from polychrome.io.parts import remove_stale_parts
 from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
 
 _GLOB_CHARS = set("*?[")
@@ -312,6 +313,9 @@ def colorize_batch(
 ) -> BatchReport:
     """Colourise planned ``jobs`` (:func:`plan`) with ``colorizer``.
 
+    Temporary files a killed earlier run left in an output folder (``.NAME.XXXXXXXX.part``, NAME a photo) are
+    removed the first time a job writes there (:func:`~polychrome.io.parts.remove_stale_parts`).
+
     Never writes over an input photo (found by file identity, so links and other spellings are caught),
     refuses a second photo whose output (or confidence map) is already another's, does a photo planned
     twice once, and skips a job whose outputs all exist and open (:func:`~polychrome.io.is_complete_image`)
@@ -325,8 +329,12 @@ def colorize_batch(
     input_ids |= {i for i in map(_file_id, other_inputs) if i is not None}
     claimed: dict[Path, Path] = {}
     seen: set[tuple[Path, Path]] = set()
+    cleaned: set[Path] = set()
     for job in jobs:
         outcome, failure = "written", None
+        if job.dst.parent not in cleaned:  # once per output folder, before anything is written there
+            cleaned.add(job.dst.parent)
+            remove_stale_parts(job.dst.parent, is_image_path)
         try:
             dst_key = job.dst.resolve()
             if (job.src.resolve(), dst_key) in seen:
