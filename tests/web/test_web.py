@@ -484,3 +484,25 @@ def test_serve_answers_to_its_listen_address():
     assert set(serve_hosts("::1")) == {"127.0.0.1", "localhost", "::1"}
     assert serve_hosts("192.168.1.20", ["photos.lan"]) == ["192.168.1.20", "photos.lan"]
     assert serve_hosts("0.0.0.0") is None and serve_hosts("::", ["photos.lan"]) == ["photos.lan"]
+
+
+# ------------------------------------------------------------------------------------------ hostile requests
+
+
+def test_a_nul_byte_in_the_uploads_file_name_is_a_clean_422():
+    # Written by hand: an HTTP client would escape the NUL (%00); an attacker's raw request does not.
+    body = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename="photo\x00.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + grey_png(W, H) + b"\r\n--XX--\r\n")
+    with client() as c:
+        r = c.post("/api/photos", content=body, headers={"Content-Type": "multipart/form-data; boundary=XX"})
+        assert r.status_code == 422 and "control character" in one_line(r), r.text
+        assert upload(c, name="photo.png").status_code == 201  # the server is still fine
+
+
+def test_hints_nested_100000_deep_are_a_clean_422():
+    with client() as c:
+        pid = photo_id(c)
+        for body in ("[" * 100_000 + "]" * 100_000, '[{"x": ' + "[" * 100_000):
+            r = c.post(f"/api/photos/{pid}/colorize", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422 and one_line(r).startswith(("request body: JSON nested too deeply",
+                                                                     "request body is not valid JSON")), r.text

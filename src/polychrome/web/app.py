@@ -219,6 +219,8 @@ def create_app(
         413: the file is over `max_upload_bytes` or the image over `max_pixels` (checked on the header,
         before decoding); 422: not a photo in a format polychrome reads (JPEG, PNG, WebP, BMP, TIFF)."""
         name = Path(file.filename or "photo").name
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise HTTPException(422, f"upload's file name {name!r} holds a control character (NUL, newline...); rename it")
         fd, tmp = tempfile.mkstemp(prefix="polychrome-upload-", suffix=Path(name).suffix[:10])
         try:
             n = 0
