@@ -237,3 +237,26 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next_run_and_a_live_wr
     os.utime(fresh, (time.time() + 5, time.time() + 5))
     assert parts.remove_stale_parts(out, lambda name: name.endswith(".png")) == [held]
     assert fresh.exists()
+
+
+def test_every_page_of_a_multi_page_tiff_is_colourised(tmp_path, tiny_model, lab):
+    import numpy as np
+
+    from polychrome.io import ImageWarning
+    from polychrome.pipeline.batch import colorize_file
+
+    greys = [40, 128, 220]
+    pages = [Image.fromarray(np.full((20 + 4 * i, 30, 3), g, np.uint8)) for i, g in enumerate(greys)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    dst = colorize_file(tiny_model, tmp_path / "scan.tif", tmp_path / "out" / "scan.tif")
+    with Image.open(dst) as im:
+        assert im.n_frames == 3
+        for i, g in enumerate(greys):
+            im.seek(i)
+            assert im.size == (30, 20 + 4 * i) and im.mode == "RGB"
+            L_in = lab(np.full((1, 1, 3), g, np.uint8))[0, 0, 0]
+            assert np.abs(lab(im.convert("RGB"))[..., 0] - L_in).max() < 1.0  # each page keeps its own L
+    with pytest.warns(ImageWarning, match=r"scan.tif: 3 pages; only page 1 was written to .*scan.png"):
+        png = colorize_file(tiny_model, tmp_path / "scan.tif", tmp_path / "out" / "scan.png")
+    with Image.open(png) as im:
+        assert im.size == (30, 20)
