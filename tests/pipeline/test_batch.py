@@ -260,3 +260,19 @@ def test_every_page_of_a_multi_page_tiff_is_colourised(tmp_path, tiny_model, lab
         png = colorize_file(tiny_model, tmp_path / "scan.tif", tmp_path / "out" / "scan.png")
     with Image.open(png) as im:
         assert im.size == (30, 20)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif", "webp"])
+def test_every_output_says_it_was_colourised_by_polychrome_and_which_model(tmp_path, tiny_model, ext):
+    from polychrome import __version__
+    from polychrome.pipeline.batch import colorize_file
+
+    src = tmp_path / f"scan.{ext}"
+    _archive_photo(src)
+    note = f"colourised by polychrome {__version__}, model {tiny_model.name}"
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out" / f"scan.{ext}")) as im:
+        exif = im.getexif()
+        assert exif.get(0x0131) == note
+        assert exif.get(0x010E) == KEPT[0x010E] and exif.get_ifd(0x8769).get(0x9003) == DATE  # the rest is kept
+        if ext == "png":
+            assert im.text.get("Software") == note

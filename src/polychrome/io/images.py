@@ -233,10 +233,22 @@ class ArchiveMetadata:
     icc_profile: bytes | None = None
     dpi: tuple[float, float] | None = None
     compression: str | None = None  # a TIFF's lossless compression, for a TIFF output (an LZW scan stays LZW)
+    software: str | None = None  # the provenance note: EXIF Software (and a PNG's tEXt Software)
 
     def save_kwargs(self, fmt: str) -> dict:
         """Pillow ``save`` arguments for the parts ``fmt`` (a Pillow format name) can carry."""
         kw = {k: v for k, v in asdict(self).items() if v is not None and k in _FORMAT_METADATA.get(fmt, ())}
+        if self.software and "exif" in _FORMAT_METADATA.get(fmt, ()):
+            exif = Image.Exif()
+            if self.exif:
+                exif.load(self.exif)
+            exif[0x0131] = self.software  # Software: the program that made these pixels
+            kw["exif"] = exif.tobytes()
+        if self.software and fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            kw["pnginfo"] = PngInfo()
+            kw["pnginfo"].add_text("Software", self.software)
         if fmt == "JPEG" and len(kw.get("exif", b"")) > _JPEG_EXIF_MAX:
             del kw["exif"]  # too large for a JPEG; the photo matters more than its EXIF
         return kw

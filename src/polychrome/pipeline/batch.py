@@ -15,7 +15,7 @@ import glob
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,8 @@ def colorize_file(
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
     when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile, the DPI and
-    a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them.
+    a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them, and
+    a provenance note (:func:`provenance`) as EXIF Software (BMP has no place for it).
     Every page of a multi-page TIFF is colourised into a multi-page TIFF ``dst`` (hints and the confidence
     map are page 1's); another format takes page 1, with an :class:`~polychrome.io.ImageWarning` saying so.
     ``compare`` writes grey | colour side by side. ``hints`` are in pixel
@@ -98,6 +99,7 @@ def colorize_file(
             raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
     with timer("decode"):
         img, metadata = read_image(src)
+    metadata = replace(metadata, software=provenance(colorizer))
     pages = tiff_pages(src)
     kw = dict(size=size, compare=compare, temperature=temperature, timer=timer)
     out = _colour_page(colorizer, img, str(src), hints=hints, confidence_path=confidence_path, **kw)
@@ -111,6 +113,13 @@ def colorize_file(
     with timer("encode"):
         save_image_atomic(out, dst, metadata, **extra)
     return Path(dst)
+
+
+def provenance(colorizer) -> str:
+    """The note written into every colour file (EXIF Software; a PNG's Software text too)."""
+    from polychrome import __version__
+
+    return f"colourised by polychrome {__version__}, model {colorizer.name}"
 
 
 def tiff_pages(src: str | os.PathLike) -> int:
