@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
 from polychrome.io import default_file_mode
 from polychrome.models import create_model
@@ -131,10 +132,48 @@ def _bundled_hint(path: Path) -> str:
     return f"; for the bundled model {name!r}, give its bare name: {name}" if name in bundled_names() else ""
 
 
+#: The most tensor elements building one model may allocate (its weights, buffers and the temporaries of its
+#: constructor): several times the largest polychrome architecture, well below what would exhaust a machine.
+MAX_MODEL_ELEMENTS = 500_000_000
+
+#: Torch functions that allocate a new tensor of a size given in their arguments.
+_FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
+                        torch.empty_strided, torch.arange, torch.linspace, torch.logspace, torch.eye})  # fmt: skip
+
+
+class _ModelTooLarge(Exception):
+    pass
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Counts the elements every tensor factory is asked for, sized on the meta device first, and stops the
+    construction before an allocation would pass ``limit``: a weight file's metadata cannot make polychrome
+    allocate memory until the machine runs out."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.used = limit, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FACTORIES:
+            self.used += func(*args, **{**kwargs, "device": "meta"}).numel()
+            if self.used > self.limit:
+                raise _ModelTooLarge()
+        return func(*args, **kwargs)
+
+
 def build_model(card: ModelCard) -> nn.Module:
-    """The architecture ``card`` names, randomly initialised (for a strict load)."""
+    """The architecture ``card`` names, randomly initialised (for a strict load). ModelLoadError when its
+    metadata asks for a model over :data:`MAX_MODEL_ELEMENTS` (found before that memory is allocated)."""
     try:
-        return create_model(card.architecture, **card.kwargs)
+        with _AllocationBudget(MAX_MODEL_ELEMENTS):
+            return create_model(card.architecture, **card.kwargs)
+    except _ModelTooLarge:
+        raise ModelLoadError(
+            f"weight metadata asks for a {card.architecture} over the {MAX_MODEL_ELEMENTS / 1e6:.0f} M-parameter "
+            f"limit (model_kwargs {_one_line(json.dumps(card.kwargs))[:120]})"
+        ) from None
     except KeyError as e:
         raise ModelLoadError(f"weight metadata names no known model: {e}") from None
     except (TypeError, ValueError) as e:  # model_kwargs the architecture does not take

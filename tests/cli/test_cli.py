@@ -186,7 +186,9 @@ def test_missing_input_is_one_line_and_the_rest_is_done(tmp_path, make_photo, ti
     assert (tmp_path / "out" / "good.png").exists()
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty-folder", "corrupt-weights", "bad-kwargs", "architecture-name"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "empty-folder", "corrupt-weights", "bad-kwargs", "huge-kwargs", "architecture-name"]
+)
 def test_bad_model_is_a_one_line_error(tmp_path, make_photo, tiny_model_dir, kind):
     src = make_photo(tmp_path / "p.png", 20, 20)
     if kind == "missing":
@@ -202,10 +204,15 @@ def test_bad_model_is_a_one_line_error(tmp_path, make_photo, tiny_model_dir, kin
         spec = tmp_path / "bad-kwargs"
         shutil.copytree(tiny_model_dir, spec)
         (spec / "config.json").write_text(json.dumps({"model": "simple-unet", "model_kwargs": {"nonsense": 1}}))
+    elif kind == "huge-kwargs":  # a 10**6-wide transformer: 10**12 weights, refused before any is allocated
+        spec = tmp_path / "huge"
+        shutil.copytree(tiny_model_dir, spec)
+        (spec / "config.json").write_text(json.dumps({"model": "icolorit-tiny", "model_kwargs": {"dim": 10**6}}))
     else:
         spec = "unet-128"  # an architecture with no bundled weights
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", spec)
-    assert_one_line_error(r, "--model", code=2)
+    line = assert_one_line_error(r, "--model", code=2)
+    assert kind != "huge-kwargs" or "over the 500 M-parameter limit" in line
     assert not (tmp_path / "out").exists()
 
 
@@ -427,7 +434,7 @@ def test_colorize_hints_moves_the_colour_at_full_resolution(tmp_path, hint_model
     assert r.exit_code == 0 and hint_model.specs[-1] == "mine"
 
 
-@pytest.mark.parametrize("kind", ["missing", "not-json", "not-a-list", "no-colour", "bad-colour", "outside"])
+@pytest.mark.parametrize("kind", ["missing", "not-json", "not-a-list", "no-colour", "bad-colour", "outside", "nested"])
 def test_bad_hint_files_are_one_line_errors(tmp_path, hint_model, make_photo, kind):
     src = make_photo(tmp_path / "p.png", 40, 30)
     path = tmp_path / "h.json"
@@ -441,11 +448,13 @@ def test_bad_hint_files_are_one_line_errors(tmp_path, hint_model, make_photo, ki
         _hint_file(path, [{"x": 1, "y": 2, "color": "red"}])
     elif kind == "outside":
         _hint_file(path, [{"x": 5, "y": 5, "color": "#aa3322"}, {"x": 40, "y": 10, "color": "#aa3322"}])
+    elif kind == "nested":
+        path.write_text("[" * 100_000 + "]" * 100_000)
     r = invoke("colorize", src, "--hints", path, "-o", tmp_path / "out", "--model", "m")
     line = assert_one_line_error(r, f"error: {path}: ")
     expect = {"missing": "cannot read", "not-json": "not valid JSON", "not-a-list": "expected a JSON list",
               "no-colour": "hint 0: missing color", "bad-colour": "hint 0: colour 'red'",
-              "outside": "hint 1 at (40, 10) lies outside the 40x30 photo"}[kind]
+              "outside": "hint 1 at (40, 10) lies outside the 40x30 photo", "nested": "nested too deeply"}[kind]
     assert expect in line
     assert not (tmp_path / "out" / "p.png").exists()
 

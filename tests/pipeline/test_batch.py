@@ -176,3 +176,103 @@ def test_a_sub_folder_that_cannot_be_listed_is_named(tmp_path, make_photo, monke
     jobs, problems = plan([tmp_path / "in"], tmp_path / "out")
     assert [j.src.name for j in jobs] == ["a.png"]
     assert len(problems) == 1 and problems[0].startswith(f"{locked}: cannot list this folder")
+
+
+# --------------------------------------------------------------------------- leftovers of a killed run
+_WRITER = """
+import importlib.util, os, signal, sys, time
+spec = importlib.util.spec_from_file_location("parts", sys.argv[3])  # the module alone: no torch to import
+parts = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(parts)
+with parts.locked_part(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"half a photo")
+    print(tmp, flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+"""
+
+
+def _writer(dst, how):
+    import subprocess
+    import sys
+
+    from polychrome.io import parts
+
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(dst), how, parts.__file__], stdout=subprocess.PIPE, text=True)
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_run_and_a_live_writers_are_not(
+    tmp_path, make_photo, tiny_model, monkeypatch
+):
+    import time
+
+    from polychrome.io import parts
+
+    src = make_photo(tmp_path / "in" / "a.png", 30, 20)
+    make_photo(tmp_path / "in" / "sub" / "b.png", 20, 20)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    killed, stale = _writer(out / "a.png", "kill")  # kill -9 in the middle of writing a.png
+    assert killed.wait(30) == -9 and stale.exists()
+    _, stale_sub = _writer(out / "sub" / "b.png", "kill")
+    live, held = _writer(out / "c.png", "hold")  # another worker still writing into the same folder
+    other = out / ".notes.txt.abcdefgh.part"  # not a photo's: someone else's file
+    other.write_bytes(b"x")
+    try:
+        monkeypatch.setattr(parts, "PROCESS_START", time.time() + 1)  # the next run starts after the crash
+        jobs, _ = plan([src.parent], out)
+        report = colorize_batch(tiny_model, jobs)
+        assert sorted(j.dst.name for j in report.written) == ["a.png", "b.png"]
+        assert not stale.exists() and not stale_sub.exists()
+        assert held.exists() and other.exists()
+    finally:
+        live.kill()
+        live.wait()
+    # Its writer gone, the held file is stale too; one written after this run started is not.
+    fresh = out / ".d.png.zzzzzzzz.part"
+    fresh.write_bytes(b"y")
+    os.utime(fresh, (time.time() + 5, time.time() + 5))
+    assert parts.remove_stale_parts(out, lambda name: name.endswith(".png")) == [held]
+    assert fresh.exists()
+
+
+def test_every_page_of_a_multi_page_tiff_is_colourised(tmp_path, tiny_model, lab):
+    import numpy as np
+
+    from polychrome.io import ImageWarning
+    from polychrome.pipeline.batch import colorize_file
+
+    greys = [40, 128, 220]
+    pages = [Image.fromarray(np.full((20 + 4 * i, 30, 3), g, np.uint8)) for i, g in enumerate(greys)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    dst = colorize_file(tiny_model, tmp_path / "scan.tif", tmp_path / "out" / "scan.tif")
+    with Image.open(dst) as im:
+        assert im.n_frames == 3
+        for i, g in enumerate(greys):
+            im.seek(i)
+            assert im.size == (30, 20 + 4 * i) and im.mode == "RGB"
+            L_in = lab(np.full((1, 1, 3), g, np.uint8))[0, 0, 0]
+            assert np.abs(lab(im.convert("RGB"))[..., 0] - L_in).max() < 1.0  # each page keeps its own L
+    with pytest.warns(ImageWarning, match=r"scan.tif: 3 pages; only page 1 was written to .*scan.png"):
+        png = colorize_file(tiny_model, tmp_path / "scan.tif", tmp_path / "out" / "scan.png")
+    with Image.open(png) as im:
+        assert im.size == (30, 20)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif", "webp"])
+def test_every_output_says_it_was_colourised_by_polychrome_and_which_model(tmp_path, tiny_model, ext):
+    from polychrome import __version__
+    from polychrome.pipeline.batch import colorize_file
+
+    src = tmp_path / f"scan.{ext}"
+    _archive_photo(src)
+    note = f"colourised by polychrome {__version__}, model {tiny_model.name}"
+    with Image.open(colorize_file(tiny_model, src, tmp_path / "out" / f"scan.{ext}")) as im:
+        exif = im.getexif()
+        assert exif.get(0x0131) == note
+        assert exif.get(0x010E) == KEPT[0x010E] and exif.get_ifd(0x8769).get(0x9003) == DATE  # the rest is kept
+        if ext == "png":
+            assert im.text.get("Software") == note

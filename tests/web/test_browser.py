@@ -254,6 +254,37 @@ def test_errors_are_shown_on_the_page(page, tmp_path):
     assert not el(driver, "errorBox").is_displayed()
 
 
+def test_the_page_shows_its_place_in_the_queue(page, tmp_path):
+    import threading
+
+    import httpx2
+
+    from polychrome.web import Limits
+
+    model = GlowHints()
+    driver, server, downloads = page(model, limits=Limits(jobs=1))
+    photo = tmp_path / "queued.png"
+    photo.write_bytes(grey_png(W, H))
+    open_photo(driver, photo)
+    # Someone else's job holds the only slot (inside the model) ...
+    other = httpx2.post(f"{server.url}/api/photos", files={"file": ("o.png", grey_png(W, H, seed=1), "image/png")})
+    model.hold, model.entered = threading.Event(), threading.Event()
+    t = threading.Thread(target=httpx2.post, args=(f"{server.url}/api/photos/{other.json()['id']}/full",),
+                         kwargs={"json": [], "timeout": 60})
+    t.start()
+    try:
+        assert model.entered.wait(10)
+        el(driver, "downloadBtn").click()  # ... so the page's full-resolution request waits, and says where
+        wait(driver, lambda d: "next in the queue" in el(d, "busyText").text, what="the queue place")
+        assert el(driver, "busy").is_displayed()
+    finally:
+        model.hold.set()
+        t.join(30)
+    wait(driver, lambda d: d.execute_script("return document.body.dataset.lastDownload") == "queued-colour.png",
+         what="the download")
+    assert "queue" not in el(driver, "busyText").text or not el(driver, "busy").is_displayed()
+
+
 # POLYCHROME_TEST_HINTS_MODEL=PATH runs these checks on a weight file or checkpoint before it is bundled.
 HINTS_SPEC = os.environ.get("POLYCHROME_TEST_HINTS_MODEL", "hints")
 

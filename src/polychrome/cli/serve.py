@@ -20,7 +20,9 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest photo file accepted, MB (HTTP 413 over it).")] = 25.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest photo accepted, width x height (HTTP 413 over it).")] = 30_000_000,
     max_photos: Annotated[int, typer.Option(min=1, help="Photos kept in memory (least recently used dropped first).")] = 16,
-    jobs: Annotated[int, typer.Option(min=1, help="Colourisations at once; a request beyond them gets HTTP 429.")] = 2,
+    jobs: Annotated[int, typer.Option(min=1, help="Colourisations at once; later requests wait in the queue.")] = 2,
+    queue: Annotated[int, typer.Option(min=0, help="Requests that may wait for a job slot (the page shows its place); one more gets HTTP 503 with Retry-After.")] = 32,
+    job_megapixels: Annotated[float, typer.Option(min=0.01, help="Megapixels the running jobs may render together (a full-resolution job's memory follows its pixels); a job alone always runs.")] = 30.0,
     timeout: Annotated[float, typer.Option(min=0.1, help="Time limit of one request's model work, s (HTTP 504 past it).")] = 60.0,
     auto_model: Annotated[str | None, typer.Option(help="Automatic model whose colour is offered as a suggestion ('' for none); default: the bundled 'default'.", show_default=False)] = None,
     precision: Annotated[Precision, typer.Option(help="Model arithmetic: fp32, or bf16 (autocast).")] = Precision.fp32,
@@ -40,7 +42,8 @@ def serve(
                     "is missing); pass --model PATH to a trained hint model")
     try:
         limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
-                        max_photos=max_photos, jobs=jobs, timeout_s=timeout)
+                        max_photos=max_photos, jobs=jobs, queue=queue, job_pixels=int(job_megapixels * 1e6),
+                        timeout_s=timeout)
         web = create_app(model, auto_spec=auto_model, limits=limits, size=size, preview_size=preview_size,
                          precision=precision.value, allowed_hosts=serve_hosts(host, allowed_host or ()))
     except (hub.ModelLoadError, ValueError) as e:

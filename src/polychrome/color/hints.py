@@ -37,6 +37,10 @@ HINT_PATCH = 2
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 
 
+#: Why JSON nested past the parser's recursion limit is refused (a hint list is two levels deep).
+TOO_DEEP = "JSON nested too deeply to be a hint list ([{\"x\": .., \"y\": .., \"color\": ..}, ...])"
+
+
 class HintError(ValueError):
     """A hint or hint file a person gave is unusable; the message is one line naming the source."""
 
@@ -139,6 +143,8 @@ def load_hint_file(path: str | os.PathLike) -> list[Hint]:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise HintError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise HintError(f"{path}: {TOO_DEEP}") from None
     return parse_hints(obj, str(path))
 
 

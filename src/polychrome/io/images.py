@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from polychrome.io.parts import locked_part
+
 #: File extensions polychrome reads (lower case, with the dot).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -231,10 +233,22 @@ class ArchiveMetadata:
     icc_profile: bytes | None = None
     dpi: tuple[float, float] | None = None
     compression: str | None = None  # a TIFF's lossless compression, for a TIFF output (an LZW scan stays LZW)
+    software: str | None = None  # the provenance note: EXIF Software (and a PNG's tEXt Software)
 
     def save_kwargs(self, fmt: str) -> dict:
         """Pillow ``save`` arguments for the parts ``fmt`` (a Pillow format name) can carry."""
         kw = {k: v for k, v in asdict(self).items() if v is not None and k in _FORMAT_METADATA.get(fmt, ())}
+        if self.software and "exif" in _FORMAT_METADATA.get(fmt, ()):
+            exif = Image.Exif()
+            if self.exif:
+                exif.load(self.exif)
+            exif[0x0131] = self.software  # Software: the program that made these pixels
+            kw["exif"] = exif.tobytes()
+        if self.software and fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            kw["pnginfo"] = PngInfo()
+            kw["pnginfo"].add_text("Software", self.software)
         if fmt == "JPEG" and len(kw.get("exif", b"")) > _JPEG_EXIF_MAX:
             del kw["exif"]  # too large for a JPEG; the photo matters more than its EXIF
         return kw
@@ -349,17 +363,13 @@ def save_image_atomic(
         save_kwargs.setdefault("quality", 95)
     for key, value in (metadata.save_kwargs(fmt) if metadata is not None else {}).items():
         save_kwargs.setdefault(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        img.save(tmp, format=fmt, **save_kwargs)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
+        with locked_part(path) as tmp:  # a killed run's leftover is found by remove_stale_parts
+            img.save(tmp, format=fmt, **save_kwargs)
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
     except OSError as e:
         raise ImageError(f"{path}: cannot write image ({e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def check_writable_folder(folder: str | os.PathLike) -> None:

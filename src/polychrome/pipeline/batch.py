@@ -13,16 +13,19 @@ from __future__ import annotations
 import codecs
 import glob
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from polychrome.color.hints import Hint
 from polychrome.io import (
     IMAGE_EXTENSIONS,
     ImageError,
+    ImageWarning,
     find_images,
     grey_to_pil,
     is_complete_image,
@@ -35,6 +38,7 @@ from polychrome.io import (
     scan_folder,
     unread_photo_format,
 )
+from polychrome.io.parts import remove_stale_parts
 from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
 
 _GLOB_CHARS = set("*?[")
@@ -73,7 +77,10 @@ def colorize_file(
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
     when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile, the DPI and
-    a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them.
+    a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them, and
+    a provenance note (:func:`provenance`) as EXIF Software (BMP has no place for it).
+    Every page of a multi-page TIFF is colourised into a multi-page TIFF ``dst`` (hints and the confidence
+    map are page 1's); another format takes page 1, with an :class:`~polychrome.io.ImageWarning` saying so.
     ``compare`` writes grey | colour side by side. ``hints`` are in pixel
     coordinates of the upright photo (as a viewer shows it), for a hint model only. ``confidence_path``
     (a model that gives confidence) also writes the confidence map from the same model call, as an 8-bit
@@ -92,8 +99,54 @@ def colorize_file(
             raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
     with timer("decode"):
         img, metadata = read_image(src)
+    metadata = replace(metadata, software=provenance(colorizer))
+    pages = tiff_pages(src)
+    kw = dict(size=size, compare=compare, temperature=temperature, timer=timer)
+    out = _colour_page(colorizer, img, str(src), hints=hints, confidence_path=confidence_path, **kw)
+    extra = {}
+    if pages > 1 and Image.registered_extensions().get(Path(dst).suffix.lower()) == "TIFF":
+        extra = {"save_all": True, "append_images": [
+            _colour_page(colorizer, _read_page(src, i), f"{src} (page {i + 1})", **kw) for i in range(1, pages)]}
+    elif pages > 1:
+        warnings.warn(ImageWarning(f"{src}: {pages} pages; only page 1 was written to {dst} "
+                                   "(a .tif output keeps every page)"), stacklevel=2)  # fmt: skip
+    with timer("encode"):
+        save_image_atomic(out, dst, metadata, **extra)
+    return Path(dst)
+
+
+def provenance(colorizer) -> str:
+    """The note written into every colour file (EXIF Software; a PNG's Software text too)."""
+    from polychrome import __version__
+
+    return f"colourised by polychrome {__version__}, model {colorizer.name}"
+
+
+def tiff_pages(src: str | os.PathLike) -> int:
+    """How many pages (images) a TIFF holds; 1 for any other photo."""
+    try:
+        with Image.open(src, formats=("TIFF",)) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:  # noqa: BLE001 -- not a TIFF (read_image has already reported a broken one)
+        return 1
+
+
+def _read_page(src: str | os.PathLike, index: int) -> Image.Image:
+    """Page ``index`` (from 0) of a multi-page TIFF, decoded and stood upright."""
+    try:
+        with Image.open(src, formats=("TIFF",)) as im:
+            im.seek(index)
+            im.load()
+            return ImageOps.exif_transpose(im.copy())
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{src}: cannot read page {index + 1} ({e})") from None
+
+
+def _colour_page(colorizer, img, name, size, compare, hints=None, temperature=None, confidence_path=None,
+                 timer=no_timer) -> Image.Image:
+    """One decoded photo (a file's page) -> its colour version as an 8-bit PIL image (alpha kept)."""
     with timer("to_float"):
-        rgb, alpha = pil_to_rgb_array(img, str(src))
+        rgb, alpha = pil_to_rgb_array(img, name)
     with timer("rgb_to_l"):
         L = lightness(rgb)  # once: the grey panel of a comparison shares it
     out, pred = colorizer.colorize_lightness(
@@ -107,10 +160,7 @@ def colorize_file(
         out = np.concatenate([to_array(gray_rgb(L)), out], axis=1)
         alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
     with timer("to_8bit"):
-        img = rgb_array_to_pil(out, alpha)
-    with timer("encode"):
-        save_image_atomic(img, dst, metadata)
-    return Path(dst)
+        return rgb_array_to_pil(out, alpha)
 
 
 # --------------------------------------------------------------------------- planning
@@ -312,6 +362,9 @@ def colorize_batch(
 ) -> BatchReport:
     """Colourise planned ``jobs`` (:func:`plan`) with ``colorizer``.
 
+    Temporary files a killed earlier run left in an output folder (``.NAME.XXXXXXXX.part``, NAME a photo) are
+    removed the first time a job writes there (:func:`~polychrome.io.parts.remove_stale_parts`).
+
     Never writes over an input photo (found by file identity, so links and other spellings are caught),
     refuses a second photo whose output (or confidence map) is already another's, does a photo planned
     twice once, and skips a job whose outputs all exist and open (:func:`~polychrome.io.is_complete_image`)
@@ -325,8 +378,12 @@ def colorize_batch(
     input_ids |= {i for i in map(_file_id, other_inputs) if i is not None}
     claimed: dict[Path, Path] = {}
     seen: set[tuple[Path, Path]] = set()
+    cleaned: set[Path] = set()
     for job in jobs:
         outcome, failure = "written", None
+        if job.dst.parent not in cleaned:  # once per output folder, before anything is written there
+            cleaned.add(job.dst.parent)
+            remove_stale_parts(job.dst.parent, is_image_path)
         try:
             dst_key = job.dst.resolve()
             if (job.src.resolve(), dst_key) in seen:

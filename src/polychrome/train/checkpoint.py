@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from polychrome.io.parts import locked_part
 from polychrome.models.card import DEFAULT_WORKING_SIZE, CardError, ModelCard
 
 #: File suffixes of training checkpoints.
@@ -57,14 +57,9 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with locked_part(path) as tmp:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

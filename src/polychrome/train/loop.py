@@ -38,7 +38,7 @@ from polychrome.color.hints import (
 from polychrome.color.lab import ab_to_net, l_to_net, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
 from polychrome.eval.metrics import mean_chroma, psnr_per_image
-from polychrome.io import find_images
+from polychrome.io import find_images, parts
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
 from polychrome.models import create_model
 from polychrome.models.backbones.efficientnet import PretrainedWeightsUnavailable
@@ -189,12 +189,9 @@ def refuse_to_overwrite(out: Path) -> None:
 
 
 def remove_stale_parts(out: Path) -> list[Path]:
-    """Delete checkpoint temp files (``.last.pt.*.part``) a killed run left in ``out``; returns them."""
-    stale = [p for n in RUN_FILES for p in out.glob(f".{n}.*.part")] if out.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-        log.info("removed %s, left by an interrupted checkpoint write", p)
-    return stale
+    """Delete checkpoint temp files (``.last.pt.*.part``) a killed run left in ``out``; returns them. The
+    main process owns ``out``, so any one not being written now is stale."""
+    return parts.remove_stale_parts(out, lambda name: name in RUN_FILES, started=time.time())
 
 
 def load_init_weights(model: torch.nn.Module, spec: str) -> None:

@@ -10,6 +10,7 @@ request from it:
     POST /api/photos/{id}/hints          hint list -> the canonical hint file (for `colorize --hints`)
     GET  /api/photos/{id}/gray           the grey input at preview size
     GET  /api/info                       the models, sizes and limits
+    GET  /api/queue?photo=ID             jobs running and waiting, and that photo's place in the queue
 
 Every request body is the hint file's structure, ``[{"x": 120, "y": 45, "color": "#aa3322"}, ...]``, in
 pixel coordinates of the ORIGINAL photo (:mod:`polychrome.color.hints`); ``[]`` is automatic colourisation.
@@ -21,9 +22,11 @@ renders that ab onto an L (:meth:`Colorizer.render`): the display L for a previe
 for the download. ``polychrome colorize`` is the same three calls on the same full-resolution L, so the
 download is the CLI's result and the preview is it at display size.
 
-Model calls run in worker threads (never on the event loop), at most ``Limits.jobs`` at a time; a
-request over that is refused (429) rather than queued, and one that runs past ``Limits.timeout_s`` is
-answered 504 (its thread finishes in the background and only then frees its job slot).
+Model calls run in worker threads (never on the event loop), at most ``Limits.jobs`` at a time and at most
+``Limits.job_pixels`` pixels among them (a full-resolution job's memory is about proportional to its
+pixels); later requests wait in first-come order, up to ``Limits.queue`` of them (503 with Retry-After
+past that), and the page polls ``/api/queue`` to show its place. A job that runs past ``Limits.timeout_s``
+is answered 504 (its thread finishes in the background and only then frees its slot).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from torch import nn
 from polychrome.color.hints import hints_to_json
 from polychrome.colorizer import Colorizer, as_colorizer
 from polychrome.pipeline import check_precision, gray_rgb
-from polychrome.web.limits import BodyLimit, JobGate, Limits, size_text
+from polychrome.web.limits import BodyLimit, JobGate, Limits, check_pixels, size_text
 from polychrome.web.origin import SameOrigin
 from polychrome.web.schemas import (
     ERRORS,
@@ -56,6 +59,7 @@ from polychrome.web.schemas import (
     FullFormat,
     LimitsInfo,
     PhotoId,
+    QueueStatus,
     PhotoInfo,
     PreviewFormat,
     ServerInfo,
@@ -126,7 +130,7 @@ def create_app(
     auto_name = None if auto_model is None else _display_name(auto_spec, auto_model)
 
     session = Session(model, auto_model, model_name, auto_name, limits, size, preview_size)
-    gate = JobGate(limits.jobs, limits.timeout_s)
+    gate = JobGate(limits.jobs, limits.timeout_s, limits.queue, limits.job_pixels)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -203,12 +207,21 @@ def create_app(
             preview_size=preview_size, precision=model.precision, limits=LimitsInfo(**asdict(limits)),
         )  # fmt: skip
 
+    @app.get("/api/queue", response_model=QueueStatus, summary="The job queue, and a photo's place in it")
+    async def queue(
+        photo: str | None = Query(None, max_length=64, description="A photo id: where its request waits."),
+    ) -> QueueStatus:
+        """Jobs running and waiting; with `photo`, the place of that photo's first waiting request (1 =
+        next, 0 = none waiting) and about how many seconds until it starts. The page polls this while it
+        waits for an answer."""
+        return QueueStatus(**gate.status(photo))
+
     @app.post(
         "/api/photos",
         response_model=PhotoInfo,
         status_code=201,
         summary="Upload a photo",
-        responses={k: ERRORS[k] for k in (413, 422, 429, 504)},
+        responses={k: ERRORS[k] for k in (413, 422, 503, 504)},
     )
     async def upload(
         file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, TIFF, BMP; grey or colour).")],
@@ -219,6 +232,8 @@ def create_app(
         413: the file is over `max_upload_bytes` or the image over `max_pixels` (checked on the header,
         before decoding); 422: not a photo in a format polychrome reads (JPEG, PNG, WebP, BMP, TIFF)."""
         name = Path(file.filename or "photo").name
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise HTTPException(422, f"upload's file name {name!r} holds a control character (NUL, newline...); rename it")
         fd, tmp = tempfile.mkstemp(prefix="polychrome-upload-", suffix=Path(name).suffix[:10])
         try:
             n = 0
@@ -230,7 +245,8 @@ def create_app(
                     out.write(chunk)
             if n == 0:
                 raise HTTPException(422, f"{name}: the uploaded file is empty")
-            photo = await gate.run("reading the photo", session.decode, tmp, name)
+            pixels = check_pixels(tmp, name, limits.max_pixels)  # from the header: what decoding will hold
+            photo = await gate.run("reading the photo", session.decode, tmp, name, cost=pixels or 1)
         finally:
             os.unlink(tmp)
         session.store.add(photo)
@@ -271,7 +287,8 @@ def create_app(
         automatic result. Header `X-Elapsed-Ms`: the server's time for the model and encoding."""
         photo = session.store.get(photo_id)
         hints = session.read_hints(photo, await request.body())
-        data, seconds = await gate.run("colourisation", session.preview, photo, hints, format)
+        cost = photo.L_preview.numel() + photo.L_work.numel()
+        data, seconds = await gate.run("colourisation", session.preview, photo, hints, format, cost=cost, ticket=photo.id)
         return Response(
             data,
             media_type=MEDIA[format],
@@ -308,7 +325,8 @@ def create_app(
         H, W = photo.hw
         if not (x < W and y < H):
             raise HTTPException(422, f"spot ({x:g}, {y:g}) lies outside the {W}x{H} photo")
-        found = await gate.run("suggestions", session.suggest, photo, x, y, hints)
+        found = await gate.run("suggestions", session.suggest, photo, x, y, hints, cost=photo.L_work.numel(),
+                               ticket=photo.id)
         return Suggestions(x=x, y=y, suggestions=found)
 
     @app.post(
@@ -323,7 +341,8 @@ def create_app(
         `polychrome colorize --hints`, at this server's working size."""
         photo = session.store.get(photo_id)
         hints = session.read_hints(photo, await request.body())
-        data = await gate.run("full-resolution colourisation", session.full, photo, hints, format)
+        data = await gate.run("full-resolution colourisation", session.full, photo, hints, format,
+                              cost=photo.L_full.numel(), ticket=photo.id)
         ext = "png" if format == "png" else "jpg"
         return Response(
             data,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -24,51 +26,166 @@ class Limits:
     max_store_bytes: int = 1024 * MB  # memory for kept photos (their L at three sizes plus cached ab)
     max_hints: int = 500  # hints in one request (422 over it)
     max_json_bytes: int = 1 * MB  # a JSON request body (413 over it)
-    jobs: int = 2  # colourisations (and photo decodes) running at once; one more gets 429
-    timeout_s: float = 60.0  # a request's model work, seconds (504 past it)
+    jobs: int = 2  # colourisations (and photo decodes) running at once; more wait in the queue
+    queue: int = 32  # requests waiting for a job slot; one more gets 503 with Retry-After
+    job_pixels: int = 30_000_000  # pixels the running jobs may touch together (a job's memory follows them)
+    timeout_s: float = 60.0  # a request's model work once it runs, seconds (504 past it)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not value > 0:
+            if not value > 0 and not (name == "queue" and value == 0):
                 raise ValueError(f"Limits.{name} must be positive, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------------
-# Jobs: model work in worker threads, bounded and timed
+# Jobs: model work in worker threads, bounded by count and pixels, queued in order, timed
+
+
+@dataclass
+class _Job:
+    what: str
+    cost: int  # pixels
+    ticket: str | None  # who asked (the photo id), for the page's position in the queue
+    loop: asyncio.AbstractEventLoop | None = None
+    admitted: asyncio.Future | None = None  # set (on the loop) when the job may start
+    started: float = 0.0  # time.monotonic() it started running
 
 
 class JobGate:
-    """At most ``jobs`` pieces of model work at once, each in a worker thread, each awaited with a timeout.
+    """Model work in worker threads: at most ``jobs`` at once and at most ``job_pixels`` pixels among them (a
+    job's memory is about proportional to the pixels it renders; a job alone always runs, ``max_pixels``
+    bounds it), the rest waiting in first-come order, at most ``queue`` of them (503 past that). A running
+    job is awaited for ``timeout_s`` (504 past it).
 
     A slot is freed when its thread finishes, not when its request gives up: a timed-out colourisation
-    still occupies the CPU, so it still counts."""
+    still occupies the CPU and its memory, so it still counts. A request that goes away while waiting
+    leaves the queue."""
 
-    def __init__(self, jobs: int, timeout_s: float):
-        self.jobs, self.timeout_s = jobs, timeout_s
-        self._sem = threading.BoundedSemaphore(jobs)
+    #: Seconds per pixel a kind of job is first guessed to take, before one has been timed (for the ETA).
+    FIRST_GUESS_S_PER_PIXEL = 2e-7
+
+    def __init__(self, jobs: int, timeout_s: float, queue: int = 0, job_pixels: int | None = None):
+        self.jobs, self.timeout_s, self.queue = jobs, timeout_s, queue
+        self.job_pixels = job_pixels if job_pixels is not None else 1 << 62
+        self._lock = threading.Lock()
+        self._running: list[_Job] = []
+        self._waiting: deque[_Job] = deque()
+        self._rate: dict[str, float] = {}  # seconds per pixel, per kind of job (moving average)
         self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="polychrome-job")
+        self._closed = False
 
-    async def run(self, what: str, fn: Callable, *args):
-        if not self._sem.acquire(blocking=False):
-            raise HTTPException(
-                429,
-                f"server busy: {self.jobs} colourisation job(s) already running; retry in a moment",
-                headers={"Retry-After": "1"},
-            )
+    # ---- admission (under the lock)
+
+    def _fits(self, job: _Job) -> bool:
+        if len(self._running) >= self.jobs:
+            return False
+        return not self._running or sum(j.cost for j in self._running) + job.cost <= self.job_pixels
+
+    def _admit_waiting(self) -> None:
+        while self._waiting and self._fits(self._waiting[0]):  # first come, first served: no overtaking
+            job = self._waiting.popleft()
+            self._running.append(job)
+            job.started = time.monotonic()
+            job.loop.call_soon_threadsafe(_wake, job.admitted)
+
+    def _finish(self, job: _Job) -> None:
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+                if job.started and job.cost:
+                    rate = (time.monotonic() - job.started) / job.cost
+                    old = self._rate.get(job.what)
+                    self._rate[job.what] = rate if old is None else 0.7 * old + 0.3 * rate
+            self._admit_waiting()
+
+    # ---- the request side
+
+    async def run(self, what: str, fn: Callable, *args, cost: int = 1, ticket: str | None = None):
+        """``fn(*args)`` in a worker thread once a slot is free; ``cost``: the pixels it touches."""
+        job = _Job(what, max(1, int(cost)), ticket)
+        with self._lock:
+            if self._closed:
+                raise HTTPException(503, "server is shutting down")
+            if not self._waiting and self._fits(job):
+                self._running.append(job)
+                job.started = time.monotonic()
+            elif len(self._waiting) >= self.queue:
+                wait = max(1, round(self._eta_locked(len(self._waiting)) or 1))
+                raise HTTPException(
+                    503,
+                    f"server busy: {len(self._running)} job(s) running and {len(self._waiting)} waiting, the "
+                    f"queue is full; retry in about {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            else:
+                job.loop = asyncio.get_running_loop()
+                job.admitted = job.loop.create_future()
+                self._waiting.append(job)
+        if job.admitted is not None:
+            try:
+                await job.admitted
+            except asyncio.CancelledError:  # the request went away while waiting
+                with self._lock:
+                    if job in self._waiting:
+                        self._waiting.remove(job)
+                        self._admit_waiting()  # a large job leaving the head may let smaller ones start
+                    queued_out = job not in self._running
+                if not queued_out:
+                    self._finish(job)
+                raise
         try:
             fut: Future = self._pool.submit(fn, *args)
         except RuntimeError:  # pool shut down
-            self._sem.release()
+            self._finish(job)
             raise HTTPException(503, "server is shutting down") from None
-        # Released on completion, and also if the future is cancelled before its thread picks it up.
-        fut.add_done_callback(lambda _: self._sem.release())
+        # Freed on completion, and also if the future is cancelled before its thread picks it up.
+        fut.add_done_callback(lambda _: self._finish(job))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), self.timeout_s)
         except TimeoutError:
             raise HTTPException(504, f"{what} took longer than the {self.timeout_s:g} s limit") from None
 
+    # ---- what the page is told
+
+    def _guess_s(self, job: _Job) -> float:
+        return job.cost * self._rate.get(job.what, self.FIRST_GUESS_S_PER_PIXEL)
+
+    def _eta_locked(self, ahead: int) -> float:
+        """Seconds until the job behind the first ``ahead`` waiting ones can start (a rough guess)."""
+        now = time.monotonic()
+        running = sum(max(0.0, self._guess_s(j) - (now - j.started)) for j in self._running)
+        waiting = sum(self._guess_s(j) for j in list(self._waiting)[:ahead])
+        return (running + waiting) / self.jobs
+
+    def status(self, ticket: str | None = None) -> dict:
+        """The queue as the page shows it: jobs running and waiting, and for ``ticket`` (a photo id) the
+        position of its first waiting job (1 = next; 0 = none waiting) and about how long until it starts."""
+        with self._lock:
+            position = next((i + 1 for i, j in enumerate(self._waiting) if ticket is not None and j.ticket == ticket), 0)
+            running = any(j.ticket == ticket for j in self._running) if ticket is not None else False
+            eta = self._eta_locked(position - 1) if position else 0.0
+            return {
+                "jobs": self.jobs, "running": len(self._running), "waiting": len(self._waiting), "queue": self.queue,
+                "position": position, "ticket_running": running, "eta_s": round(eta, 1),
+            }  # fmt: skip
+
     def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = list(self._waiting), deque()
+        for job in waiting:
+            job.loop.call_soon_threadsafe(_refuse, job.admitted)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _refuse(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(HTTPException(503, "server is shutting down"))
 
 
 class BodyLimit:
@@ -124,8 +241,9 @@ def too_many_pixels(name: str, w: int, h: int, limit: int) -> str:
     return f"{name}: {w}x{h} pixels ({w * h / 1e6:.3g} MP) is over the {limit / 1e6:.3g} MP limit"
 
 
-def check_pixels(path: str, name: str, limit: int) -> None:
-    """Refuse an over-large image from its header, before decoding it (a decompression bomb never unpacks).
+def check_pixels(path: str, name: str, limit: int) -> int | None:
+    """Refuse an over-large image from its header, before decoding it (a decompression bomb never unpacks);
+    returns its pixel count (None when the header cannot be read).
 
     Anything the header read cannot make sense of is left to :func:`polychrome.io.open_image`, whose
     ImageError is the one reported."""
@@ -139,6 +257,7 @@ def check_pixels(path: str, name: str, limit: int) -> None:
     except Image.DecompressionBombError:
         raise HTTPException(413, f"{name}: image is over the {limit / 1e6:.3g} MP limit") from None
     except Exception:  # noqa: BLE001 - open_image reports it properly
-        return
+        return None
     if w * h > limit:
         raise HTTPException(413, too_many_pixels(name, w, h, limit))
+    return w * h

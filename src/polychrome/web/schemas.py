@@ -48,7 +48,19 @@ class LimitsInfo(BaseModel):
     max_hints: int
     max_json_bytes: int
     jobs: int
+    queue: int
+    job_pixels: int
     timeout_s: float
+
+
+class QueueStatus(BaseModel):
+    jobs: int = Field(description="Jobs that may run at once.")
+    running: int = Field(description="Jobs running now.")
+    waiting: int = Field(description="Requests waiting for a slot.")
+    queue: int = Field(description="The most requests that may wait; one more is answered 503.")
+    position: int = Field(description="Place of the photo's first waiting request (1 = next); 0: none waiting.")
+    ticket_running: bool = Field(description="Whether a request about the photo is running now.")
+    eta_s: float = Field(description="About how many seconds until that request starts (a rough guess); 0 if none.")
 
 
 class ServerInfo(BaseModel):
@@ -89,7 +101,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "No such photo (never uploaded, or dropped from memory: upload again)."},
     413: {"model": ErrorDetail, "description": "A body or file over its size limit, or a photo over the pixel limit."},
     422: {"model": ErrorDetail, "description": "Malformed or impossible hints or parameters."},
-    429: {"model": ErrorDetail, "description": "All colourisation job slots are busy; retry after `Retry-After` s."},
+    503: {"model": ErrorDetail, "description": "Every job slot is busy and the queue is full; retry after `Retry-After` s."},
     504: {"model": ErrorDetail, "description": "The model work took longer than the time limit."},
 }
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from fastapi import HTTPException
 
-from polychrome.color.hints import Hint, HintError, ab_to_hex, parse_hints
+from polychrome.color.hints import TOO_DEEP, Hint, HintError, ab_to_hex, parse_hints
 from polychrome.colorizer import Colorizer
 from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
 from polychrome.pipeline import lightness, resize_l, working_shape
@@ -165,6 +165,8 @@ class Session:
             obj = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise HTTPException(422, f"request body is not valid JSON ({one_line(e)})") from None
+        except RecursionError:
+            raise HTTPException(422, f"request body: {TOO_DEEP}") from None
         try:
             hints = parse_hints(obj, "hints")
         except HintError as e:

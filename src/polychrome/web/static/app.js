@@ -84,6 +84,32 @@ function setBusy(on, text = "Colourising…") {
   $("busy").hidden = !on;
   $("busyText").textContent = text;
   document.body.dataset.busy = on ? "1" : "0";
+  if (on) watchQueue();
+}
+
+// While the page is busy, ask the server where this photo's request waits (GET /api/queue) and add
+// "· 2 ahead in the queue, about 12 s" to the busy text. One watcher at a time; it stops when the page is idle.
+let queueWatcher = null;
+function watchQueue() {
+  if (queueWatcher) return;
+  const note = " · ";
+  queueWatcher = (async () => {
+    try {
+      while (document.body.dataset.busy === "1") {
+        await new Promise((done) => setTimeout(done, 800));
+        const photo = state.photo;
+        if (!photo || document.body.dataset.busy !== "1") continue;
+        let q;
+        try { q = await (await fetch(`/api/queue?photo=${encodeURIComponent(photo.id)}`)).json(); } catch (_) { continue; }
+        const base = $("busyText").textContent.split(note)[0];
+        const n = q.position, place = n === 1 ? "next in the queue" : `${n - 1} ahead in the queue`;
+        $("busyText").textContent = n > 0 ? `${base}${note}${place}, about ${Math.max(1, Math.round(q.eta_s))} s` : base;
+        document.body.dataset.queuePosition = String(n);
+      }
+    } finally {
+      queueWatcher = null;
+    }
+  })();
 }
 
 function fmtBytes(n) {
