@@ -18,7 +18,7 @@ import pytest
 import torch
 from _helpers import colorizer_of
 from fastapi import testclient as fastapi_testclient
-from _web_helpers import GlowHints, grey_png
+from _web_helpers import DoubtfulAB, GlowHints, PatchAB, grey_png
 from PIL import Image
 
 from polychrome import hub
@@ -195,47 +195,6 @@ def test_a_jpeg_result_keeps_the_uploads_quality():
         assert png.json()["jpeg_quality"] is None  # not a JPEG: its JPEG result is written at 92
         out = c.post(f"/api/photos/{png.json()['id']}/full?format=jpeg", json=[])
         assert jpeg_quality(io.BytesIO(out.content)) == 92
-
-
-class DoubtfulAB(torch.nn.Module):
-    """An automatic stand-in with a confidence head: grey everywhere, sure of it except in one box (given in
-    fractions of the grid: x0, y0, x1, y1), where its confidence is low."""
-
-    gives_confidence = True
-
-    def __init__(self, box=(0.6, 0.55, 0.9, 0.9), infer_size: int = SIZE):
-        super().__init__()
-        self.box = box
-        self.meta = {"model": "doubtful", "infer_size": infer_size}
-
-    def forward(self, L_net, return_all: bool = False):
-        from types import SimpleNamespace
-
-        B, _, h, w = L_net.shape
-        ab = torch.zeros(B, 2, h, w)
-        if not return_all:
-            return ab
-        hc, wc = (h + 1) // 2, (w + 1) // 2
-        logits = torch.full((B, 1, hc, wc), 6.0)
-        x0, y0, x1, y1 = self.box
-        logits[..., int(y0 * hc) : int(y1 * hc), int(x0 * wc) : int(x1 * wc)] = -6.0
-        return SimpleNamespace(ab_net=ab, confidence=logits)
-
-
-class PatchAB(torch.nn.Module):
-    """An automatic stand-in whose colour is GlowHints' tint except in one box, where it is green."""
-
-    def __init__(self, box=(0.1, 0.1, 0.35, 0.4), infer_size: int = SIZE):
-        super().__init__()
-        self.box = box
-        self.meta = {"model": "patch", "infer_size": infer_size}
-
-    def forward(self, L_net):
-        B, _, h, w = L_net.shape
-        ab = torch.tensor([12.0, 24.0]).view(1, 2, 1, 1).repeat(B, 1, h, w) / 128.0
-        x0, y0, x1, y1 = self.box
-        ab[..., int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = torch.tensor([-40.0, 40.0]).view(2, 1, 1) / 128.0
-        return ab
 
 
 def _inside(spot, box, slack=0.04):
