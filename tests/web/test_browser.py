@@ -261,9 +261,11 @@ HINTS_SPEC = os.environ.get("POLYCHROME_TEST_HINTS_MODEL", "hints")
 def test_bundled_model_on_a_photo(page, tmp_path, lab):
     """The shipped hint model behind the page: a hint pulls the colour at its spot toward it.
 
-    With POLYCHROME_SCREENSHOT=PATH it also saves the page; the README's picture is made so:
+    With POLYCHROME_SCREENSHOT=PATH it also saves the page (with the suggested spots shown), and beside it
+    PATH's name with -zoom (zoomed in, the before/after split at the middle); the README's pictures are
+    made so:
 
-        POLYCHROME_SCREENSHOT=docs/web.png \\
+        POLYCHROME_SCREENSHOT=docs/page-hints.png \\
         POLYCHROME_SCREENSHOT_PHOTO=../shared/data/historical/1860girls.jpg \\
         POLYCHROME_SCREENSHOT_HINTS='[[0.85,0.12,"#5f86ad"],[0.2,0.6,"#a3283a"],[0.44,0.31,"#e6b494"],[0.78,0.75,"#f3c2cc"]]' \\
         .venv/bin/python -m pytest -q tests/web/test_browser.py -k bundled
@@ -293,8 +295,20 @@ def test_bundled_model_on_a_photo(page, tmp_path, lab):
     after = shown_ab(driver, fx, fy, lab)
     if shot:
         wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#suggestions .swatch"), what="suggestions")
+        el(driver, "doubtBtn").click()
+        wait(driver, lambda d: not el(d, "doubtNote").get_attribute("hidden"), what="the suggested spots")
         time.sleep(0.3)
         save_screenshot(driver, shot)
+        el(driver, "doubtBtn").click()
+        for _ in range(2):
+            el(driver, "zoomInBtn").click()
+        driver.execute_script(
+            "const r = document.getElementById('splitRange'); r.value = 50; r.dispatchEvent(new Event('input'));"
+            "const v = document.getElementById('viewer'); v.scrollLeft = (v.scrollWidth - v.clientWidth) * 0.25;"
+            "v.scrollTop = (v.scrollHeight - v.clientHeight) * 0.4;"
+        )
+        time.sleep(0.3)
+        save_screenshot(driver, str(Path(shot).with_name(Path(shot).stem + "-zoom.png")))
     # A modest bar, as in test_web's check of the same model: a fifth of the way toward the hint at least.
     assert np.linalg.norm(after - target) < 0.8 * np.linalg.norm(before - target), (before, after, target)
 

@@ -158,8 +158,9 @@ def least_sure_cells(
 
     The map is first averaged over windows of about a sixteenth of its short side (a region, not one odd
     cell), then peaks are taken greedily, each at least ``reach`` = an eighth of the long side away from
-    the earlier ones and from the ``taken`` cells (hints already placed); only peaks above the map's mean
-    count, so a photo the model is sure of everywhere gets few or none."""
+    the earlier ones and from the ``taken`` cells (hints already placed), and not within one window of the
+    border (models are unsure along every border, where a hint helps little); only peaks above the map's
+    mean count, so a photo the model is sure of everywhere gets few or none."""
     h, w = doubt.shape
     k = max(3, (min(h, w) // 16) | 1)
     smooth = torch.nn.functional.avg_pool2d(
@@ -168,7 +169,8 @@ def least_sure_cells(
     reach = max(h, w) / 8.0
     rows = torch.arange(h, dtype=torch.float32).view(h, 1)
     cols = torch.arange(w, dtype=torch.float32).view(1, w)
-    free = torch.ones(h, w, dtype=torch.bool)
+    free = torch.zeros(h, w, dtype=torch.bool)
+    free[k : max(k, h - k), k : max(k, w - k)] = True
 
     def block(r: int, c: int) -> None:
         free.logical_and_((rows - r) ** 2 + (cols - c) ** 2 >= reach**2)

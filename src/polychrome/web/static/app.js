@@ -820,7 +820,7 @@ async function loadSuggestions() {
 // "Where would a hint help?": dashed rings on the spots the server finds the models least sure of.
 async function loadDoubt() {
   const box = $("doubtRings");
-  if (!state.doubtOn || !state.photo || !state.photo.id) { box.textContent = ""; $("doubtNote").hidden = true; return; }
+  if (!state.doubtOn || !state.photo || !state.photo.id) { box.textContent = ""; $("doubtNote").hidden = true; fitImage(); return; }
   const seq = ++state.doubtSeq;
   try {
     const resp = await photoApi("/doubt", { method: "POST", json: sendable() });
@@ -846,7 +846,7 @@ async function loadDoubt() {
       ? `Dashed rings: ${data.spots.length} spot${data.spots.length === 1 ? "" : "s"} where a hint would help most (${data.label}). Click one to place a hint.`
       : data.source === "none" ? "This server has no way to tell where the model is unsure." : "No spot stands out: the models are about equally sure everywhere.";
     $("doubtNote").textContent = note;
-    $("doubtNote").hidden = false;
+    if ($("doubtNote").hidden) { $("doubtNote").hidden = false; fitImage(); }
     announce(note);
   } catch (e) {
     if (seq === state.doubtSeq && e.status !== 429) showError(e.message);
