@@ -8,6 +8,7 @@ import shutil
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -62,6 +63,45 @@ class GlowHints(nn.Module):
         colour = num / den.clamp(min=1e-8)
         weight = (den * k * k / 2).clamp(max=1.0)  # 1 near a hint, fading to 0 a box or two away
         return weight * colour + (1 - weight) * tint
+
+
+class DoubtfulAB(nn.Module):
+    """An automatic stand-in with a confidence head: grey everywhere, sure of it except in one box (given in
+    fractions of the grid: x0, y0, x1, y1), where its confidence is low."""
+
+    gives_confidence = True
+
+    def __init__(self, box=(0.6, 0.55, 0.9, 0.9), infer_size: int = 96):
+        super().__init__()
+        self.box = box
+        self.meta = {"model": "doubtful", "infer_size": infer_size}
+
+    def forward(self, L_net, return_all: bool = False):
+        B, _, h, w = L_net.shape
+        ab = torch.zeros(B, 2, h, w)
+        if not return_all:
+            return ab
+        hc, wc = (h + 1) // 2, (w + 1) // 2
+        logits = torch.full((B, 1, hc, wc), 6.0)
+        x0, y0, x1, y1 = self.box
+        logits[..., int(y0 * hc) : int(y1 * hc), int(x0 * wc) : int(x1 * wc)] = -6.0
+        return SimpleNamespace(ab_net=ab, confidence=logits)
+
+
+class PatchAB(nn.Module):
+    """An automatic stand-in whose colour is GlowHints' tint except in one box, where it is green."""
+
+    def __init__(self, box=(0.1, 0.1, 0.35, 0.4), infer_size: int = 96):
+        super().__init__()
+        self.box = box
+        self.meta = {"model": "patch", "infer_size": infer_size}
+
+    def forward(self, L_net):
+        B, _, h, w = L_net.shape
+        ab = torch.tensor([12.0, 24.0]).view(1, 2, 1, 1).repeat(B, 1, h, w) / 128.0
+        x0, y0, x1, y1 = self.box
+        ab[..., int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = torch.tensor([-40.0, 40.0]).view(2, 1, 1) / 128.0
+        return ab
 
 
 def grey_png(w: int = 240, h: int = 180, seed: int = 0) -> bytes:

@@ -697,3 +697,57 @@ def test_a_list_file_not_named_txt_says_what_a_list_is(tmp_path, make_photo, tin
     r = invoke("colorize", lst, "-o", tmp_path / "out", "--model", tiny_model_dir)
     line = assert_one_line_error(r, str(lst), ".txt", "one photo path per line", code=1)
     assert "cannot read" not in line
+
+
+def test_colorize_hint_option_is_the_hint_file_inline(tmp_path, hint_model, lab, monkeypatch):
+    """--hint X,Y,#RRGGBB (repeatable) gives what the same hints in a file give; with --hints both count."""
+    from _helpers import grey_photo, save
+
+    monkeypatch.setattr(hub, "bundled_names", lambda: ["default", "hints"])
+    src = save(grey_photo(5, w=160, h=90), tmp_path / "photo.png")
+    both = [{"x": 140, "y": 15, "color": HINT_RED}, {"x": 20.5, "y": 70, "color": "#3060c0"}]
+    r = invoke("colorize", src, "--hints", _hint_file(tmp_path / "h.json", both), "-o", tmp_path / "file")
+    assert r.exit_code == 0, r.output
+    r = invoke("colorize", src, "--hint", f"140,15,{HINT_RED}", "--hint", "20.5, 70, #3060C0", "-o", tmp_path / "opt")
+    assert r.exit_code == 0, r.output
+    assert hint_model.specs == ["hints", "hints"]  # --hint without --model: the bundled hint model too
+    first = _hint_file(tmp_path / "first.json", both[:1])
+    r = invoke("colorize", src, "--hints", first, "--hint", "20.5,70,#3060c0", "-o", tmp_path / "mixed")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "file" / "photo.png") as a, Image.open(tmp_path / "opt" / "photo.png") as b:
+        file_result, opt_result = np.asarray(a), np.asarray(b)
+    with Image.open(tmp_path / "mixed" / "photo.png") as c:
+        assert np.array_equal(np.asarray(c), file_result)
+    assert np.array_equal(file_result, opt_result)
+    from polychrome.color.hints import hex_to_ab
+
+    assert np.linalg.norm(lab(opt_result)[70, 20, 1:] - np.array(hex_to_ab("#3060c0"))) < 5.0
+
+
+@pytest.mark.parametrize(
+    "value, expect",
+    [
+        ("120,45", "expected X,Y,#RRGGBB"),
+        ("120;45;#aa3322", "expected X,Y,#RRGGBB"),
+        ("1,2,3,#aa3322", "expected X,Y,#RRGGBB"),
+        ("ten,45,#aa3322", "x 'ten' is not a number of pixels"),
+        ("10,-4,#aa3322", "y must be a finite number of pixels >= 0"),
+        ("10,nan,#aa3322", "y must be a finite number of pixels >= 0"),
+        ("10,4,red", "colour 'red' is not a #rrggbb hex colour"),
+        ("10,4,#12345", "colour '#12345' is not a #rrggbb hex colour"),
+        ("50,4,#aa3322", "--hint: hint 0 at (50, 4) lies outside the 40x30 photo"),
+    ],
+)
+def test_bad_hint_options_are_one_line_errors(tmp_path, hint_model, make_photo, value, expect):
+    src = make_photo(tmp_path / "p.png", 40, 30)
+    r = invoke("colorize", src, "--hint", value, "-o", tmp_path / "out", "--model", "m")
+    line = assert_one_line_error(r, expect)
+    if "outside" not in expect:
+        assert f"--hint {value!r}" in line and hint_model.specs == []  # refused before loading a model
+    assert not (tmp_path / "out" / "p.png").exists()
+
+
+def test_hint_options_need_exactly_one_photo(tmp_path, make_photo, hint_model):
+    a, b = make_photo(tmp_path / "in" / "a.png", 20, 20), make_photo(tmp_path / "in" / "b.png", 20, 20)
+    r = invoke("colorize", a, b, "--hint", "1,2,#aa3322", "-o", tmp_path / "out", "--model", "m")
+    assert_one_line_error(r, "--hint: hints belong to one photo", "hold 2", code=2)

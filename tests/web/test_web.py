@@ -18,11 +18,12 @@ import pytest
 import torch
 from _helpers import colorizer_of
 from fastapi import testclient as fastapi_testclient
-from _web_helpers import GlowHints, grey_png
+from _web_helpers import DoubtfulAB, GlowHints, PatchAB, grey_png
 from PIL import Image
 
 from polychrome import hub
 from polychrome.color.hints import hex_to_ab, load_hint_file, parse_hints
+from polychrome.io.images import jpeg_quality
 from polychrome.pipeline import colorize_file
 from polychrome.web import Limits, create_app
 
@@ -167,6 +168,71 @@ def test_suggestions_come_from_the_models_at_that_spot(constant_ab):
         assert c.post(f"/api/photos/{pid}/suggestions?x=ten&y=10", json=[]).status_code == 422
 
 
+def test_jpeg_quality_is_read_from_the_file():
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (40, 50), dtype=np.uint8))
+    for q in (12, 50, 71, 92, 100):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=q)
+        buf.seek(0)
+        assert jpeg_quality(buf) == q
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    buf.seek(0)
+    assert jpeg_quality(buf) is None
+
+
+def test_a_jpeg_result_keeps_the_uploads_quality():
+    rgb = np.asarray(Image.open(io.BytesIO(grey_png(W, H))).convert("RGB"))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=71)
+    with client() as c:
+        r = upload(c, buf.getvalue(), name="scan.jpg")
+        assert r.json()["jpeg_quality"] == 71
+        out = c.post(f"/api/photos/{r.json()['id']}/full?format=jpeg", json=[])
+        assert out.headers["content-type"] == "image/jpeg" and jpeg_quality(io.BytesIO(out.content)) == 71
+        png = upload(c)
+        assert png.json()["jpeg_quality"] is None  # not a JPEG: its JPEG result is written at 92
+        out = c.post(f"/api/photos/{png.json()['id']}/full?format=jpeg", json=[])
+        assert jpeg_quality(io.BytesIO(out.content)) == 92
+
+
+def _inside(spot, box, slack=0.04):
+    x0, y0, x1, y1 = box
+    return x0 - slack <= spot["x"] / W <= x1 + slack and y0 - slack <= spot["y"] / H <= y1 + slack
+
+
+def test_doubtful_spots_lie_where_the_confidence_head_is_low():
+    box = (0.6, 0.55, 0.9, 0.9)
+    with client(auto_spec=DoubtfulAB(box)) as c:
+        pid = photo_id(c)
+        r = c.post(f"/api/photos/{pid}/doubt", json=[])
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["source"] == "confidence" and "doubtful" in body["label"]
+        spots = body["spots"]
+        assert 1 <= len(spots) <= 5 and all(_inside(s, box) for s in spots), spots
+        assert all(s["doubt"] > 0.9 and s["radius"] > 0 for s in spots)
+        # A hint on the first spot: no spot is suggested next to it any more.
+        first = spots[0]
+        hint = [{"x": first["x"], "y": first["y"], "color": BLUE}]
+        again = c.post(f"/api/photos/{pid}/doubt", json=hint).json()["spots"]
+        assert all(np.hypot(s["x"] - first["x"], s["y"] - first["y"]) >= W / 8 - 2 for s in again), again
+        assert len(c.post(f"/api/photos/{pid}/doubt?count=1", json=[]).json()["spots"]) == 1
+        assert c.post(f"/api/photos/{pid}/doubt?count=0", json=[]).status_code == 422
+
+
+def test_doubtful_spots_from_the_models_disagreement_or_none():
+    box = (0.1, 0.1, 0.35, 0.4)
+    with client(auto_spec=PatchAB(box)) as c:
+        body = c.post(f"/api/photos/{photo_id(c)}/doubt", json=[]).json()
+    assert body["source"] == "disagreement" and body["spots"]
+    assert all(_inside(s, box) for s in body["spots"]), body["spots"]
+    with client() as c:  # no automatic model and no confidence head: nothing to measure doubt with
+        body = c.post(f"/api/photos/{photo_id(c)}/doubt", json=[]).json()
+    assert body["source"] == "none" and body["spots"] == []
+
+
 def test_hint_file_round_trip(tmp_path):
     hints = [{"x": 60, "y": 45.5, "color": "#2060E0"}, {"x": 0, "y": 0, "color": "#F00"}]
     with client() as c:
@@ -198,7 +264,7 @@ def test_page_and_openapi_are_served():
     paths = spec["paths"]
     for path in ("/api/info", "/api/queue", "/api/photos", "/api/photos/{photo_id}"):
         assert path in paths, path
-    for op in ("colorize", "suggestions", "full", "hints", "gray"):
+    for op in ("colorize", "suggestions", "doubt", "full", "hints", "gray"):
         assert f"/api/photos/{{photo_id}}/{op}" in paths, op
     upload_op = paths["/api/photos"]["post"]
     assert "multipart/form-data" in upload_op["requestBody"]["content"]
@@ -209,7 +275,7 @@ def test_page_and_openapi_are_served():
     assert "image/jpeg" in colorize["responses"]["200"]["content"]
     assert {"404", "413", "422", "503", "504"} <= set(colorize["responses"])
     assert "hint-model-auto" in paths["/api/photos/{photo_id}/suggestions"]["post"]["description"]
-    assert {"PhotoInfo", "Suggestions", "ServerInfo", "ErrorDetail"} <= set(spec["components"]["schemas"])
+    assert {"PhotoInfo", "Suggestions", "DoubtfulSpots", "ServerInfo", "ErrorDetail"} <= set(spec["components"]["schemas"])
 
 
 def test_info_names_the_model_and_limits():

@@ -21,9 +21,9 @@ from polychrome.cli.common import (
 
 
 def colorize_archive(
-    inputs: list[str], output: Path, model: str | None, size: int | None, compare: bool, hint_list, hints_file,
-    overwrite: bool, device, precision: str, temperature: float | None, confidence: bool, manifest: Path | None,
-    world,
+    inputs: list[str], output: Path, model: str | None, size: int | None, compare: bool, hint_list,
+    hint_labels: tuple[str, str], overwrite: bool, device, precision: str, temperature: float | None,
+    confidence: bool, manifest: Path | None, world,
 ) -> None:  # fmt: skip
     from polychrome import hub
     from polychrome.color.hints import HintError
@@ -31,12 +31,13 @@ def colorize_archive(
     from polychrome.pipeline.distributed import LaunchError, colorize_share, join, leave, plan_share
 
     err = err_console()
+    hint_flag, hint_source = hint_labels  # how messages name the hints: (--hints FILE, FILE) or --hint
     if manifest is not None:
         _check_manifest(manifest)
     share = plan_share(inputs, output, world, compare=compare, confidence=confidence)
     if hint_list is not None and share.total > 1:
         raise fail(
-            f"--hints {hints_file}: hints belong to one photo, the inputs hold {share.total}; give exactly one photo"
+            f"{hint_flag}: hints belong to one photo, the inputs hold {share.total}; give exactly one photo"
         )
     if model is None:
         model = "default" if hint_list is None else "hints"
@@ -72,7 +73,7 @@ def colorize_archive(
     def on_job(job, outcome, failure) -> None:
         if failure is not None:
             hint_fault = isinstance(failure.error, HintError)  # a hint outside this photo
-            say_error(f"{hints_file}: {failure.error}" if hint_fault else failure.message, err)
+            say_error(f"{hint_source}: {failure.error}" if hint_fault else failure.message, err)
 
     try:
         with warnings_as_lines(err):

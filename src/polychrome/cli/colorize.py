@@ -74,6 +74,15 @@ def colorize(
             show_default=False,
         ),
     ] = None,
+    hint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hint",
+            help="One colour hint for ONE photo: X,Y,#RRGGBB with X, Y in pixels of the photo (as in a hint file; "
+            "not fractions), e.g. --hint 120,45,#aa3322. Repeat it for more; added after those of --hints.",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     precision: Annotated[
@@ -115,14 +124,14 @@ def colorize(
 
     Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
     --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
-    is 1 if any failed. With --hints (one photo only) the model defaults to the bundled hint model.
+    is 1 if any failed. With --hints or --hint (one photo only) the model defaults to the bundled hint model.
     A classification model (cicgan) takes --temperature, and --confidence writes its confidence map
     beside each photo (NAME.confidence.png); any other model answers those with a one-line error.
     Started by torchrun or srun, every worker does its share of the photos and rank 0 prints the summary
     (README: Colourise an archive).
     """
     from polychrome import hub
-    from polychrome.color.hints import HintError, load_hint_file
+    from polychrome.color.hints import HintError, load_hint_file, parse_hint_text
     from polychrome.io import ImageError, check_writable_folder, is_image_path, unread_photo_format
     from polychrome.pipeline.batch import Job, colorize_batch, confidence_path, plan
 
@@ -133,11 +142,14 @@ def colorize(
     if output.exists() and not output.is_dir() and not to_file:
         raise fail(f"-o {output}: exists and is not a folder (or a photo file, for one input)")
     hint_list = None
-    if hints is not None:
-        try:
+    try:
+        if hints is not None:
             hint_list = load_hint_file(hints)  # its errors name the file
-        except HintError as e:
-            raise fail(str(e)) from None
+        if hint:
+            hint_list = (hint_list or []) + [parse_hint_text(text) for text in hint]
+    except HintError as e:
+        raise fail(str(e)) from None
+    hint_flag, hint_source = hint_labels(hints, bool(hint))
     if threads is not None:
         import torch
 
@@ -149,8 +161,8 @@ def colorize(
         if to_file:
             raise fail(f"-o {output}: a run with --manifest or several workers writes into a folder; give a folder")
 
-        return colorize_archive(inputs, output, model, size, compare, hint_list, hints, overwrite, device,
-                                precision.value, temperature, confidence, manifest, world)  # fmt: skip
+        return colorize_archive(inputs, output, model, size, compare, hint_list, (hint_flag, hint_source), overwrite,
+                                device, precision.value, temperature, confidence, manifest, world)  # fmt: skip
     notes: list[str] = []
     jobs, problems = plan(inputs, output.parent if to_file else output, compare=compare, confidence=confidence,
                           notes=notes)  # fmt: skip
@@ -164,9 +176,9 @@ def colorize(
         except ImageError as e:
             raise fail(f"-o {e}") from None
     if hint_list is not None and len(jobs) > 1:
-        raise fail(f"--hints {hints}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
+        raise fail(f"{hint_flag}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
     if model is None:
-        model = "default" if hints is None else "hints"
+        model = "default" if hint_list is None else "hints"
         if model == "hints" and "hints" not in hub.bundled_names() and jobs:
             raise fail(
                 "the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
@@ -188,7 +200,7 @@ def colorize(
         def on_job(job, outcome, failure) -> None:
             if failure is not None:
                 if isinstance(failure.error, HintError):  # a hint outside this photo
-                    say_error(f"{hints}: {failure.error}", err)
+                    say_error(f"{hint_source}: {failure.error}", err)
                 else:
                     say_error(failure.message, err)
             bar.update(task, advance=1, name=job.src.name)
@@ -202,6 +214,18 @@ def colorize(
     typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {output}")
     if failed:
         raise typer.Exit(1)
+
+
+def hint_labels(hints_file: Path | None, options: bool) -> tuple[str, str]:
+    """How messages name the hints given: (the flags, e.g. ``--hints h.json``; their source, e.g. ``h.json``)."""
+    flags, sources = [], []
+    if hints_file is not None:
+        flags.append(f"--hints {hints_file}")
+        sources.append(str(hints_file))
+    if options:
+        flags.append("--hint")
+        sources.append("--hint")
+    return " and ".join(flags), " and ".join(sources)
 
 
 def _world():

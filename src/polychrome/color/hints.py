@@ -148,6 +148,28 @@ def load_hint_file(path: str | os.PathLike) -> list[Hint]:
     return parse_hints(obj, str(path))
 
 
+def parse_hint_text(text: str, source: str = "--hint") -> Hint:
+    """One hint written ``X,Y,#RRGGBB`` (the command line's ``--hint``): X and Y in pixels of the photo, as
+    in the hint file (decimals allowed, no fractions of the photo's size), the colour as there. Raises
+    HintError with one line naming ``source`` and the value."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 3:
+        raise HintError(f"{source} {text!r}: expected X,Y,#RRGGBB (pixels of the photo), e.g. 120,45,#aa3322")
+    numbers = []
+    for axis, part in zip("xy", parts[:2]):
+        try:
+            v = float(part)
+        except ValueError:
+            raise HintError(f"{source} {text!r}: {axis} {part!r} is not a number of pixels") from None
+        if not math.isfinite(v) or v < 0:
+            raise HintError(f"{source} {text!r}: {axis} must be a finite number of pixels >= 0, got {part}")
+        numbers.append(int(v) if v.is_integer() else v)
+    try:
+        return Hint(numbers[0], numbers[1], parts[2])
+    except HintError as e:
+        raise HintError(f"{source} {text!r}: {e}") from None
+
+
 def hints_to_json(hints: list[Hint]) -> list[dict]:
     """The hint-file structure of ``hints`` (inverse of :func:`parse_hints`)."""
     return [h.to_json() for h in hints]

@@ -409,3 +409,36 @@ def write_json_atomic(obj, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+#: The luminance quantisation table of the JPEG standard (ITU-T T.81, Annex K.1), row by row; libjpeg (and
+#: so Pillow) scales it by the ``quality`` setting.
+_JPEG_LUMA_TABLE = (
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+)  # fmt: skip
+
+
+def _libjpeg_table(quality: int) -> list[int]:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(max((q * scale + 50) // 100, 1), 255) for q in _JPEG_LUMA_TABLE]
+
+
+def jpeg_quality(path: str | os.PathLike) -> int | None:
+    """The quality (1-100, libjpeg's scale) a JPEG file was saved at, or None for a file that is not a JPEG.
+
+    Read from the header only: the quality whose libjpeg luminance table is closest to the file's (the sum
+    of absolute differences; the order of the 64 entries does not matter for it). Exact for files written
+    by libjpeg, Pillow and most tools built on them; for a camera's own tables, the nearest libjpeg quality."""
+    try:
+        with Image.open(path) as img:
+            if img.format not in ("JPEG", "MPO"):
+                return None
+            table = (getattr(img, "quantization", None) or {}).get(0)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    if not table or len(table) != 64:
+        return None
+    got = sorted(int(v) for v in table)
+    return min(range(1, 101), key=lambda q: (sum(abs(a - b) for a, b in zip(got, sorted(_libjpeg_table(q)))), -q))

@@ -6,6 +6,7 @@ request from it:
     POST /api/photos                     multipart photo -> id and size (the photo's L is kept, LRU)
     POST /api/photos/{id}/colorize       hint list -> preview image (long side ``preview_size``)
     POST /api/photos/{id}/suggestions    ?x=&y= + hint list -> colours the models propose at that spot
+    POST /api/photos/{id}/doubt          hint list -> up to 5 spots where the models are least sure
     POST /api/photos/{id}/full           hint list -> the full-resolution result (the CLI's path)
     POST /api/photos/{id}/hints          hint list -> the canonical hint file (for `colorize --hints`)
     GET  /api/photos/{id}/gray           the grey input at preview size
@@ -55,6 +56,7 @@ from polychrome.web.schemas import (
     ERRORS,
     HINT_LIST_BODY,
     MEDIA,
+    DoubtfulSpots,
     ErrorDetail,
     FullFormat,
     LimitsInfo,
@@ -328,6 +330,27 @@ def create_app(
         found = await gate.run("suggestions", session.suggest, photo, x, y, hints, cost=photo.L_work.numel(),
                                ticket=photo.id)
         return Suggestions(x=x, y=y, suggestions=found)
+
+    @app.post(
+        "/api/photos/{photo_id}/doubt",
+        response_model=DoubtfulSpots,
+        summary="Where a hint would help most",
+        openapi_extra=HINT_LIST_BODY,
+        responses=ERRORS,
+    )
+    async def doubt(
+        request: Request,
+        photo_id: PhotoId,
+        count: int = Query(5, ge=1, le=20, description="At most this many spots."),
+    ) -> DoubtfulSpots:
+        """The spots where the models are least sure of their colour, away from the hints in the body:
+        the confidence head of a model that has one (the page's, else the automatic model's), else the
+        disagreement between the hint model's automatic result and the automatic model's. `source`
+        says which; `none` (and no spots) when the server has neither."""
+        photo = session.store.get(photo_id)
+        hints = session.read_hints(photo, await request.body())
+        source, label, spots = await gate.run("finding doubtful spots", session.doubtful_spots, photo, hints, count)
+        return DoubtfulSpots(source=source, label=label, spots=spots)
 
     @app.post(
         "/api/photos/{photo_id}/full",

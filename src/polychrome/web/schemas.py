@@ -24,6 +24,11 @@ class PhotoInfo(BaseModel):
     working_height: int = Field(description="Height of the grid the model colourises on.")
     preview_width: int = Field(description="Width of preview images (colorize, gray).")
     preview_height: int = Field(description="Height of preview images.")
+    jpeg_quality: int | None = Field(
+        default=None,
+        description="The upload's JPEG quality (libjpeg's 1-100 scale, read from its quantisation table); None "
+        "when it is not a JPEG. A JPEG result (`/full?format=jpeg`) is written at this quality, else at 92.",
+    )
 
 
 class Suggestion(BaseModel):
@@ -38,6 +43,22 @@ class Suggestions(BaseModel):
     x: float
     y: float
     suggestions: list[Suggestion] = Field(description="Distinct colours (Lab chroma at least 8 apart), best first.")
+
+
+class DoubtSpot(BaseModel):
+    x: int = Field(description="Column of the spot in ORIGINAL photo pixels.")
+    y: int = Field(description="Row of the spot in ORIGINAL photo pixels.")
+    radius: float = Field(description="About how far the doubtful region reaches around it, in photo pixels.")
+    doubt: float = Field(description="How unsure: 1 - confidence (0..1), or the models' disagreement (Lab ab).")
+
+
+class DoubtfulSpots(BaseModel):
+    source: Literal["confidence", "disagreement", "none"] = Field(
+        description="What was measured: a model's confidence head, or the ab distance between the hint model's "
+        "automatic result and the automatic model's; none when the server has neither."
+    )
+    label: str = Field(description="A short human description of the source.")
+    spots: list[DoubtSpot] = Field(description="Where a hint would help most, most doubtful first.")
 
 
 class LimitsInfo(BaseModel):
@@ -108,7 +129,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 PhotoId = Annotated[str, PathParam(description="The id `POST /api/photos` returned.")]
 PreviewFormat = Annotated[Literal["jpeg", "png"], Query(description="Image format of the preview.")]
-FullFormat = Annotated[Literal["png", "jpeg"], Query(description="Image format of the result (JPEG at quality 95).")]
+FullFormat = Annotated[Literal["png", "jpeg"], Query(description="Image format of the result (JPEG at the upload's own quality, or 92).")]
 
 
 def image_responses(description: str, media: tuple[str, ...] = ("image/jpeg", "image/png")) -> dict:

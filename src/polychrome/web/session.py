@@ -18,9 +18,10 @@ from fastapi import HTTPException
 from polychrome.color.hints import TOO_DEEP, Hint, HintError, ab_to_hex, parse_hints
 from polychrome.colorizer import Colorizer
 from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
+from polychrome.io.images import jpeg_quality
 from polychrome.pipeline import lightness, resize_l, working_shape
 from polychrome.web.limits import Limits, check_pixels, too_many_pixels
-from polychrome.web.schemas import PhotoInfo, Suggestion
+from polychrome.web.schemas import DoubtSpot, PhotoInfo, Suggestion
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Photo:
     L_full: torch.Tensor  # (1, 1, H, W) float32 L in [0, 100], the photo's own resolution
     L_work: torch.Tensor  # (1, 1, h, w) the model's input L on the working grid (Colorizer.working_l)
     L_preview: torch.Tensor  # (1, 1, ph, pw) the display L of previews
+    jpeg_quality: int | None = None  # the upload's JPEG quality (libjpeg scale), None when not a JPEG
     ab_cache: OrderedDict = field(default_factory=OrderedDict)  # key -> (1, 2, h, w) ab, Lab units
 
     @property
@@ -52,9 +54,12 @@ class Photo:
         (H, W), (h, w), (ph, pw) = self.hw, self.L_work.shape[-2:], self.L_preview.shape[-2:]
         return PhotoInfo(
             id=self.id, name=self.name, width=W, height=H,
-            working_width=w, working_height=h, preview_width=pw, preview_height=ph,
+            working_width=w, working_height=h, preview_width=pw, preview_height=ph, jpeg_quality=self.jpeg_quality,
         )  # fmt: skip
 
+
+#: JPEG quality of a full-resolution result when the upload was not a JPEG (a JPEG upload's own is kept).
+DEFAULT_JPEG_QUALITY = 92
 
 #: Cached ab results per photo (automatic + a few recent hint sets); each is small (2 x working grid).
 AB_CACHE_ENTRIES = 6
@@ -145,6 +150,46 @@ def stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80]
 
 
+def least_sure_cells(
+    doubt: torch.Tensor, count: int, taken: list[tuple[int, int]] = ()
+) -> tuple[list[tuple[int, int, float]], float]:
+    """The peaks of a doubt map (h, w) (larger: less sure): ``([(row, col, value), ...], reach)``, most
+    doubtful first.
+
+    The map is first averaged over windows of about a sixteenth of its short side (a region, not one odd
+    cell), then peaks are taken greedily, each at least ``reach`` = an eighth of the long side away from
+    the earlier ones and from the ``taken`` cells (hints already placed), and not within one window of the
+    border (models are unsure along every border, where a hint helps little); only peaks above the map's
+    mean count, so a photo the model is sure of everywhere gets few or none."""
+    h, w = doubt.shape
+    k = max(3, (min(h, w) // 16) | 1)
+    smooth = torch.nn.functional.avg_pool2d(
+        doubt.float().view(1, 1, h, w), k, stride=1, padding=k // 2, count_include_pad=False
+    )[0, 0]
+    reach = max(h, w) / 8.0
+    rows = torch.arange(h, dtype=torch.float32).view(h, 1)
+    cols = torch.arange(w, dtype=torch.float32).view(1, w)
+    free = torch.zeros(h, w, dtype=torch.bool)
+    free[k : max(k, h - k), k : max(k, w - k)] = True
+
+    def block(r: int, c: int) -> None:
+        free.logical_and_((rows - r) ** 2 + (cols - c) ** 2 >= reach**2)
+
+    for r, c in taken:
+        block(r, c)
+    floor = float(smooth.mean())
+    out: list[tuple[int, int, float]] = []
+    while len(out) < count and bool(free.any()):
+        masked = torch.where(free, smooth, torch.tensor(float("-inf")))
+        i = int(masked.argmax())
+        r, c, v = i // w, i % w, float(masked.view(-1)[i])
+        if not v > floor:
+            break
+        out.append((r, c, v))
+        block(r, c)
+    return out, reach
+
+
 class Session:
     """What the page's requests do with one Colorizer (and the optional automatic one): photos are decoded once
     into L at three sizes, every request runs the model once on the working-grid L (cached per hint list) and
@@ -228,9 +273,52 @@ class Session:
             out.append(Suggestion(color=hexed, ab=ab, lightness=round(L_show, 2), source=source, label=label))
         return out
 
+    def doubt_map(self, photo: Photo) -> tuple[str, str, torch.Tensor] | None:
+        """Where the models are least sure of their colour, on the working grid: (source, label, map (h, w))
+        with larger values less sure, or None when this server has nothing to measure it with.
+
+        In this order: the confidence head of the page's model (1 - confidence), else that of the automatic
+        model, else the disagreement between the hint model's automatic result and the automatic model's
+        (the ab distance between them, CIE units): where two models trained differently disagree, the
+        colour is a guess."""
+        for net, tag, name in ((self.model, "model", self.model_name), (self.auto, "auto", self.auto_name)):
+            if net is not None and net.card.gives_confidence:
+                key = ("doubt", tag)
+                conf = self.store.cached_ab(photo, key)
+                if conf is None:
+                    conf = net.predict_working(photo.L_work, confidence=True).confidence
+                    self.store.cache_ab(photo, key, conf)
+                return "confidence", f"{name} model's confidence", 1.0 - conf[0, 0]
+        if self.auto is not None and self.model.card.takes_hints:
+            own, auto = self.ab_work(photo, self.model, "model", []), self.ab_work(photo, self.auto, "auto", [])
+            label = f"where {self.model_name} and {self.auto_name} disagree"
+            return "disagreement", label, (own - auto)[0].norm(dim=0)
+        return None
+
+    def doubtful_spots(self, photo: Photo, hints: list[Hint], count: int) -> tuple[str, str, list[DoubtSpot]]:
+        """Up to ``count`` spots (original photo pixels) where a hint would help most: :meth:`doubt_map`'s
+        peaks, away from each other and from the ``hints`` already placed."""
+        found = self.doubt_map(photo)
+        if found is None:
+            return "none", "no model on this server measures its own doubt", []
+        source, label, doubt = found
+        (H, W), (h, w) = photo.hw, tuple(doubt.shape)
+        taken = [(min(int(q.y * h / H), h - 1), min(int(q.x * w / W), w - 1)) for q in hints]
+        cells, reach = least_sure_cells(doubt, count, taken)
+        sx, sy = W / w, H / h
+        spots = [
+            DoubtSpot(
+                x=min(int((c + 0.5) * sx), W - 1), y=min(int((r + 0.5) * sy), H - 1),
+                radius=round(reach * 0.5 * max(sx, sy), 1), doubt=round(v, 3),
+            )
+            for r, c, v in cells
+        ]  # fmt: skip
+        return source, label, spots
+
     def full(self, photo: Photo, hints: list[Hint], fmt: str) -> bytes:
         # The working-grid ab of the preview, rendered onto the full-resolution L: polychrome colorize's path.
-        return encode(self.model.render(photo.L_full, self.ab_work(photo, self.model, "model", hints)), fmt, quality=95)
+        rgb = self.model.render(photo.L_full, self.ab_work(photo, self.model, "model", hints))
+        return encode(rgb, fmt, quality=photo.jpeg_quality or DEFAULT_JPEG_QUALITY)
 
     def decode(self, path: str, name: str) -> Photo:
         check_pixels(path, name, self.limits.max_pixels)
@@ -245,4 +333,6 @@ class Session:
         H, W = L.shape[-2:]
         L_work = self.model.working_l(L, self.size)
         L_preview = resize_l(L, working_shape(H, W, self.preview_size))
-        return Photo(secrets.token_urlsafe(9), name, L, L_work.contiguous(), L_preview.contiguous())
+        return Photo(
+            secrets.token_urlsafe(9), name, L, L_work.contiguous(), L_preview.contiguous(), jpeg_quality(path)
+        )
