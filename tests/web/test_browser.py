@@ -275,14 +275,14 @@ def test_the_page_shows_its_place_in_the_queue(page, tmp_path):
     try:
         assert model.entered.wait(10)
         el(driver, "downloadBtn").click()  # ... so the page's full-resolution request waits, and says where
-        wait(driver, lambda d: "next in the queue" in el(d, "busyText").text, what="the queue place")
-        assert el(driver, "busy").is_displayed()
+        wait(driver, lambda d: "next in the queue" in el(d, "queueNote").text, what="the queue place")
+        assert el(driver, "progress").is_displayed()
     finally:
         model.hold.set()
         t.join(30)
     wait(driver, lambda d: d.execute_script("return document.body.dataset.lastDownload") == "queued-colour.png",
          what="the download")
-    assert "queue" not in el(driver, "busyText").text or not el(driver, "busy").is_displayed()
+    assert "queue" not in el(driver, "queueNote").text and "queue" not in el(driver, "busyText").text
 
 
 # POLYCHROME_TEST_HINTS_MODEL=PATH runs these checks on a weight file or checkpoint before it is bundled.

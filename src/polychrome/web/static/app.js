@@ -193,6 +193,7 @@ function startTask(text, cancellable = false) {
   const timer = setInterval(() => task.tick(), 1000);
   task.update(null, text);
   announce(text);
+  watchQueue();
   return task;
 }
 
@@ -219,26 +220,35 @@ function setBusy(on, text = "Colourising…") {
   if (on) watchQueue();
 }
 
-// While the page is busy, ask the server where this photo's request waits (GET /api/queue) and add
-// "· 2 ahead in the queue, about 12 s" to the busy text. One watcher at a time; it stops when the page is idle.
+// While the page is busy or a download runs, ask the server where this photo's request waits (GET /api/queue)
+// and show " · 2 ahead in the queue, about 12 s": after the busy text, or beside the progress bar's text.
+// One watcher at a time; it stops when the page is idle.
 let queueWatcher = null;
 function watchQueue() {
   if (queueWatcher) return;
   const note = " · ";
+  const active = () => document.body.dataset.busy === "1" || state.tasks > 0;
+  const clear = () => {
+    $("queueNote").textContent = "";
+    $("busyText").textContent = $("busyText").textContent.split(note)[0];
+  };
   queueWatcher = (async () => {
     try {
-      while (document.body.dataset.busy === "1") {
+      while (active()) {
         await new Promise((done) => setTimeout(done, 800));
         const photo = state.photo;
-        if (!photo || document.body.dataset.busy !== "1") continue;
+        if (!photo || !photo.id || !active()) continue;
         let q;
         try { q = await (await fetch(`/api/queue?photo=${encodeURIComponent(photo.id)}`)).json(); } catch (_) { continue; }
-        const base = $("busyText").textContent.split(note)[0];
         const n = q.position, place = n === 1 ? "next in the queue" : `${n - 1} ahead in the queue`;
-        $("busyText").textContent = n > 0 ? `${base}${note}${place}, about ${Math.max(1, Math.round(q.eta_s))} s` : base;
+        const text = n > 0 ? `${note}${place}, about ${Math.max(1, Math.round(q.eta_s))} s` : "";
+        clear();
+        if (state.tasks > 0) $("queueNote").textContent = text;
+        else $("busyText").textContent += text;
         document.body.dataset.queuePosition = String(n);
       }
     } finally {
+      clear();
       queueWatcher = null;
     }
   })();
