@@ -17,25 +17,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from polychrome.color.hints import Hint
 from polychrome.io import (
     IMAGE_EXTENSIONS,
     ImageError,
     find_images,
-    grey_to_pil,
     is_complete_image,
     is_image_path,
     is_inside,
-    pil_to_rgb_array,
     read_image,
-    rgb_array_to_pil,
     save_image_atomic,
     scan_folder,
     unread_photo_format,
 )
-from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
+from polychrome.pipeline.core import Timer, no_timer
 
 _GLOB_CHARS = set("*?[")
 
@@ -92,24 +87,14 @@ def colorize_file(
             raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
     with timer("decode"):
         img, metadata = read_image(src)
-    with timer("to_float"):
-        rgb, alpha = pil_to_rgb_array(img, str(src))
-    with timer("rgb_to_l"):
-        L = lightness(rgb)  # once: the grey panel of a comparison shares it
-    out, pred = colorizer.colorize_lightness(
-        L, hints, temperature, size, confidence=confidence_path is not None, timer=timer
-    )
-    out = to_array(out)
+    out, pred = colorizer.colorize_image(img, hints, temperature, size, confidence=confidence_path is not None,
+                                         compare=compare, name=str(src), timer=timer)  # fmt: skip
+    hw = (img.height, img.width)
+    del img  # the decoded photo is not needed for writing
     if confidence_path is not None:
-        conf = colorizer.confidence_at(pred.confidence, tuple(L.shape[-2:]))
-        save_image_atomic(grey_to_pil(conf[0, 0].numpy()), confidence_path)
-    if compare:
-        out = np.concatenate([to_array(gray_rgb(L)), out], axis=1)
-        alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
-    with timer("to_8bit"):
-        img = rgb_array_to_pil(out, alpha)
+        save_image_atomic(colorizer.confidence_image(pred.confidence, hw), confidence_path)
     with timer("encode"):
-        save_image_atomic(img, dst, metadata)
+        save_image_atomic(out, dst, metadata)
     return Path(dst)
 
 
@@ -265,6 +250,15 @@ def _stream_list(path: Path, problems: list[str]) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- running
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation that failed: Python's and NumPy's MemoryError, or PyTorch's allocator error."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(
+        s in str(error) for s in ("can't allocate memory", "not enough memory", "out of memory")
+    )
+
+
 @dataclass(frozen=True)
 class Failure:
     """A photo that could not be done: its source and the error."""
@@ -277,6 +271,9 @@ class Failure:
         """One line: an ImageError names its file already; anything else gets the source and the error kind."""
         if isinstance(self.error, ImageError):
             return str(self.error)
+        if is_out_of_memory(self.error):
+            return (f"{self.src}: not enough memory to colourise this photo ({type(self.error).__name__}); "
+                    "the rest of the batch goes on")  # fmt: skip
         text = str(self.error).splitlines()[0] if str(self.error) else ""
         return f"{self.src}: failed ({type(self.error).__name__}: {text})"
 
@@ -336,7 +333,8 @@ def colorize_batch(
                 outcome = _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, temperature,
                                    overwrite, timer)
         except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
-            outcome, failure = "failed", Failure(job.src, e)
+            # Without its traceback: the frames of a failed photo hold its arrays (the memory the next photo needs).
+            outcome, failure = "failed", Failure(job.src, e.with_traceback(None))
             report.failed.append(failure)
         if outcome == "written":
             report.written.append(job)
