@@ -269,6 +269,7 @@ def _worker(cfg: dict) -> dict:
         floors.append(pillow_floor(cfg["src"], floor_dst))
     peak = _peak_rss_mib()
     pixels_mib, rgb_mib = decoded_mib(cfg["src"])
+    photo_rss, rgb_mib = round(peak - rss_ready, 1), round(rgb_mib, 2)  # the ratio is of the figures reported
     floor_median = statistics.median(floors)
     median_stages = {k: statistics.median(per_stage[k]) for k, _ in STAGES}
     median = statistics.median(totals)
@@ -281,12 +282,12 @@ def _worker(cfg: dict) -> dict:
         "stages": median_stages,
         "model_share": median_stages["model"] / median if median > 0 else None,
         "peak_rss_mib": round(peak, 1),
-        "photo_rss_mib": round(peak - rss_ready, 1),
+        "photo_rss_mib": photo_rss,
         "floor": {"seconds": floors, "median": floor_median, "min": min(floors), "max": max(floors)},
         "floor_ratio": statistics.median(totals) / floor_median if floor_median > 0 else None,
         "decoded_mib": round(pixels_mib, 2),
-        "rgb_mib": round(rgb_mib, 2),
-        "rss_over_decoded": round(peak - rss_ready, 1) / rgb_mib if rgb_mib > 0 else None,
+        "rgb_mib": rgb_mib,
+        "rss_over_decoded": photo_rss / rgb_mib if rgb_mib > 0 else None,
         "threads": torch.get_num_threads(),
         "model_load_seconds": load_seconds,
         "working_size": colorizer.card.working_size,
