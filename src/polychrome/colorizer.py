@@ -280,6 +280,16 @@ class Colorizer:
             out.putalpha(alpha)
         return out, pred
 
+    def render_image(self, L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> Image.Image:
+        """L (1, 1, H, W) in [0, 100] and working-grid ab -> the 8-bit colour photo (PIL RGB), a band at a time,
+        as :meth:`colorize_image` writes it (a session that keeps L, such as the web page's, gets the file's
+        pixels)."""
+        H, W = L.shape[-2:]
+        out = Image.new("RGB", (W, H))
+        for r0, _, rgb in render8(lambda r0, r1: L[:1, :, r0:r1].float(), ab_work, (H, W), timer):
+            out.paste(Image.fromarray(rgb, "RGB"), (0, r0))
+        return out
+
     def confidence_image(self, confidence_work: torch.Tensor, hw: tuple[int, int]) -> Image.Image:
         """A working-grid confidence map (1, 1, h, w) at the photo's size ``hw`` as an 8-bit greyscale image
         (white = confident), upsampled a band at a time (:meth:`confidence_at`, quantised)."""
