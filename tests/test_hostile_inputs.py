@@ -133,7 +133,7 @@ def test_the_hostile_input_suite_in_one_batch(tmp_path, make_photo, tiny_model_d
 
     bad = {  # name -> what its line must say
         "corrupt.jpg": "not a photo", "truncated.png": "cannot read", "empty.jpg": "not a photo",
-        "letter.png": "not a photo", "bomb.png": "200 MP limit", "anim.gif": "GIF",
+        "letter.png": "not a photo", "bomb.png": "150 MP limit", "anim.gif": "GIF",
     }  # fmt: skip
     (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
     make_photo(src / "truncated.png", 64, 64)

@@ -21,21 +21,28 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from polychrome.color.hints import Hint, HintError
-from polychrome.io import read_photo, to_uint8
+from polychrome.io import photo_pixels, read_photo, to_uint8
 from polychrome.models.card import CardError, ModelCard
 from polychrome.pipeline.core import (
     Prediction,
+    RowUpsampler,
     Timer,
+    bands,
+    gray8,
     lightness,
+    lightness_rows,
     no_timer,
     predict,
     render,
+    render8,
     to_array,
     to_working_grid,
     upsample,
+    working_lightness,
     working_shape,
 )
 from polychrome.pipeline.precision import check_precision, model_device, to_channels_last
@@ -224,6 +231,75 @@ class Colorizer:
         hw = tuple(L.shape[-2:])
         return upsample(pred.ab, hw), self.confidence_at(pred.confidence, hw)
 
+    # ------------------------------------------------------------------ 8-bit photos, in bounded memory
+    def colorize_image(
+        self,
+        img: Image.Image,
+        hints: list[Hint] | None = None,
+        temperature: float | None = None,
+        size: int | None = None,
+        confidence: bool = False,
+        compare: bool = False,
+        name: str = "image",
+        timer: Timer = no_timer,
+    ) -> tuple[Image.Image, Prediction]:
+        """A decoded photo (PIL, any mode) -> its colour version as an 8-bit PIL image, at full resolution,
+        in memory that does not grow with the photo beyond the photo and the result (the path a file takes:
+        :mod:`polychrome.pipeline.core`, "Full resolution in bounded memory").
+
+        The result is RGB, RGBA when the photo has alpha, ``compare`` puts the grey photo to its left.
+        Returns (the image, the working-grid
+        :class:`~polychrome.pipeline.core.Prediction`); other arguments as in :meth:`predict_working`.
+        ``name`` names the photo in warnings."""
+        self.check_hints(hints)
+        self.decoding(temperature)
+        if confidence:
+            self.check_confidence()
+        with timer("to_float"):
+            pixels = photo_pixels(img, name)
+        H, W = pixels.height, pixels.width
+        rows = lightness_rows(pixels)
+        work_hw = self.working_shape(H, W, size)
+        with timer("resize"):
+            L_work = working_lightness(rows, (H, W), work_hw)
+        pred = self.predict_working(L_work, hints, (H, W), None, None, temperature, confidence, timer)
+        x0 = W if compare else 0
+        with timer("to_8bit"):
+            out = Image.new("RGB", (x0 + W, H))
+        for r0, L, rgb in render8(rows, pred.ab, (H, W), timer):
+            with timer("to_8bit"):
+                out.paste(Image.fromarray(rgb, "RGB"), (x0, r0))
+                if compare:
+                    out.paste(Image.fromarray(gray8(L), "RGB"), (0, r0))
+        if pixels.alpha is not None:
+            alpha = pixels.alpha
+            if compare:
+                alpha = Image.new("L", out.size)
+                alpha.paste(pixels.alpha, (0, 0))
+                alpha.paste(pixels.alpha, (W, 0))
+            out.putalpha(alpha)
+        return out, pred
+
+    def render_image(self, L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> Image.Image:
+        """L (1, 1, H, W) in [0, 100] and working-grid ab -> the 8-bit colour photo (PIL RGB), a band at a time,
+        as :meth:`colorize_image` writes it (a session that keeps L, such as the web page's, gets the file's
+        pixels)."""
+        H, W = L.shape[-2:]
+        out = Image.new("RGB", (W, H))
+        for r0, _, rgb in render8(lambda r0, r1: L[:1, :, r0:r1].float(), ab_work, (H, W), timer):
+            out.paste(Image.fromarray(rgb, "RGB"), (0, r0))
+        return out
+
+    def confidence_image(self, confidence_work: torch.Tensor, hw: tuple[int, int]) -> Image.Image:
+        """A working-grid confidence map (1, 1, h, w) at the photo's size ``hw`` as an 8-bit greyscale image
+        (white = confident), upsampled a band at a time (:meth:`confidence_at`, quantised)."""
+        H, W = hw
+        up = RowUpsampler(confidence_work[:1].float(), hw)
+        out = Image.new("L", (W, H))
+        for r0, r1 in bands(H, W):
+            out.paste(Image.fromarray(to_uint8(up.rows(r0, r1)[0, 0].clamp(0, 1).numpy()), "L"), (0, r0))
+        return out
+
     # ------------------------------------------------------------------ photos
     def __call__(
         self,
@@ -253,6 +329,14 @@ class Colorizer:
         self.decoding(temperature)
         if confidence:
             self.check_confidence()
+        u8 = _as_8bit_image(image)
+        if u8 is not None:  # a PIL image, or an 8-bit array: the bounded-memory 8-bit path
+            out, pred = self.colorize_image(u8, hints, temperature, size, confidence=confidence)
+            conf = None
+            if pred.confidence is not None:
+                conf = self.confidence_at(pred.confidence, (u8.height, u8.width))[0, 0].numpy()
+            result = out if isinstance(image, Image.Image) else np.asarray(out)
+            return ColorizeResult(result, conf, pred.ab if return_ab else None)
         photo = read_photo(image)
         L = lightness(photo.rgb)
         rgb, pred = self.colorize_lightness(L, hints, temperature, size, confidence=confidence)
@@ -269,6 +353,18 @@ class Colorizer:
     def colorize_uint8(self, rgb: np.ndarray, hints=None, temperature=None, size=None) -> np.ndarray:
         """:meth:`colorize_array` quantised as a saved 8-bit file is: (H, W, 3) uint8."""
         return to_uint8(self.colorize_array(rgb, hints, temperature, size))
+
+
+def _as_8bit_image(image) -> Image.Image | None:
+    """A PIL image as it is, and a uint8 array (H, W), (H, W, 1|3|4) as the PIL image of it; None otherwise."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3):
+        if image.ndim == 2 or image.shape[2] == 1:
+            return Image.fromarray(image.reshape(image.shape[:2]), "L")
+        if image.shape[2] in (3, 4):
+            return Image.fromarray(np.ascontiguousarray(image), "RGB" if image.shape[2] == 3 else "RGBA")
+    return None
 
 
 def as_colorizer(model, precision: str = "fp32", device: str | torch.device | None = None) -> Colorizer:

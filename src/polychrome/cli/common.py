@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-
-
 app = typer.Typer(
     name="polychrome",
     help="Colourise black-and-white photographs.",
@@ -21,6 +19,24 @@ app = typer.Typer(
     # Locals of a colourisation frame are whole tensors and images: never print them.
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from polychrome import __version__
+
+        typer.echo(f"polychrome {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Colourise black-and-white photographs."""
+
 
 class Device(str, Enum):
     auto = "auto"

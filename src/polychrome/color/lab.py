@@ -10,6 +10,9 @@ Network units: ``L_net = (L - L_CENTER) / L_SCALE`` in [-1, 1], ``ab_net = ab / 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
@@ -35,6 +38,10 @@ __all__ = [
     "split_lab",
     "rgb_to_gray_l",
     "l_to_gray_rgb",
+    "gray8_to_l_table",
+    "lab_to_srgb8",
+    "linear_to_l",
+    "srgb8_to_linear_table",
 ]
 
 
@@ -88,12 +95,82 @@ def rgb_to_gray_l(rgb: torch.Tensor) -> torch.Tensor:
     the cost of reading its lightness. Tested equal to ``rgb_to_lab(rgb)[:, :1]``."""
     check_image(rgb, 3, "rgb")
     x = rgb if rgb.dtype in (torch.float32, torch.float64) else rgb.float()
-    lin = rgb_to_linear_rgb(x)
+    return linear_to_l(rgb_to_linear_rgb(x), dim=-3).to(rgb.dtype)
+
+
+def linear_to_l(lin: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """L in [0, 100] of linear RGB whose channels lie along ``dim`` (kept, size 1): the Y row of kornia's
+    RGB->XYZ matrix (D65), then CIE's f(Y) with kornia's constants, as :func:`rgb_to_gray_l` computes it."""
+    r, g, b = lin.narrow(dim, 0, 1), lin.narrow(dim, 1, 1), lin.narrow(dim, 2, 1)
     # Y of kornia's rgb_to_xyz (D65); the D65 white's Y is 1, so no normalisation is needed.
-    y = 0.212671 * lin[..., 0:1, :, :] + 0.715160 * lin[..., 1:2, :, :] + 0.072169 * lin[..., 2:3, :, :]
+    y = 0.212671 * r + 0.715160 * g + 0.072169 * b
     threshold = 0.008856
     f = torch.where(y > threshold, y.clamp(min=threshold).pow(1 / 3.0), 7.787 * y + 4.0 / 29.0)
-    return (116.0 * f - 16.0).to(rgb.dtype)
+    return 116.0 * f - 16.0
+
+
+# ------------------------------------------------------------------ 8-bit photos: lookup tables
+# An 8-bit channel has 256 values, so its linear value and a grey level's L are tables, computed once by the
+# very functions above (the results equal what those functions give pixel by pixel). On the way out, linear
+# RGB in [0, 1] is indexed into a 65536-entry table of 8-bit sRGB values: its step (1/65535 in linear) moves
+# an 8-bit value by at most 0.025, so a pixel differs from the exact conversion by one level at most, and
+# only where the exact value lies within 0.025 of a rounding boundary.
+_OUT_STEPS = 65535
+
+
+@lru_cache(maxsize=1)
+def srgb8_to_linear_table() -> np.ndarray:
+    """(256,) float32: linear RGB of each 8-bit sRGB value (kornia's ``rgb_to_linear_rgb`` of v / 255)."""
+    v = torch.arange(256, dtype=torch.float32) / 255.0
+    return rgb_to_linear_rgb(v.view(1, 1, 256).expand(3, 1, 256))[0, 0].numpy().copy()
+
+
+@lru_cache(maxsize=1)
+def gray8_to_l_table() -> np.ndarray:
+    """(256,) float32: L of each 8-bit grey level (R = G = B), as :func:`rgb_to_gray_l` computes it."""
+    v = torch.arange(256, dtype=torch.float32) / 255.0
+    return rgb_to_gray_l(v.view(1, 1, 256).expand(3, 1, 256))[0, 0].numpy().copy()
+
+
+@lru_cache(maxsize=1)
+def _linear_to_srgb8_table() -> torch.Tensor:
+    x = torch.arange(_OUT_STEPS + 1, dtype=torch.float64) / _OUT_STEPS
+    srgb = torch.where(x > 0.0031308, 1.055 * x.clamp(min=0.0031308).pow(1 / 2.4) - 0.055, 12.92 * x)
+    return (srgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)  # rounded half up, as polychrome.io.to_uint8
+
+
+#: kornia's XYZ->RGB matrix (D65) with the D65 white folded in, transposed for (N, 3) @ (3, 3).
+_XYZ_WHITE = (0.95047, 1.0, 1.08883)
+_XYZ_TO_RGB = (
+    (3.2404813432005266, -1.5371515162713185, -0.4985363261688878),
+    (-0.9692549499965682, 1.8759900014898907, 0.0415559265582928),
+    (0.0556466391351772, -0.2040413383665112, 1.0573110696453443),
+)
+
+
+@lru_cache(maxsize=1)
+def _lab_matrix() -> torch.Tensor:
+    m = torch.tensor(_XYZ_TO_RGB, dtype=torch.float32) * torch.tensor(_XYZ_WHITE).view(1, 3)
+    return m.T.contiguous()
+
+
+def lab_to_srgb8(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """CIE Lab (D65) of N pixels -> 8-bit sRGB (N, 3) uint8, out-of-gamut colours clamped.
+
+    ``L``, ``a``, ``b``: (N,) float32. The conversion is :func:`lab_to_rgb`'s (kornia's formulas and
+    constants) up to the linear -> sRGB step, which is a lookup table (see above): the result equals
+    ``to_uint8(lab_to_rgb(...))`` but for a level's difference at rare pixels, at a fraction of the cost
+    and memory of the float path."""
+    f = torch.empty(3, L.numel(), dtype=torch.float32, device=L.device)
+    fy = (L.reshape(-1) + 16.0) / 116.0
+    torch.add(a.reshape(-1) / 500.0, fy, out=f[0])
+    f[1] = fy
+    torch.sub(fy, b.reshape(-1) / 200.0, out=f[2])
+    f[2].clamp_(min=0.0)  # out of range: Z < 0
+    xyz = torch.where(f > 0.2068966, f * f * f, (f - 4.0 / 29.0) / 7.787)
+    lin = torch.mm(xyz.T, _lab_matrix().to(L.device))  # (N, 3): pixels in rows, as an RGB image stores them
+    idx = lin.clamp_(0.0, 1.0).mul_(float(_OUT_STEPS)).add_(0.5).to(torch.int32)
+    return _linear_to_srgb8_table().to(L.device)[idx]
 
 
 def l_to_gray_rgb(L: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,9 @@ The only place that knows about PIL and files, and the one 8-bit quantiser (:fun
 
 from polychrome.io.arrays import Photo, read_photo
 from polychrome.io.images import (
+    BYTES_PER_PIXEL,
     IMAGE_EXTENSIONS,
+    MAX_PIXELS,
     UNREAD_PHOTO_FORMATS,
     ArchiveMetadata,
     FolderScan,
@@ -20,6 +22,8 @@ from polychrome.io.images import (
     is_inside,
     load_rgb,
     open_image,
+    PhotoPixels,
+    photo_pixels,
     pil_to_rgb_array,
     read_image,
     rgb_array_to_pil,
@@ -27,14 +31,16 @@ from polychrome.io.images import (
     scan_folder,
     to_uint8,
     to_uint16,
+    too_many_pixels,
     unread_photo_format,
     write_json_atomic,
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "UNREAD_PHOTO_FORMATS", "ArchiveMetadata", "FolderScan", "ImageError", "ImageWarning", "Photo",
-    "archive_metadata", "check_writable_folder", "default_file_mode", "find_images", "finite_unit", "grey_to_pil",
-    "is_complete_image", "is_image_path", "is_inside", "load_rgb", "open_image", "pil_to_rgb_array", "read_image",
-    "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder", "to_uint8", "to_uint16",
-    "unread_photo_format", "write_json_atomic",
+    "BYTES_PER_PIXEL", "IMAGE_EXTENSIONS", "MAX_PIXELS", "UNREAD_PHOTO_FORMATS", "ArchiveMetadata", "FolderScan",
+    "ImageError", "ImageWarning", "Photo", "archive_metadata", "check_writable_folder", "default_file_mode",
+    "find_images", "finite_unit", "grey_to_pil", "is_complete_image", "is_image_path", "is_inside", "load_rgb",
+    "open_image", "PhotoPixels", "photo_pixels", "pil_to_rgb_array", "read_image", "read_photo", "rgb_array_to_pil",
+    "save_image_atomic", "scan_folder", "to_uint8", "to_uint16", "too_many_pixels", "unread_photo_format",
+    "write_json_atomic",
 ]

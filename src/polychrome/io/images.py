@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -39,8 +40,14 @@ UNREAD_PHOTO_FORMATS = {
     ".orf": "camera raw", ".rw2": "camera raw", ".raf": "camera raw", ".pef": "camera raw", ".srw": "camera raw",
 }  # fmt: skip
 
-# Photos can be large; PIL's decompression-bomb guard stays on but at a level that admits 200 MP scans.
-Image.MAX_IMAGE_PIXELS = 200_000_000
+#: Bytes of memory a photo costs the colouriser per pixel at most, beyond the program and model: the decoded
+#: photo (RGB as Pillow holds it: 4) and the 8-bit result (4) -- every full-resolution step in between works
+#: a band of rows at a time (polychrome.pipeline.core); a --compare picture adds 4.
+BYTES_PER_PIXEL = 8
+#: The largest photo read, in pixels: PIL's decompression-bomb guard, at what the bounded colourisation path
+#: does in about 1.2 GB (a 16-bit scan needs a little more).
+MAX_PIXELS = 150_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 class ImageError(Exception):
@@ -199,6 +206,54 @@ def pil_to_rgb_array(img: Image.Image, name: str = "image") -> tuple[np.ndarray,
     return np.asarray(img, dtype=np.float32) / 255.0, alpha
 
 
+@dataclass
+class PhotoPixels:
+    """A decoded photo's pixels as the colouriser reads them: a band of rows at a time, without a
+    full-resolution float copy of an 8-bit photo (:func:`photo_pixels` makes one).
+
+    ``kind`` says what :meth:`rows` gives: ``"L"`` uint8 (n, W) grey levels, ``"RGB"`` uint8 (n, W, 3), or
+    ``"F"`` float32 (n, W) grey in [0, 1] (a photo of more than 8 bits: 16-bit, 32-bit or float)."""
+
+    kind: str
+    width: int
+    height: int
+    image: Image.Image | None = None  # "L" or "RGB" 8-bit, for kinds "L" and "RGB"
+    grey: np.ndarray | None = None  # float32 (H, W) in [0, 1], for kind "F"
+    alpha: Image.Image | None = None  # 8-bit "L" alpha channel, or None
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows ``r0`` to ``r1`` (exclusive) of the photo."""
+        if self.grey is not None:
+            return self.grey[r0:r1]
+        return np.asarray(self.image.crop((0, r0, self.width, r1)))
+
+
+def photo_pixels(img: Image.Image, name: str = "image") -> PhotoPixels:
+    """Any PIL mode -> :class:`PhotoPixels`, read as :func:`pil_to_rgb_array` reads it (same scales, same
+    alpha, same mending of float pixels), but an 8-bit photo is kept as its 8-bit image: grey stays grey
+    ("L", one byte a pixel), anything else becomes "RGB"."""
+    w, h = img.size
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float32)
+        if img.mode.startswith("I;16"):
+            g = np.clip(a / 65535.0, 0.0, 1.0)
+        elif img.mode == "I":
+            g = np.clip(a / (65535.0 if a.max() > 255 else 255.0), 0.0, 1.0)
+        else:
+            g = finite_unit(a, name)
+        return PhotoPixels("F", w, h, grey=np.ascontiguousarray(g, dtype=np.float32))
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    alpha = img.getchannel("A") if img.mode in ("RGBA", "LA", "PA") else None
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "LA":
+        img = img.getchannel("L")
+    elif img.mode not in ("L", "RGB"):
+        img = img.convert("RGB")
+    return PhotoPixels(img.mode, w, h, image=img, alpha=alpha)
+
+
 # ------------------------------------------------------------------------ what an archive keeps
 
 _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
@@ -303,11 +358,20 @@ def read_image(path: str | os.PathLike) -> tuple[Image.Image, ArchiveMetadata]:
                 return ImageOps.exif_transpose(im), meta
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        limit = Image.MAX_IMAGE_PIXELS / 1e6
-        raise ImageError(f"{path}: too many pixels (over the {limit:.0f} MP limit; a decompression bomb?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: {too_many_pixels(e)}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: cannot read image ({e})") from None
+
+
+def too_many_pixels(error: Exception | None = None) -> str:
+    """The one-line reason a photo over :data:`MAX_PIXELS` is refused (its size from Pillow's ``error``)."""
+    found = re.search(r"\((\d+) pixels\)", str(error or ""))
+    size = f"{int(found.group(1)) / 1e6:.0f} MP, " if found else ""
+    limit = Image.MAX_IMAGE_PIXELS or MAX_PIXELS
+    gb = limit * BYTES_PER_PIXEL / 1e9
+    return (f"too many pixels ({size}over the {limit / 1e6:.0f} MP limit: polychrome colourises photos up to "
+            f"{limit / 1e6:.0f} MP, which take up to about {gb:.1f} GB of memory; a decompression bomb?)")  # fmt: skip
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from polychrome.color.hints import Hint
@@ -27,19 +26,16 @@ from polychrome.io import (
     ImageError,
     ImageWarning,
     find_images,
-    grey_to_pil,
     is_complete_image,
     is_image_path,
     is_inside,
-    pil_to_rgb_array,
     read_image,
-    rgb_array_to_pil,
     save_image_atomic,
     scan_folder,
     unread_photo_format,
 )
 from polychrome.io.parts import remove_stale_parts
-from polychrome.pipeline.core import Timer, gray_rgb, lightness, no_timer, to_array
+from polychrome.pipeline.core import Timer, no_timer
 
 _GLOB_CHARS = set("*?[")
 
@@ -103,6 +99,7 @@ def colorize_file(
     pages = tiff_pages(src)
     kw = dict(size=size, compare=compare, temperature=temperature, timer=timer)
     out = _colour_page(colorizer, img, str(src), hints=hints, confidence_path=confidence_path, **kw)
+    del img  # the decoded photo is not needed for writing
     extra = {}
     if pages > 1 and Image.registered_extensions().get(Path(dst).suffix.lower()) == "TIFF":
         extra = {"save_all": True, "append_images": [
@@ -144,23 +141,13 @@ def _read_page(src: str | os.PathLike, index: int) -> Image.Image:
 
 def _colour_page(colorizer, img, name, size, compare, hints=None, temperature=None, confidence_path=None,
                  timer=no_timer) -> Image.Image:
-    """One decoded photo (a file's page) -> its colour version as an 8-bit PIL image (alpha kept)."""
-    with timer("to_float"):
-        rgb, alpha = pil_to_rgb_array(img, name)
-    with timer("rgb_to_l"):
-        L = lightness(rgb)  # once: the grey panel of a comparison shares it
-    out, pred = colorizer.colorize_lightness(
-        L, hints, temperature, size, confidence=confidence_path is not None, timer=timer
-    )
-    out = to_array(out)
+    """One decoded photo (a file's page) -> its colour version as an 8-bit PIL image (alpha kept), through
+    :meth:`Colorizer.colorize_image` (bounded memory)."""
+    out, pred = colorizer.colorize_image(img, hints, temperature, size, confidence=confidence_path is not None,
+                                         compare=compare, name=name, timer=timer)  # fmt: skip
     if confidence_path is not None:
-        conf = colorizer.confidence_at(pred.confidence, tuple(L.shape[-2:]))
-        save_image_atomic(grey_to_pil(conf[0, 0].numpy()), confidence_path)
-    if compare:
-        out = np.concatenate([to_array(gray_rgb(L)), out], axis=1)
-        alpha = None if alpha is None else np.concatenate([alpha, alpha], axis=1)
-    with timer("to_8bit"):
-        return rgb_array_to_pil(out, alpha)
+        save_image_atomic(colorizer.confidence_image(pred.confidence, (img.height, img.width)), confidence_path)
+    return out
 
 
 # --------------------------------------------------------------------------- planning
@@ -315,6 +302,15 @@ def _stream_list(path: Path, problems: list[str]) -> Iterator[Path]:
 
 
 # --------------------------------------------------------------------------- running
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation that failed: Python's and NumPy's MemoryError, or PyTorch's allocator error."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(
+        s in str(error) for s in ("can't allocate memory", "not enough memory", "out of memory")
+    )
+
+
 @dataclass(frozen=True)
 class Failure:
     """A photo that could not be done: its source and the error."""
@@ -327,6 +323,9 @@ class Failure:
         """One line: an ImageError names its file already; anything else gets the source and the error kind."""
         if isinstance(self.error, ImageError):
             return str(self.error)
+        if is_out_of_memory(self.error):
+            return (f"{self.src}: not enough memory to colourise this photo ({type(self.error).__name__}); "
+                    "the rest of the batch goes on")  # fmt: skip
         text = str(self.error).splitlines()[0] if str(self.error) else ""
         return f"{self.src}: failed ({type(self.error).__name__}: {text})"
 
@@ -393,7 +392,8 @@ def colorize_batch(
                 outcome = _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, temperature,
                                    overwrite, timer)
         except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
-            outcome, failure = "failed", Failure(job.src, e)
+            # Without its traceback: the frames of a failed photo hold its arrays (the memory the next photo needs).
+            outcome, failure = "failed", Failure(job.src, e.with_traceback(None))
             report.failed.append(failure)
         if outcome == "written":
             report.written.append(job)

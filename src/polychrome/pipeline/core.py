@@ -7,6 +7,12 @@ This module is the only place that resizes L for a model, paints hints onto the 
 Lab; files, PIL and 8-bit images are :mod:`polychrome.io`'s. A colour input is made grey first (only its
 L is used): the tool colourises, it does not keep old colour.
 
+Full resolution in bounded memory: everything at the photo's own size is done a band of rows at a time
+(:data:`BAND_PIXELS` pixels, whatever the photo's size): L from the photo's 8-bit pixels through lookup
+tables, L down to the working grid (antialiased, one axis at a time), ab up (bilinear, as
+``F.interpolate``), the Lab join and the 8-bit quantisation. An 8-bit photo is never held as floats at full
+resolution: what grows with the photo is its decoded input and its 8-bit output.
+
 Stage timing: functions here take ``timer``, a callable ``timer(stage) -> context manager`` wrapped around
 each stage (:data:`STAGES` names them); :func:`no_timer` does nothing. The speed benchmark passes its own.
 """
@@ -14,7 +20,7 @@ each stage (:data:`STAGES` names them); :func:`no_timer` does nothing. The speed
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -24,7 +30,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from polychrome.color.hints import Hint, HintError, rasterize_hints
-from polychrome.color.lab import ab_to_net, l_to_net, lab_to_rgb, net_to_ab, rgb_to_gray_l
+from polychrome.color.lab import (
+    ab_to_net,
+    gray8_to_l_table,
+    l_to_net,
+    lab_to_rgb,
+    lab_to_srgb8,
+    linear_to_l,
+    net_to_ab,
+    rgb_to_gray_l,
+    srgb8_to_linear_table,
+)
 from polychrome.pipeline.precision import call_model, model_device
 
 #: Stages a ``timer`` is called with, in path order.
@@ -111,11 +127,117 @@ def to_working_grid(L: torch.Tensor, size: int, timer: Timer = no_timer) -> torc
 
 
 def render(L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> torch.Tensor:
-    """Working-grid ab (B, 2, h, w) upsampled to L's size and joined with L (B, 1, H, W): sRGB (B, 3, H, W)."""
+    """Working-grid ab (B, 2, h, w) upsampled to L's size and joined with L (B, 1, H, W): sRGB (B, 3, H, W),
+    computed a band of rows at a time (the float output is the only full-size buffer)."""
+    B, _, H, W = L.shape
     with timer("resize"):
-        ab = upsample(ab_work, tuple(L.shape[-2:]))
-    with timer("lab_to_rgb"):
-        return join_lab(L, ab)
+        up = RowUpsampler(ab_work, (H, W))
+    out = None
+    for r0, r1 in bands(H, W):
+        with timer("resize"):
+            ab = up.rows(r0, r1)
+        with timer("lab_to_rgb"):
+            rgb = join_lab(L[:, :, r0:r1], ab)
+            if out is None:
+                out = torch.empty(B, 3, H, W, dtype=rgb.dtype, device=rgb.device)
+            out[:, :, r0:r1] = rgb
+    return out
+
+
+# --------------------------------------------------------------------------- full resolution, in bands
+#: Pixels in one band of rows: the working memory of every full-resolution step, whatever the photo's size.
+BAND_PIXELS = 1 << 18
+
+#: ``rows(r0, r1)`` -> L (1, 1, r1 - r0, W) float32 in [0, 100] of those rows of a photo.
+LightnessRows = Callable[[int, int], torch.Tensor]
+
+
+def bands(height: int, width: int, pixels: int | None = None) -> Iterator[tuple[int, int]]:
+    """(r0, r1) row ranges covering ``height`` rows, about ``pixels`` (default :data:`BAND_PIXELS`) pixels
+    each (at least one row)."""
+    step = max(1, (pixels or BAND_PIXELS) // max(1, width))
+    for r0 in range(0, height, step):
+        yield r0, min(height, r0 + step)
+
+
+class RowUpsampler:
+    """A (B, C, h, w) map on the working grid, resized bilinearly to ``hw`` = (H, W) one band of rows at a
+    time: :meth:`rows` equals those rows of ``F.interpolate(x, hw, mode="bilinear", align_corners=False)``
+    (the same sample positions and weights: along the width once, here; along the height per band)."""
+
+    def __init__(self, x: torch.Tensor, hw: tuple[int, int]):
+        H, W = hw
+        h, w = x.shape[-2:]
+        self.wide = x if w == W else F.interpolate(x, size=(h, W), mode="bilinear", align_corners=False)
+        self.same_height = h == H
+        if not self.same_height:
+            scale = torch.tensor(h / H, dtype=torch.float32)  # as PyTorch: input / output size, in float32
+            src = ((torch.arange(H, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0.0)
+            self.i0 = src.floor().long().clamp(max=h - 1)
+            self.i1 = (self.i0 + 1).clamp(max=h - 1)
+            self.lam = (src - self.i0).to(x.dtype).view(1, 1, H, 1).to(x.device)
+
+    def rows(self, r0: int, r1: int) -> torch.Tensor:
+        """Rows ``r0`` to ``r1`` (exclusive) of the resized map: (B, C, r1 - r0, W)."""
+        if self.same_height:
+            return self.wide[:, :, r0:r1]
+        lam = self.lam[:, :, r0:r1]
+        return self.wide[:, :, self.i0[r0:r1]] * (1 - lam) + self.wide[:, :, self.i1[r0:r1]] * lam
+
+
+def lightness_rows(pixels) -> LightnessRows:
+    """L of a photo's rows, from :class:`polychrome.io.PhotoPixels`: an 8-bit photo through lookup tables
+    (a grey level's L; an 8-bit channel's linear value), equal to :func:`lightness` of its float RGB."""
+    if pixels.kind == "L":
+        table = gray8_to_l_table()
+        return lambda r0, r1: torch.from_numpy(table[pixels.rows(r0, r1)])[None, None]
+    if pixels.kind == "RGB":
+        table = srgb8_to_linear_table()
+        return lambda r0, r1: linear_to_l(torch.from_numpy(table[pixels.rows(r0, r1)]), dim=-1)[..., 0][None, None]
+
+    def grey(r0: int, r1: int) -> torch.Tensor:  # more than 8 bits: float grey, R = G = B
+        g = torch.from_numpy(pixels.rows(r0, r1))[None, None]
+        return rgb_to_gray_l(g.expand(1, 3, *g.shape[-2:]))
+
+    return grey
+
+
+def working_lightness(rows: LightnessRows, hw: tuple[int, int], work_hw: tuple[int, int]) -> torch.Tensor:
+    """L of an (H, W) = ``hw`` photo on the working grid, as :func:`resize_l` of its full-resolution L gives
+    it (antialiased bilinear), computed a band at a time: each band along the width, then the (H, w) result
+    along the height. (1, 1, h, w)."""
+    H, W = hw
+    h, w = work_hw
+    mid = torch.empty(1, 1, H, w, dtype=torch.float32)
+    for r0, r1 in bands(H, W):
+        mid[:, :, r0:r1] = resize_l(rows(r0, r1), (r1 - r0, w))
+    return resize_l(mid, (h, w))
+
+
+def render8(
+    rows: LightnessRows, ab_work: torch.Tensor, hw: tuple[int, int], timer: Timer = no_timer
+) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """The colour photo in 8 bits, a band at a time: for each band, (r0, its L (n, W), its sRGB (n, W, 3)
+    uint8). ``ab_work`` (1, 2, h, w) on the working grid is upsampled to ``hw`` and joined with the L
+    ``rows`` gives (:func:`~polychrome.color.lab.lab_to_srgb8`: :func:`render` quantised by
+    :func:`polychrome.io.to_uint8`, within one level)."""
+    H, W = hw
+    with timer("resize"):
+        up = RowUpsampler(ab_work[:1].float(), hw)
+    for r0, r1 in bands(H, W):
+        with timer("rgb_to_l"):
+            L = rows(r0, r1)[0, 0]
+        with timer("resize"):
+            ab = up.rows(r0, r1)[0]
+        with timer("lab_to_rgb"):
+            rgb = lab_to_srgb8(L, ab[0], ab[1]).view(r1 - r0, W, 3).numpy()
+        yield r0, L, rgb
+
+
+def gray8(L: torch.Tensor) -> np.ndarray:
+    """The grey photo of L (ab = 0) in 8 bits: (n, W) L -> (n, W, 3) uint8 (as :func:`gray_rgb`, quantised)."""
+    zero = torch.zeros_like(L)
+    return lab_to_srgb8(L, zero, zero).view(*L.shape, 3).numpy()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from fastapi import HTTPException
+from PIL import Image
 
 from polychrome.color.hints import TOO_DEEP, Hint, HintError, ab_to_hex, parse_hints
 from polychrome.colorizer import Colorizer
@@ -126,14 +127,14 @@ class PhotoStore:
 # Small helpers
 
 
-def encode(rgb: torch.Tensor, fmt: str, quality: int = 90) -> bytes:
-    """sRGB (1, 3, H, W) in [0, 1] -> encoded image bytes (``"png"`` or ``"jpeg"``)."""
-    img = rgb_array_to_pil(rgb[0].permute(1, 2, 0).numpy())
+def encode(rgb: torch.Tensor | Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """sRGB (1, 3, H, W) in [0, 1], or an 8-bit PIL image -> encoded image bytes (``"png"`` or ``"jpeg"``)."""
+    img = rgb if isinstance(rgb, Image.Image) else rgb_array_to_pil(rgb[0].permute(1, 2, 0).numpy())
     buf = io.BytesIO()
     if fmt == "jpeg":
         img.save(buf, format="JPEG", quality=quality)
     else:
-        img.save(buf, format="PNG", compress_level=1 if rgb.shape[-1] * rgb.shape[-2] < 2_000_000 else 3)
+        img.save(buf, format="PNG", compress_level=1 if img.width * img.height < 2_000_000 else 3)
     return buf.getvalue()
 
 
@@ -317,8 +318,8 @@ class Session:
 
     def full(self, photo: Photo, hints: list[Hint], fmt: str) -> bytes:
         # The working-grid ab of the preview, rendered onto the full-resolution L: polychrome colorize's path.
-        rgb = self.model.render(photo.L_full, self.ab_work(photo, self.model, "model", hints))
-        return encode(rgb, fmt, quality=photo.jpeg_quality or DEFAULT_JPEG_QUALITY)
+        ab = self.ab_work(photo, self.model, "model", hints)
+        return encode(self.model.render_image(photo.L_full, ab), fmt, quality=photo.jpeg_quality or DEFAULT_JPEG_QUALITY)
 
     def decode(self, path: str, name: str) -> Photo:
         check_pixels(path, name, self.limits.max_pixels)
