@@ -121,6 +121,9 @@ def test_unknown_key_is_named(tmp_path):
         ("hint_recolor_max=0", "hint_recolor_max"),
         ("hint_region_radius=0", "hint_region_radius"),
         ("hint_region_l_tol=-1", "hint_region_l_tol"),
+        ('lr_scale={"patch_embed": 0}', "lr_scale"),
+        ('lr_scale={"patch_embed": "fast"}', "lr_scale"),
+        ("lr_scale=[1]", "lr_scale"),
     ],
 )
 def test_wrong_type_or_value_is_a_config_error(override, key):
@@ -648,3 +651,20 @@ def test_init_weights_starts_a_new_leg_from_a_trained_file(tmp_path):
     missing = dataclasses.replace(leg2, init_weights=str(tmp_path / "nope.pt"), out_dir=str(tmp_path / "leg4"))
     with pytest.raises(ConfigError, match="init_weights: .*nope.pt"):
         Trainer(missing, progress=False)
+
+
+def test_lr_scale_gives_named_parts_their_own_learning_rate_and_refuses_unknown_names(tmp_path):
+    cfg = tiny_train_config(tmp_path, **TINY_VIT, max_steps=1, lr=1e-4, warmup_steps=0,
+                            lr_scale={"patch_embed": 20.0, "blocks.1": 2.0})  # fmt: skip
+    trainer = Trainer(cfg, progress=False)
+    try:
+        named = dict(trainer.model.named_parameters())
+        lr_of = {id(p): g["lr"] for g in trainer.opt.param_groups for p in g["params"]}
+        assert lr_of[id(named["patch_embed.proj.weight"])] == pytest.approx(2e-3)
+        assert lr_of[id(named["blocks.1.norm1.weight"])] == pytest.approx(2e-4)
+        assert lr_of[id(named["blocks.0.norm1.weight"])] == pytest.approx(1e-4)
+        assert sum(len(g["params"]) for g in trainer.opt.param_groups) == len(named)
+    finally:
+        trainer.close()
+    with pytest.raises(ConfigError, match="lr_scale: no parameter of the model is named 'patch_embedding'"):
+        loop.param_groups(torch.nn.Linear(2, 2), 1e-3, {"patch_embedding": 2.0})

@@ -34,6 +34,9 @@ class TrainConfig:
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
     lr: float = 2e-4  # AdamW peak learning rate
+    # Per-part learning rates: parameter-name prefix -> multiplier of lr (e.g. {patch_embed = 20.0}: a part of a
+    # trained model that must learn something new moves faster than the rest). Unlisted parameters take lr.
+    lr_scale: dict = field(default_factory=dict)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     betas: tuple = (0.9, 0.999)  # AdamW betas
     epochs: int = 10  # passes over the training photos
@@ -189,6 +192,9 @@ def make_config(
         raise ConfigError(f"val_hints: must be >= 0, got {cfg.val_hints}")
     if not 0.0 <= cfg.hint_recolor_fraction <= 1.0:
         raise ConfigError(f"hint_recolor_fraction: must be in [0, 1], got {cfg.hint_recolor_fraction}")
+    for prefix, mult in cfg.lr_scale.items():
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not (math.isfinite(mult) and mult > 0):
+            raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
     if not (math.isfinite(cfg.hint_region_l_tol) and cfg.hint_region_l_tol >= 0):
         raise ConfigError(f"hint_region_l_tol: must be a finite number >= 0, got {cfg.hint_region_l_tol}")
     positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch")

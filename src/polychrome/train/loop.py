@@ -161,6 +161,20 @@ def build_criterion(cfg: TrainConfig) -> ColorizationLoss | None:
         )
 
 
+def param_groups(model: nn.Module, lr: float, scale: dict[str, float]) -> list[dict]:
+    """AdamW parameter groups: one per ``scale`` prefix (its parameters at ``lr * multiplier``) and one for
+    the rest at ``lr``. ConfigError when a prefix names no parameter (a typo would otherwise do nothing)."""
+    groups: dict[str, list] = {prefix: [] for prefix in scale}
+    rest = []
+    for name, p in model.named_parameters():
+        prefix = next((k for k in scale if name == k or name.startswith(k + ".")), None)
+        (groups[prefix] if prefix is not None else rest).append(p)
+    empty = [k for k, v in groups.items() if not v]
+    if empty:
+        raise ConfigError(f"lr_scale: no parameter of the model is named {empty[0]!r} or starts with {empty[0] + '.'!r}")
+    return [{"params": rest, "lr": lr}] + [{"params": v, "lr": lr * float(scale[k])} for k, v in groups.items()]
+
+
 def hint_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
     """The CPU generator for one micro-batch's random hints: a function of (seed, step, micro-batch, rank),
     so a resumed run draws the same hints and every DDP rank draws its own."""
@@ -272,7 +286,8 @@ class Trainer:
         self.model = model
         self.ema = AveragedModel(model, multi_avg_fn=ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.ddp = DistributedDataParallel(model) if self.dist.world > 1 else model
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+        self.opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.lr_scale), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, cfg.warmup_steps, self.total_steps, cfg.lr_min_ratio)
         )
