@@ -143,6 +143,51 @@ def test_full_resolution_download_is_the_cli_pipeline(tmp_path):
     assert np.abs(small - preview.astype(np.float32)).mean() < 3.0
 
 
+def _mean_ab(rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    return rgb2lab(rgb[y0:y1, x0:x1])[..., 1:].reshape(-1, 2).mean(0)
+
+
+def test_the_page_starts_from_the_automatic_result_and_hints_refine_it(constant_ab):
+    auto = constant_ab(-30.0, 40.0)
+    hint = [{"x": 60, "y": 45, "color": BLUE}]
+    with client(auto_spec=auto) as c:
+        assert c.get("/api/info").json()["starts_from_auto"] is True
+        pid = photo_id(c)
+        start = image(c.post(f"/api/photos/{pid}/full", json=[]))
+        hinted = image(c.post(f"/api/photos/{pid}/full", json=hint))
+        preview = image(c.post(f"/api/photos/{pid}/colorize?format=png", json=hint))
+    with client(model=auto) as c:
+        auto_alone = image(c.post(f"/api/photos/{photo_id(c)}/full", json=[]))
+    with client(auto_spec=auto, start_from_auto=False) as c:
+        assert c.get("/api/info").json()["starts_from_auto"] is False
+        pid = photo_id(c)
+        own_start = image(c.post(f"/api/photos/{pid}/full", json=[]))
+        own_hinted = image(c.post(f"/api/photos/{pid}/full", json=hint))
+    assert np.array_equal(start, auto_alone)  # no hints: exactly the automatic model's result
+    near, far = (40, 50, 55, 65), (160, 181, 200, 241)
+    assert np.abs(_mean_ab(hinted, *near) - _mean_ab(own_hinted, *near)).max() < 1.0  # the hint lands as the hint model puts it
+    assert np.abs(_mean_ab(hinted, *far) - _mean_ab(start, *far)).max() < 1.0  # far away the automatic colour stays
+    assert np.abs(_mean_ab(own_start, *far) - (12, 24)).max() < 2.0  # --hints-only: the hint model's own tint
+    small = np.asarray(Image.fromarray(hinted).resize((160, 120), Image.BILINEAR), dtype=np.float32)
+    assert np.abs(small - preview.astype(np.float32)).mean() < 3.0  # the preview shows the same result
+
+
+def test_refine_base_keeps_the_base_without_hints_and_the_hint_models_colour_in_its_region():
+    from polychrome.color.hints import REFINE_TAU, refine_base
+
+    base, own0 = torch.full((1, 2, 4, 4), 20.0), torch.zeros(1, 2, 4, 4)
+    assert torch.equal(refine_base(base, own0, own0.clone()), base)
+    own = own0.clone()
+    own[..., 0, 0] = torch.tensor([-50.0, 30.0])  # a hint's region: changed by far more than tau
+    own[..., 3, 3] = torch.tensor([REFINE_TAU / 4, 0.0])  # a small leak elsewhere
+    out = refine_base(base, own0, own)
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([-50.0, 30.0]))
+    torch.testing.assert_close(out[0, :, 3, 3], torch.tensor([0.25 * 2.5 + 0.75 * 22.5, 0.75 * 20.0]))
+    torch.testing.assert_close(out[0, :, 1, 2], torch.tensor([20.0, 20.0]))
+
+
 def test_suggestions_come_from_the_models_at_that_spot(constant_ab):
     auto = constant_ab(-30.0, 40.0)  # an "automatic model" whose colour is known exactly
     with client(auto_spec=auto) as c:
@@ -161,9 +206,11 @@ def test_suggestions_come_from_the_models_at_that_spot(constant_ab):
         assert labels == ["automatic, no hints", "current result", "constant-ab model"]
         assert all(s["color"].startswith("#") and len(s["color"]) == 7 for s in body["suggestions"])
         assert all(40 <= s["lightness"] <= 80 for s in body["suggestions"])
-        # Far from every hint the current colour IS the automatic one: only distinct colours come back.
+        # Far from every hint the current colour IS the automatic model's (the page starts from it and hints
+        # refine it): only distinct colours come back.
         far = c.post(f"/api/photos/{pid}/suggestions?x=230&y=170", json=other).json()["suggestions"]
-        assert [s["source"] for s in far] == ["hint-model-auto", "auto-model"]
+        assert [s["source"] for s in far] == ["hint-model-auto", "current"]
+        assert np.allclose(far[1]["ab"], (-30, 40), atol=1.0)
         assert c.post(f"/api/photos/{pid}/suggestions?x=241&y=10", json=[]).status_code == 422
         assert c.post(f"/api/photos/{pid}/suggestions?x=ten&y=10", json=[]).status_code == 422
 

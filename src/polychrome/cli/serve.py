@@ -25,6 +25,7 @@ def serve(
     job_megapixels: Annotated[float, typer.Option(min=0.01, help="Megapixels the running jobs may render together (a full-resolution job's memory follows its pixels); a job alone always runs.")] = 30.0,
     timeout: Annotated[float, typer.Option(min=0.1, help="Time limit of one request's model work, s (HTTP 504 past it).")] = 60.0,
     auto_model: Annotated[str | None, typer.Option(help="Automatic model whose colour is offered as a suggestion ('' for none); default: the bundled 'default'.", show_default=False)] = None,
+    start_from_auto: Annotated[bool, typer.Option("--start-from-auto/--hints-only", help="Without hints show the automatic model's result and let hints refine it (--hints-only: the hint model's own result throughout).")] = True,
     precision: Annotated[Precision, typer.Option(help="Model arithmetic: fp32, or bf16 (autocast).")] = Precision.fp32,
     allowed_host: Annotated[list[str] | None, typer.Option(help="A host name the page may be reached by, besides the listen address (repeatable; '*': any). Requests naming another host are refused (DNS rebinding). Default: the listen address (and localhost names for a loopback one); any for 0.0.0.0.", show_default=False)] = None,
 ) -> None:
@@ -45,7 +46,8 @@ def serve(
                         max_photos=max_photos, jobs=jobs, queue=queue, job_pixels=int(job_megapixels * 1e6),
                         timeout_s=timeout)
         web = create_app(model, auto_spec=auto_model, limits=limits, size=size, preview_size=preview_size,
-                         precision=precision.value, allowed_hosts=serve_hosts(host, allowed_host or ()))
+                         precision=precision.value, allowed_hosts=serve_hosts(host, allowed_host or ()),
+                         start_from_auto=start_from_auto)
     except (hub.ModelLoadError, ValueError) as e:
         raise fail(str(e)) from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

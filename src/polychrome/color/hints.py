@@ -215,6 +215,22 @@ def rasterize_hints(
 
 
 #: How :func:`random_hint_counts` spreads the counts over [lo, hi].
+#: ab change (CIE units) at which a hint's own result fully replaces the base result (:func:`refine_base`).
+REFINE_TAU = 10.0
+
+
+def refine_base(base: torch.Tensor, own0: torch.Tensor, own: torch.Tensor, tau: float = REFINE_TAU) -> torch.Tensor:
+    """A hint model's hints applied on top of another model's automatic result (all (B, 2, H, W) ab, one grid).
+
+    ``own0`` and ``own`` are the hint model's result without and with the hints; where the hints changed it by
+    ``tau`` or more (their regions) the hint model's result is taken, so a hint's colour lands as the hint model
+    puts it; elsewhere the base result carries the hint model's (small) change, blended by how large the
+    change is. No hints (``own`` equal to ``own0``) gives ``base`` exactly."""
+    delta = own - own0
+    w = (delta.norm(dim=1, keepdim=True) / tau).clamp(0.0, 1.0)
+    return w * own + (1.0 - w) * (base + delta)
+
+
 HINT_SAMPLINGS = ("uniform", "log")
 
 

@@ -101,6 +101,7 @@ def create_app(
     preview_size: int = 640,
     precision: str = "fp32",
     allowed_hosts: list[str] | None = None,
+    start_from_auto: bool = True,
 ) -> FastAPI:
     """The web page and its API.
 
@@ -119,6 +120,9 @@ def create_app(
             None accepts any (``polychrome serve`` passes its listen address:
             :func:`~polychrome.web.origin.serve_hosts`).
             A write (POST, DELETE) from another site's page (its ``Origin``) is refused (403) either way.
+        start_from_auto: with a hint model and an automatic model, the result without hints is the automatic
+            model's and hints refine it (:func:`~polychrome.color.hints.refine_base`); False: the hint
+            model's own result, with or without hints.
     Raises:
         polychrome.hub.ModelLoadError for a model that cannot be loaded.
     """
@@ -131,7 +135,7 @@ def create_app(
     model_name = _display_name(model_spec, model)
     auto_name = None if auto_model is None else _display_name(auto_spec, auto_model)
 
-    session = Session(model, auto_model, model_name, auto_name, limits, size, preview_size)
+    session = Session(model, auto_model, model_name, auto_name, limits, size, preview_size, start_from_auto)
     gate = JobGate(limits.jobs, limits.timeout_s, limits.queue, limits.job_pixels)
 
     @asynccontextmanager
@@ -205,7 +209,8 @@ def create_app(
     @app.get("/api/info", response_model=ServerInfo, summary="Models, sizes and limits of this server")
     async def info() -> ServerInfo:
         return ServerInfo(
-            model=model_name, uses_hints=model.card.takes_hints, auto_model=auto_name, working_size=size,
+            model=model_name, uses_hints=model.card.takes_hints, auto_model=auto_name,
+            starts_from_auto=session.refines, working_size=size,
             preview_size=preview_size, precision=model.precision, limits=LimitsInfo(**asdict(limits)),
         )  # fmt: skip
 

@@ -88,6 +88,8 @@ class ServerInfo(BaseModel):
     model: str = Field(description="The model that colourises (a hint model unless told otherwise).")
     uses_hints: bool = Field(description="Whether that model takes colour hints; if not, any hint is a 422.")
     auto_model: str | None = Field(description="The automatic model asked for suggestions, if any.")
+    starts_from_auto: bool = Field(
+        False, description="Whether the result without hints is the automatic model's, with hints refining it.")
     working_size: int = Field(description="Longest side of the model's working grid, px.")
     preview_size: int = Field(description="Longest side of preview images, px.")
     precision: str

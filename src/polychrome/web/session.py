@@ -16,7 +16,7 @@ import torch
 from fastapi import HTTPException
 from PIL import Image
 
-from polychrome.color.hints import TOO_DEEP, Hint, HintError, ab_to_hex, parse_hints
+from polychrome.color.hints import TOO_DEEP, Hint, HintError, ab_to_hex, parse_hints, refine_base
 from polychrome.colorizer import Colorizer
 from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
 from polychrome.io.images import jpeg_quality
@@ -198,9 +198,11 @@ class Session:
 
     def __init__(
         self, model: Colorizer, auto: Colorizer | None, model_name: str, auto_name: str | None, limits: Limits,
-        size: int, preview_size: int,
+        size: int, preview_size: int, start_from_auto: bool = True,
     ):
         self.model, self.auto, self.model_name, self.auto_name = model, auto, model_name, auto_name
+        # A hint model beside an automatic one: the page starts from the automatic result and hints refine it.
+        self.refines = bool(start_from_auto and auto is not None and model.card.takes_hints)
         self.limits, self.size, self.preview_size = limits, size, preview_size
         self.store = PhotoStore(limits.max_photos, limits.max_store_bytes)
 
@@ -240,9 +242,20 @@ class Session:
         self.store.cache_ab(photo, key, ab)
         return ab
 
+    def result_ab(self, photo: Photo, hints: list[Hint]) -> torch.Tensor:
+        """The page's result on the working grid: the hint model's, or (:attr:`refines`) the automatic model's
+        result with the hints applied on top (:func:`~polychrome.color.hints.refine_base`). Preview and
+        download both render this."""
+        if not self.refines:
+            return self.ab_work(photo, self.model, "model", hints)
+        base = self.ab_work(photo, self.auto, "auto", [])
+        if not hints:
+            return base
+        return refine_base(base, self.ab_work(photo, self.model, "model", []), self.ab_work(photo, self.model, "model", hints))
+
     def preview(self, photo: Photo, hints: list[Hint], fmt: str) -> tuple[bytes, float]:
         t0 = time.perf_counter()
-        data = encode(self.model.render(photo.L_preview, self.ab_work(photo, self.model, "model", hints)), fmt)
+        data = encode(self.model.render(photo.L_preview, self.result_ab(photo, hints)), fmt)
         return data, time.perf_counter() - t0
 
     def suggest(self, photo: Photo, x: float, y: float, hints: list[Hint]) -> list[Suggestion]:
@@ -259,8 +272,8 @@ class Session:
         found: list[tuple[str, str, tuple[float, float]]] = []
         if self.model.card.takes_hints:
             found.append(("hint-model-auto", "automatic, no hints", at(self.ab_work(photo, self.model, "model", []))))
-            if hints:
-                found.append(("current", "current result", at(self.ab_work(photo, self.model, "model", hints))))
+            if hints or self.refines:
+                found.append(("current", "current result", at(self.result_ab(photo, hints))))
         else:
             found.append(("current", "current result", at(self.ab_work(photo, self.model, "model", []))))
         if self.auto is not None:
@@ -318,7 +331,7 @@ class Session:
 
     def full(self, photo: Photo, hints: list[Hint], fmt: str) -> bytes:
         # The working-grid ab of the preview, rendered onto the full-resolution L: polychrome colorize's path.
-        ab = self.ab_work(photo, self.model, "model", hints)
+        ab = self.result_ab(photo, hints)
         return encode(self.model.render_image(photo.L_full, ab), fmt, quality=photo.jpeg_quality or DEFAULT_JPEG_QUALITY)
 
     def decode(self, path: str, name: str) -> Photo:

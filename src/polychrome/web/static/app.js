@@ -1163,7 +1163,10 @@ async function start() {
     const resp = await api("/api/info");
     state.info = await resp.json();
     const i = state.info;
-    $("modelBadge").textContent = `model ${i.model} · ${i.working_size} px`;
+    $("modelBadge").textContent = i.starts_from_auto
+      ? `${i.auto_model} + hints by ${i.model} · ${i.working_size} px`
+      : `model ${i.model} · ${i.working_size} px`;
+    if (i.starts_from_auto) $("noHints").textContent = `No hints yet: this is the ${i.auto_model} model's automatic result; your hints refine it.`;
     $("limitsText").textContent = `JPEG, PNG, WebP, TIFF or BMP · up to ${fmtBytes(i.limits.max_upload_bytes)} and ${+(i.limits.max_pixels / 1e6).toPrecision(3)} megapixels`;
     if (!i.uses_hints) $("panelHelp").textContent = `This server's model (${i.model}) colourises automatically and cannot take hints.`;
     await reopenLast();
