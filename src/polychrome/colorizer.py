@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from polychrome.color.hints import Hint, HintError
+from polychrome.color.hints import Hint, HintError, refine_base
 from polychrome.io import photo_pixels, read_photo, to_uint8
 from polychrome.models.card import CardError, ModelCard
 from polychrome.pipeline.core import (
@@ -353,6 +353,47 @@ class Colorizer:
     def colorize_uint8(self, rgb: np.ndarray, hints=None, temperature=None, size=None) -> np.ndarray:
         """:meth:`colorize_array` quantised as a saved 8-bit file is: (H, W, 3) uint8."""
         return to_uint8(self.colorize_array(rgb, hints, temperature, size))
+
+
+class RefinedColorizer(Colorizer):
+    """A hint model's hints applied on top of an automatic model's result: without hints the photo gets the
+    ``base`` model's colours; with hints, the hint model's colour in their regions and the base colours
+    elsewhere (:func:`~polychrome.color.hints.refine_base`). What the web page shows and downloads by
+    default, and ``polychrome colorize --hints FILE --base default``.
+
+    Everything but :meth:`predict_working` (the working size, rendering, the bounded-memory full-resolution
+    path) is the hint model's Colorizer's; both models colourise the same working grid."""
+
+    def __init__(self, hints: Colorizer, base: Colorizer):
+        if not hints.card.takes_hints:
+            raise ValueError(f"model {hints.name} takes no hints: a base result is refined by a hint model such as 'hints'")
+        self.model, self.card, self.precision, self.device = hints.model, hints.card, hints.precision, hints.device
+        self.hints, self.base = hints, base
+
+    @property
+    def name(self) -> str:
+        return f"{self.hints.name} on {self.base.name}"
+
+    def predict_working(
+        self,
+        L_work: torch.Tensor,
+        hints: list[Hint] | None = None,
+        full_hw: tuple[int, int] | None = None,
+        hint_ab: torch.Tensor | None = None,
+        hint_mask: torch.Tensor | None = None,
+        temperature: float | None = None,
+        confidence: bool = False,
+        timer: Timer = no_timer,
+    ) -> Prediction:
+        """The base model's prediction, with the hint model's change for ``hints`` (or ``hint_ab`` /
+        ``hint_mask``) refining it. Arguments as in :meth:`Colorizer.predict_working` (``temperature`` and
+        ``confidence`` go to the base model)."""
+        base = self.base.predict_working(L_work, None, full_hw, None, None, temperature, confidence, timer)
+        if not hints and hint_ab is None:
+            return base
+        own0 = self.hints.predict_working(L_work, None, full_hw, timer=timer)
+        own = self.hints.predict_working(L_work, hints, full_hw, hint_ab, hint_mask, timer=timer)
+        return Prediction(refine_base(base.ab, own0.ab, own.ab), base.confidence)
 
 
 def _as_8bit_image(image) -> Image.Image | None:

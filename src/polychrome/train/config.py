@@ -34,9 +34,8 @@ class TrainConfig:
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
     lr: float = 2e-4  # AdamW peak learning rate
-    # Per-part learning rates: parameter-name prefix -> multiplier of lr (e.g. {patch_embed = 20.0}: a part of a
-    # trained model that must learn something new moves faster than the rest). Unlisted parameters take lr.
-    lr_scale: dict = field(default_factory=dict)
+    # A part of a trained model that must learn something new can move faster than the rest (e.g. {patch_embed = 20.0}).
+    lr_scale: dict = field(default_factory=dict)  # parameter-name prefix -> multiplier of lr; unlisted ones take lr
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     betas: tuple = (0.9, 0.999)  # AdamW betas
     epochs: int = 10  # passes over the training photos
