@@ -25,9 +25,9 @@ from polychrome.models.card import ModelCard
 WORK = 64  # the exports' working size: small grids keep each call fast
 
 
-def _saved(tmp_path_factory, name: str, seed: int = 0):
+def _saved(tmp_path_factory, name: str, seed: int = 0, **kwargs):
     torch.manual_seed(seed)
-    model = create_model(name).eval()
+    model = create_model(name, **kwargs).eval()
     card = ModelCard.for_model(model, working_size=WORK)
     folder = hub.save_weights(model, card, tmp_path_factory.mktemp(name))
     return model, card, folder
@@ -49,16 +49,44 @@ def cic(tmp_path_factory):
     return model, card, folder, out
 
 
+@pytest.fixture(scope="module")
+def cic_border(tmp_path_factory):
+    """The same with the input reflect-padded by 16 px on every side, as the bundled effnet-cic does: two more
+    size-dependent branches (the border's reflect, the pad to a multiple of 32 of the bordered grid)."""
+    model, card, folder = _saved(tmp_path_factory, "cicgan-small", border=16)
+    assert model.border == 16 and card.kwargs == {"border": 16}
+    out = hub.export_onnx(folder, tmp_path_factory.mktemp("cic-border-onnx"))
+    return model, card, folder, out
+
+
 @pytest.mark.parametrize("hw", [(136, 200), (256, 256), (97, 131), (32, 48)])
 def test_graph_matches_pytorch_at_any_size(unet, hw):
     model, card, _, out = unet
     assert deploy.max_abs_diff(model, card, out / "model.onnx", hw) < 1e-4
 
 
-@pytest.mark.parametrize("hw", [(136, 200), (256, 256), (75, 33)])
-def test_classification_graph_matches_pytorch(cic, hw):
-    model, card, _, out = cic
+@pytest.mark.parametrize("hw", [(136, 200), (256, 256), (75, 33), (255, 257)])
+@pytest.mark.parametrize("which", ["cic", "cic_border"])
+def test_classification_graph_matches_pytorch(which, hw, request):
+    model, card, _, out = request.getfixturevalue(which)
     assert deploy.max_abs_diff(model, card, out / "model.onnx", hw) < 1e-4
+    x = torch.rand(1, 1, *hw) * 2 - 1
+    with torch.no_grad():
+        ref = model(x, return_all=True, **card.decoding())
+    got = deploy.OnnxModel(out / "model.onnx", card)(x, return_all=True, **card.decoding())
+    assert got.confidence.shape == ref.confidence.shape
+    assert (got.confidence - ref.confidence).abs().max() < 1e-3  # logits
+
+
+@pytest.mark.parametrize("hw", [(12, 20), (31, 9), (40, 24)])
+def test_small_grid_confidence_is_cropped_to_the_photo(cic_border, hw):
+    # A side under 32 px is padded before the graph; the confidence map is cropped to the photo's own part.
+    model, card, _, out = cic_border
+    x = torch.rand(1, 1, *hw) * 2 - 1
+    with torch.no_grad():
+        ref = model(x, return_all=True, **card.decoding())
+    got = deploy.OnnxModel(out / "model.onnx", card)(x, return_all=True, **card.decoding())
+    assert got.ab_net.shape == ref.ab_net.shape and got.confidence.shape == ref.confidence.shape
 
 
 def test_batch_is_dynamic_too(unet):

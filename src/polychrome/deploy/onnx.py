@@ -349,9 +349,10 @@ class OnnxModel(nn.Module):
         if not return_all:
             return ab_net
         conf = torch.from_numpy(outs[self.outputs.index("confidence")])
-        hc, wc = (h + 1) // 2, (w + 1) // 2  # the confidence head's half-resolution grid
-        if conf.shape[-2] > h:  # a full-resolution head
-            hc, wc = h, w
+        # The confidence grid covers the graph's input (padded where small) at its own stride (2 for cicgan):
+        # keep the part over the photo, ceil(h * ch / hp) rows, as the model's own crop does.
+        (hp, wp), (ch, cw) = tensors[0].shape[-2:], conf.shape[-2:]
+        hc, wc = -(-h * ch // hp), -(-w * cw // wp)
         return SimpleNamespace(ab_net=ab_net, confidence=conf[..., :hc, :wc])
 
 
