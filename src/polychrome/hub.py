@@ -303,10 +303,12 @@ def export_onnx(
     calibration: str | os.PathLike | None = None,
     infer_size: int | None = None,
     calibration_photos: int | None = None,
+    fp32_tail: bool = True,
 ) -> Path:
     """Write ``out_dir/model.onnx`` + ``config.json`` for a trained model (anything :func:`load` takes but an
     ONNX graph): dynamic batch, height and width; a classification model's default temperature baked in;
-    static int8 with photos from ``calibration`` if ``int8`` (see :mod:`polychrome.deploy.onnx`).
+    static int8 with photos from ``calibration`` if ``int8``, the decode after the last convolution left in fp32
+    unless ``fp32_tail`` is False (see :mod:`polychrome.deploy.onnx`).
 
     Raises :class:`ModelLoadError` (one line) for a model that cannot be loaded or exported."""
     from polychrome.deploy import onnx as deploy
@@ -320,6 +322,6 @@ def export_onnx(
         card = replace(card, working_size=int(infer_size))
     extra = {} if calibration_photos is None else {"calibration_photos": calibration_photos}
     try:
-        return deploy.export_onnx(model, card, out_dir, int8=int8, calibration=calibration, **extra)
+        return deploy.export_onnx(model, card, out_dir, int8=int8, calibration=calibration, fp32_tail=fp32_tail, **extra)
     except deploy.OnnxError as e:
         raise ModelLoadError(str(e)) from None

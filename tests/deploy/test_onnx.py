@@ -25,9 +25,9 @@ from polychrome.models.card import ModelCard
 WORK = 64  # the exports' working size: small grids keep each call fast
 
 
-def _saved(tmp_path_factory, name: str, seed: int = 0):
+def _saved(tmp_path_factory, name: str, seed: int = 0, **kwargs):
     torch.manual_seed(seed)
-    model = create_model(name).eval()
+    model = create_model(name, **kwargs).eval()
     card = ModelCard.for_model(model, working_size=WORK)
     folder = hub.save_weights(model, card, tmp_path_factory.mktemp(name))
     return model, card, folder
@@ -49,16 +49,44 @@ def cic(tmp_path_factory):
     return model, card, folder, out
 
 
+@pytest.fixture(scope="module")
+def cic_border(tmp_path_factory):
+    """The same with the input reflect-padded by 16 px on every side, as the bundled effnet-cic does: two more
+    size-dependent branches (the border's reflect, the pad to a multiple of 32 of the bordered grid)."""
+    model, card, folder = _saved(tmp_path_factory, "cicgan-small", border=16)
+    assert model.border == 16 and card.kwargs == {"border": 16}
+    out = hub.export_onnx(folder, tmp_path_factory.mktemp("cic-border-onnx"))
+    return model, card, folder, out
+
+
 @pytest.mark.parametrize("hw", [(136, 200), (256, 256), (97, 131), (32, 48)])
 def test_graph_matches_pytorch_at_any_size(unet, hw):
     model, card, _, out = unet
     assert deploy.max_abs_diff(model, card, out / "model.onnx", hw) < 1e-4
 
 
-@pytest.mark.parametrize("hw", [(136, 200), (256, 256), (75, 33)])
-def test_classification_graph_matches_pytorch(cic, hw):
-    model, card, _, out = cic
+@pytest.mark.parametrize("hw", [(136, 200), (256, 256), (75, 33), (255, 257)])
+@pytest.mark.parametrize("which", ["cic", "cic_border"])
+def test_classification_graph_matches_pytorch(which, hw, request):
+    model, card, _, out = request.getfixturevalue(which)
     assert deploy.max_abs_diff(model, card, out / "model.onnx", hw) < 1e-4
+    x = torch.rand(1, 1, *hw) * 2 - 1
+    with torch.no_grad():
+        ref = model(x, return_all=True, **card.decoding())
+    got = deploy.OnnxModel(out / "model.onnx", card)(x, return_all=True, **card.decoding())
+    assert got.confidence.shape == ref.confidence.shape
+    assert (got.confidence - ref.confidence).abs().max() < 1e-3  # logits
+
+
+@pytest.mark.parametrize("hw", [(12, 20), (31, 9), (40, 24)])
+def test_small_grid_confidence_is_cropped_to_the_photo(cic_border, hw):
+    # A side under 32 px is padded before the graph; the confidence map is cropped to the photo's own part.
+    model, card, _, out = cic_border
+    x = torch.rand(1, 1, *hw) * 2 - 1
+    with torch.no_grad():
+        ref = model(x, return_all=True, **card.decoding())
+    got = deploy.OnnxModel(out / "model.onnx", card)(x, return_all=True, **card.decoding())
+    assert got.ab_net.shape == ref.ab_net.shape and got.confidence.shape == ref.confidence.shape
 
 
 def test_batch_is_dynamic_too(unet):
@@ -220,3 +248,63 @@ def test_missing_runtime_is_one_line(unet, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(hub.ModelLoadError, match=r"polychrome\[onnx\]"):
         hub.load(unet[3])
+
+
+def _dequantized_inputs(path) -> dict[str, bool]:
+    """Per node name of the graph at ``path``: whether any of its inputs comes out of a DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    return {n.name: any(producer.get(i) == "DequantizeLinear" for i in n.input) for n in graph.node}
+
+
+def test_tail_nodes_are_the_decode_after_the_last_convolution(cic_border):
+    import onnx
+
+    path = cic_border[3] / "model.onnx"
+    nodes = onnx.load(str(path)).graph.node
+    tail = deploy.tail_nodes(path)
+    ops = {n.op_type for n in nodes if n.name in tail}
+    assert {"Softmax", "Einsum", "Tanh", "Resize"} <= ops and "Conv" not in ops  # bin decode, residual, upsampling
+    last_conv = max(i for i, n in enumerate(nodes) if n.op_type == "Conv")
+    assert all(i > last_conv for i, n in enumerate(nodes) if n.name in tail)
+    outputs = {o for n in nodes if n.name in tail for o in n.output}
+    assert {"ab_net", "confidence"} <= outputs
+
+
+@pytest.mark.parametrize("fp32_tail", [True, False])
+def test_int8_keeps_the_decode_in_fp32_by_default(cic_border, calibration, tmp_path, fp32_tail):
+    model, card, folder, _ = cic_border
+    kw = {} if fp32_tail else {"fp32_tail": False}
+    out = hub.export_onnx(folder, tmp_path / "int8", int8=True, calibration=calibration, calibration_photos=4, **kw)
+    graph = out / "model.onnx"
+    dq = _dequantized_inputs(graph)
+    import onnx
+
+    nodes = onnx.load(str(graph)).graph.node
+    softmax = [n.name for n in nodes if n.op_type == "Softmax"][-1]  # the bin softmax (the last one)
+    assert dq[softmax] is not fp32_tail
+    assert sum(dq[n.name] for n in nodes if n.op_type == "Conv") >= 10  # the body is int8 either way
+    meta = json.loads((out / "config.json").read_text())
+    assert ("decode after the last convolution in fp32" in meta["onnx"]["quantization"]) is fp32_tail
+    x = torch.rand(1, 1, 70, 90) * 2 - 1
+    got = deploy.OnnxModel(graph, card)(x, return_all=True, **card.decoding())
+    with torch.no_grad():
+        ref = model(x, return_all=True, **card.decoding())
+    assert got.ab_net.shape == ref.ab_net.shape and torch.isfinite(got.ab_net).all()
+
+
+def test_bench_compares_several_int8_graphs(unet, tmp_path, capsys):
+    import shutil
+
+    from polychrome.deploy import bench
+
+    _, _, folder, out = unet
+    second = shutil.copytree(out, tmp_path / "other")  # any two graphs: the rows are what is checked
+    bench.main(["--model", str(folder), "--onnx", str(out), "--int8", str(out), "--int8", str(second),
+                "--size", "48", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "b.json")])
+    printed = capsys.readouterr().out
+    assert f"onnx int8 {out}" in printed and f"onnx int8 {second}" in printed
+    res = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert set(res) == {"pytorch fp32", "pytorch bf16", "onnx fp32", f"onnx int8 {out}", f"onnx int8 {second}"}

@@ -1,5 +1,5 @@
 """Speed of one model as PyTorch (fp32, bf16) and as ONNX graphs (fp32, int8) through the same Colorizer path,
-in one process, interleaved: ``python -m polychrome.deploy.bench --model default --onnx DIR [--int8 DIR]``.
+in one process, interleaved: ``python -m polychrome.deploy.bench --model default --onnx DIR [--int8 DIR ...]``.
 
 Each repeat times every configuration once, in turn, so a machine shared with other work slows them alike;
 the table gives the median (and min-max) of the repeats after a warm-up. Two timings per configuration:
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="the PyTorch model (bundled name or path)")
     ap.add_argument("--onnx", help="its fp32 ONNX export folder")
-    ap.add_argument("--int8", help="its int8 ONNX export folder")
+    ap.add_argument("--int8", action="append", default=[], help="its int8 ONNX export folder (repeat to compare "
+                    "several: rows named by the folder as given)")
     ap.add_argument("--size", type=int, default=256, help="square photo side and working size, px")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
@@ -70,15 +71,16 @@ def main(argv: list[str] | None = None) -> None:
     configs = {"pytorch fp32": a.model, "pytorch bf16": f"{a.model}@bf16"}
     if a.onnx:
         configs["onnx fp32"] = a.onnx
-    if a.int8:
-        configs["onnx int8"] = a.int8
+    for folder in a.int8:
+        configs["onnx int8" if len(a.int8) == 1 else f"onnx int8 {folder}"] = folder
     res = run(configs, a.size, a.repeats, a.warmup, a.threads)
     base = res["pytorch fp32"]["model"]["median"]
     print(f"{a.size}x{a.size}, {a.threads} thread(s), median of {a.repeats} interleaved repeats after {a.warmup} warm-up")
-    print(f"{'configuration':<14} {'model ms':>9} {'(min-max)':>15} {'photo ms':>9} {'vs fp32':>8}")
+    width = max(14, *map(len, res))
+    print(f"{'configuration':<{width}} {'model ms':>9} {'(min-max)':>15} {'photo ms':>9} {'vs fp32':>8}")
     for label, r in res.items():
         m, p = r["model"], r["photo"]
-        print(f"{label:<14} {m['median'] * 1e3:9.1f} {m['min'] * 1e3:7.1f}-{m['max'] * 1e3:<7.1f} "
+        print(f"{label:<{width}} {m['median'] * 1e3:9.1f} {m['min'] * 1e3:7.1f}-{m['max'] * 1e3:<7.1f} "
               f"{p['median'] * 1e3:9.1f} {base / m['median']:7.2f}x")
     if a.json:
         from polychrome.eval.provenance import system_info

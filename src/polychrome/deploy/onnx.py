@@ -55,9 +55,9 @@ EXAMPLE_HW = (75, 107)
 MIN_SIDE = 32
 #: Calibration photos read by default for int8.
 CALIBRATION_PHOTOS = 32
-#: Activation ranges for int8: this percentile of |activation| over the calibration photos. Measured with
-#: effnet-unet weights (mean |ab difference| from the fp32 graph, 20 BSDS500 val photos): min-max 4.1,
-#: percentile 99.999 3.5, 99.99 2.2, 99.9 1.0, 99.5 2.1 (README, "Deploy: ONNX and int8").
+#: Activation ranges for int8: this percentile of |activation| over the calibration photos. Mean |ab
+#: difference| from the fp32 graph on 20 BSDS500 val photos (docs/issue-15/calibration_sweep.py; README,
+#: "Deploy: ONNX and int8"), effnet-cic: min-max 1.12, percentile 99.99 0.97, 99.9 1.04, 99.5 1.70.
 CALIBRATION_PERCENTILE = 99.9
 
 
@@ -107,6 +107,7 @@ def export_onnx(
     int8: bool = False,
     calibration: str | os.PathLike | None = None,
     calibration_photos: int = CALIBRATION_PHOTOS,
+    fp32_tail: bool = True,
 ) -> Path:
     """Write ``out_dir/model.onnx`` (dynamic batch, height and width) and ``out_dir/config.json`` (the card).
 
@@ -115,6 +116,8 @@ def export_onnx(
         card: its card; a classification model's default temperature is baked into the graph.
         int8: quantise statically (QDQ, int8 weights per output channel, uint8 activations) with photos from
             ``calibration`` (a folder, searched recursively; the first ``calibration_photos`` in name order).
+        fp32_tail: with ``int8``, keep the decode after the last convolution in fp32 (:func:`tail_nodes`);
+            False quantises the whole graph.
     Raises:
         OnnxError: int8 without calibration photos, an export or quantisation failure (one line).
     """
@@ -144,10 +147,11 @@ def export_onnx(
             about["temperature_baked"] = card.temperature
             about["decode_mode_baked"] = card.decode_mode
         if int8:
-            quantize_int8(fp32, out / ONNX_FILE, CalibrationReader(photos, card))
+            quantize_int8(fp32, out / ONNX_FILE, CalibrationReader(photos, card), fp32_tail=fp32_tail)
             about.update(precision="int8", quantization="static QDQ, weights int8 per output channel, activations "
-                         f"uint8 (percentile {CALIBRATION_PERCENTILE} calibration)", calibration=str(calibration),
-                         calibration_photos=len(photos))
+                         f"uint8 (percentile {CALIBRATION_PERCENTILE} calibration)"
+                         + ("; the decode after the last convolution in fp32" if fp32_tail else ""),
+                         calibration=str(calibration), calibration_photos=len(photos))
         else:
             shutil.move(fp32, out / ONNX_FILE)
     os.chmod(out / ONNX_FILE, _file_mode())
@@ -241,12 +245,36 @@ class CalibrationReader:
         self._it = iter(self.photos)
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, reader: CalibrationReader) -> None:
+def tail_nodes(path: str | os.PathLike) -> list[str]:
+    """Names of the nodes of the graph at ``path`` that compute from its last convolution's output on: the
+    decode (a classification model's bin softmax, annealed mean, residual, upsampling and crops; a
+    regressor's output activation and crop). Empty for a graph without convolutions."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    if not convs:
+        return []
+    reached = set(convs[-1].output)
+    names = []
+    for node in graph.node:  # topologically sorted: a node comes after the nodes it reads
+        if reached.intersection(node.input):
+            reached.update(node.output)
+            names.append(node.name)
+    return names
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, reader: CalibrationReader, fp32_tail: bool = True) -> None:
     """Static int8 quantisation of the fp32 graph (QDQ format, per-channel int8 weights, uint8 activations with
-    ranges from the :data:`CALIBRATION_PERCENTILE` percentile over ``reader``; min-max calibration let a few
-    outliers stretch the ranges and cost 4x the colour error), after onnxruntime's pre-processing (shape
-    inference, graph optimisation), written to ``out_path``. Batch norms are already folded into the
-    convolutions by the exporter."""
+    ranges from the :data:`CALIBRATION_PERCENTILE` percentile over ``reader``: min-max ranges let a few
+    outliers stretch them), after onnxruntime's pre-processing (shape inference, graph optimisation), written
+    to ``out_path``. Batch norms are already folded into the convolutions by the exporter.
+
+    ``fp32_tail``: leave the :func:`tail_nodes` unquantised, so a classification model's logits, bin
+    probabilities and decoded ab are not rounded to 8 bits (one uint8 scale shared by every head channel,
+    probabilities in steps of 1/255). On effnet-cic that moved the colours less from the fp32 graph and
+    was faster, the quantise/dequantise pairs around the decode costing more than they saved (README,
+    "Deploy: ONNX and int8")."""
     q = _require("onnxruntime.quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -256,6 +284,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, reader: CalibrationReader) ->
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         except Exception:  # pre-processing is an optimisation; quantise the graph as exported if it fails
             pre = fp32_path
+        exclude = tail_nodes(pre) if fp32_tail else []
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # the quantiser logs a warning per batch-norm weight the exporter folded away
@@ -264,7 +293,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, reader: CalibrationReader) ->
                 q.quantize_static(
                     str(pre), str(out_path), reader, quant_format=q.QuantFormat.QDQ, per_channel=True,
                     activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                    calibrate_method=q.CalibrationMethod.Percentile,
+                    calibrate_method=q.CalibrationMethod.Percentile, nodes_to_exclude=exclude,
                     extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
                 )
         except Exception as e:
@@ -349,9 +378,10 @@ class OnnxModel(nn.Module):
         if not return_all:
             return ab_net
         conf = torch.from_numpy(outs[self.outputs.index("confidence")])
-        hc, wc = (h + 1) // 2, (w + 1) // 2  # the confidence head's half-resolution grid
-        if conf.shape[-2] > h:  # a full-resolution head
-            hc, wc = h, w
+        # The confidence grid covers the graph's input (padded where small) at its own stride (2 for cicgan):
+        # keep the part over the photo, ceil(h * ch / hp) rows, as the model's own crop does.
+        (hp, wp), (ch, cw) = tensors[0].shape[-2:], conf.shape[-2:]
+        hc, wc = -(-h * ch // hp), -(-w * cw // wp)
         return SimpleNamespace(ab_net=ab_net, confidence=conf[..., :hc, :wc])
 
 
