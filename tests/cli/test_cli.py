@@ -434,6 +434,29 @@ def test_colorize_hints_moves_the_colour_at_full_resolution(tmp_path, hint_model
     assert r.exit_code == 0 and hint_model.specs[-1] == "mine"
 
 
+def test_colorize_base_refines_an_automatic_result_with_the_hints(tmp_path, hint_model, monkeypatch, tiny_model_dir):
+    from _helpers import grey_photo, save
+
+    monkeypatch.setattr(hub, "bundled_names", lambda: ["default", "hints"])
+    src = save(grey_photo(5, w=160, h=90), tmp_path / "photo.png")
+    hints = _hint_file(tmp_path / "photo.hints.json", [{"x": 140, "y": 15, "color": HINT_RED}])
+    assert invoke("colorize", src, "--hints", hints, "-o", tmp_path / "plain").exit_code == 0
+    r = invoke("colorize", src, "--hints", hints, "--base", "default", "-o", tmp_path / "based")
+    assert r.exit_code == 0, r.output
+    assert hint_model.specs[-2:] == ["hints", "default"]  # the hint model, then the base it refines
+    # The stand-in base IS the hint model here, so refining its own result changes nothing.
+    plain, based = (np.asarray(Image.open(tmp_path / d / "photo.png")) for d in ("plain", "based"))
+    assert np.abs(plain.astype(int) - based.astype(int)).max() <= 1
+    with Image.open(tmp_path / "based" / "photo.png") as im:
+        assert im.getexif().get(0x0131, "").endswith("model spread-hints on spread-hints")  # provenance: "<hints> on <base>"
+
+
+def test_colorize_base_needs_a_hint_model(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "p.png", 20, 20)
+    r = invoke("colorize", src, "--model", tiny_model_dir, "--base", tiny_model_dir, "-o", tmp_path / "out")
+    assert_one_line_error(r, f"--base {tiny_model_dir}: model", "takes no hints", code=2)
+
+
 @pytest.mark.parametrize("kind", ["missing", "not-json", "not-a-list", "no-colour", "bad-colour", "outside", "nested"])
 def test_bad_hint_files_are_one_line_errors(tmp_path, hint_model, make_photo, kind):
     src = make_photo(tmp_path / "p.png", 40, 30)

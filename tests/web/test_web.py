@@ -174,6 +174,23 @@ def test_the_page_starts_from_the_automatic_result_and_hints_refine_it(constant_
     assert np.abs(small - preview.astype(np.float32)).mean() < 3.0  # the preview shows the same result
 
 
+def test_the_pages_refined_download_is_colorize_with_base(tmp_path, constant_ab):
+    """/full on a page that starts from the automatic model is, pixel for pixel, what `polychrome colorize
+    --hints FILE --base AUTO` writes (RefinedColorizer)."""
+    from polychrome.colorizer import RefinedColorizer
+
+    model, auto = GlowHints(), constant_ab(-30.0, 40.0)
+    hints = [{"x": 60, "y": 45, "color": BLUE}]
+    with client(model, auto_spec=auto) as c:
+        full = image(c.post(f"/api/photos/{photo_id(c)}/full", json=hints))
+    (tmp_path / "photo.png").write_bytes(grey_png(W, H))
+    refined = RefinedColorizer(colorizer_of(model), colorizer_of(auto))
+    colorize_file(refined, tmp_path / "photo.png", tmp_path / "cli.png", size=SIZE, hints=parse_hints(hints))
+    assert np.array_equal(full, np.asarray(Image.open(tmp_path / "cli.png").convert("RGB")))
+    with pytest.raises(ValueError, match="takes no hints"):
+        RefinedColorizer(colorizer_of(auto), colorizer_of(model))
+
+
 def test_refine_base_keeps_the_base_without_hints_and_the_hint_models_colour_in_its_region():
     from polychrome.color.hints import REFINE_TAU, refine_base
 

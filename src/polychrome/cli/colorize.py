@@ -83,6 +83,14 @@ def colorize(
             show_default=False,
         ),
     ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="With a hint model: start from this automatic model's result (e.g. default) and let the hints "
+            "refine it, as the web page does; without hints the result is that model's.",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     precision: Annotated[
@@ -160,6 +168,8 @@ def colorize(
 
         if to_file:
             raise fail(f"-o {output}: a run with --manifest or several workers writes into a folder; give a folder")
+        if base is not None:
+            raise fail("--base is for one photo with hints; it does not combine with --manifest or several workers")
 
         return colorize_archive(inputs, output, model, size, compare, hint_list, (hint_flag, hint_source), overwrite,
                                 device, precision.value, temperature, confidence, manifest, world)  # fmt: skip
@@ -178,7 +188,7 @@ def colorize(
     if hint_list is not None and len(jobs) > 1:
         raise fail(f"{hint_flag}: hints belong to one photo, the inputs hold {len(jobs)}; give exactly one photo")
     if model is None:
-        model = "default" if hint_list is None else "hints"
+        model = "default" if hint_list is None and base is None else "hints"
         if model == "hints" and "hints" not in hub.bundled_names() and jobs:
             raise fail(
                 "the bundled 'hints' model is not in this installation (polychrome/weights/hints.safetensors "
@@ -189,6 +199,13 @@ def colorize(
     colorizer = load_colorizer(model, pick_device(device), precision.value) if jobs else None
     if colorizer is not None:
         check_request(colorizer, model, temperature, confidence, bool(hint_list))
+        if base is not None:
+            from polychrome.colorizer import RefinedColorizer
+
+            try:
+                colorizer = RefinedColorizer(colorizer, load_colorizer(base, pick_device(device), precision.value))
+            except ValueError as e:
+                raise fail(f"--base {base}: {e}") from None
 
     for msg in notes:
         say_note(msg, err)
