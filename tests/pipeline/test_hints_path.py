@@ -215,12 +215,6 @@ def test_red_and_green_hints_reach_the_model_as_opposite_a():
     assert got[0][1] == pytest.approx(39.2, abs=0.1) and got[1][1] == pytest.approx(42.3, abs=0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # only the hue gap may fail it: an error in the test itself is a failure
-    reason="issue 13: the bundled 'hints' model was trained on true-colour hints only and ignores a hint's a "
-    "(red and green land within a few degrees of the same amber); retrain with configs/hints.toml",
-)
 def test_the_bundled_hint_model_tells_a_red_hint_from_a_green_one():
     model = Colorizer.from_pretrained("hints")
     rgb = _mid_grey(120, 160, seed=3)
