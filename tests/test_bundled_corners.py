@@ -31,15 +31,20 @@ def _photos() -> list[np.ndarray]:
     return [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.stereo_motorcycle()[0]]
 
 
+def _lab_and_prediction(model: torch.nn.Module, img: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The photo at SIZE x SIZE as Lab (1, 3, SIZE, SIZE) and the model's ab for its L (2, SIZE, SIZE), CIE units."""
+    rgb = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+    rgb = F.interpolate(rgb, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
+    lab = rgb_to_lab(rgb.clamp(0, 1))
+    with torch.no_grad():
+        return lab, net_to_ab(model(l_to_net(lab[:, :1])).float())[0]
+
+
 def chroma_excess_blocks(model: torch.nn.Module, photos: list[np.ndarray]) -> np.ndarray:
     """(GRID, GRID): per block, predicted chroma minus the photo's true chroma, averaged over the photos."""
     out = []
     for img in photos:
-        rgb = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
-        rgb = F.interpolate(rgb, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
-        lab = rgb_to_lab(rgb.clamp(0, 1))
-        with torch.no_grad():
-            ab = net_to_ab(model(l_to_net(lab[:, :1])).float())[0]  # (2, SIZE, SIZE)
+        lab, ab = _lab_and_prediction(model, img)
         b = SIZE // GRID
         pred = ab.norm(dim=0).reshape(GRID, b, GRID, b).mean((1, 3))
         true = lab[0, 1:].norm(dim=0).reshape(GRID, b, GRID, b).mean((1, 3))
@@ -98,11 +103,7 @@ def edge_shifts(model: torch.nn.Module, photos: list[np.ndarray]) -> dict[str, n
     inner band) minus the same difference in the original, as (a, b)."""
     shifts: dict[str, list[np.ndarray]] = {"top": [], "bottom": [], "left": [], "right": []}
     for img in photos:
-        rgb = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
-        rgb = F.interpolate(rgb, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
-        lab = rgb_to_lab(rgb.clamp(0, 1))
-        with torch.no_grad():
-            pred = net_to_ab(model(l_to_net(lab[:, :1])).float())[0]
+        lab, pred = _lab_and_prediction(model, img)
         true = lab[0, 1:]
         for edge, out in shifts.items():
             p, t = (pred, true) if edge in ("top", "bottom") else (pred.transpose(1, 2), true.transpose(1, 2))
