@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from polychrome.color.hints import Hint, HintError, refine_base
-from polychrome.io import photo_pixels, read_photo, to_uint8
+from polychrome.io import PhotoPixels, photo_pixels, read_photo, to_uint8, to_uint16
 from polychrome.models.card import CardError, ModelCard
 from polychrome.pipeline.core import (
     Prediction,
@@ -33,12 +33,14 @@ from polychrome.pipeline.core import (
     Timer,
     bands,
     gray8,
+    gray_deep,
     lightness,
     lightness_rows,
     no_timer,
     predict,
     render,
     render8,
+    render_deep,
     to_array,
     to_working_grid,
     upsample,
@@ -231,7 +233,7 @@ class Colorizer:
         hw = tuple(L.shape[-2:])
         return upsample(pred.ab, hw), self.confidence_at(pred.confidence, hw)
 
-    # ------------------------------------------------------------------ 8-bit photos, in bounded memory
+    # ------------------------------------------------------------------ photos at full resolution, in bounded memory
     def colorize_image(
         self,
         img: Image.Image,
@@ -242,13 +244,16 @@ class Colorizer:
         compare: bool = False,
         name: str = "image",
         timer: Timer = no_timer,
-    ) -> tuple[Image.Image, Prediction]:
-        """A decoded photo (PIL, any mode) -> its colour version as an 8-bit PIL image, at full resolution,
-        in memory that does not grow with the photo beyond the photo and the result (the path a file takes:
+        bits: int = 8,
+    ) -> tuple[Image.Image | np.ndarray, Prediction]:
+        """A decoded photo (PIL, any mode) -> its colour version at full resolution, in memory that does not
+        grow with the photo beyond the photo and the result (the path a file takes:
         :mod:`polychrome.pipeline.core`, "Full resolution in bounded memory").
 
-        The result is RGB, RGBA when the photo has alpha, ``compare`` puts the grey photo to its left.
-        Returns (the image, the working-grid
+        The result is an 8-bit PIL image: RGB, RGBA when the photo has alpha; ``compare`` puts the grey
+        photo to its left. With ``bits=16``, a photo of more than 8 bits a sample (a 16-bit scan:
+        :attr:`~polychrome.io.PhotoPixels.deep`) comes back as a uint16 (H, W, 3) array instead, joined
+        with its own L at float precision (:meth:`render_pixels`). Returns (the image, the working-grid
         :class:`~polychrome.pipeline.core.Prediction`); other arguments as in :meth:`predict_working`.
         ``name`` names the photo in warnings."""
         self.check_hints(hints)
@@ -257,16 +262,46 @@ class Colorizer:
             self.check_confidence()
         with timer("to_float"):
             pixels = photo_pixels(img, name)
+        pred = self.predict_pixels(pixels, hints, temperature, size, confidence, timer)
+        return self.render_pixels(pixels, pred.ab, compare=compare, bits=bits, timer=timer), pred
+
+    def predict_pixels(
+        self,
+        pixels: PhotoPixels,
+        hints: list[Hint] | None = None,
+        temperature: float | None = None,
+        size: int | None = None,
+        confidence: bool = False,
+        timer: Timer = no_timer,
+    ) -> Prediction:
+        """One model call on a decoded photo's L on the working grid (computed a band at a time)."""
+        H, W = pixels.height, pixels.width
+        with timer("resize"):
+            L_work = working_lightness(lightness_rows(pixels), (H, W), self.working_shape(H, W, size))
+        return self.predict_working(L_work, hints, (H, W), None, None, temperature, confidence, timer)
+
+    def render_pixels(
+        self, pixels: PhotoPixels, ab_work: torch.Tensor, compare: bool = False, bits: int = 8,
+        timer: Timer = no_timer,
+    ) -> Image.Image | np.ndarray:
+        """Working-grid ab (1, 2, h, w) joined with a decoded photo's own L at full resolution, a band at a
+        time: the 8-bit PIL image (alpha kept, ``compare``: the grey photo to its left) or, with ``bits=16``
+        and a photo of more than 8 bits, the uint16 (H, W, 3) array (the float join quantised to 16 bits)."""
         H, W = pixels.height, pixels.width
         rows = lightness_rows(pixels)
-        work_hw = self.working_shape(H, W, size)
-        with timer("resize"):
-            L_work = working_lightness(rows, (H, W), work_hw)
-        pred = self.predict_working(L_work, hints, (H, W), None, None, temperature, confidence, timer)
         x0 = W if compare else 0
+        if bits == 16 and pixels.deep:
+            with timer("to_8bit"):
+                deep = np.empty((H, x0 + W, 3), np.uint16)
+            for r0, L, rgb in render_deep(rows, ab_work, (H, W), timer):
+                with timer("to_8bit"):
+                    deep[r0 : r0 + len(rgb), x0:] = to_uint16(rgb)
+                    if compare:
+                        deep[r0 : r0 + len(rgb), :W] = to_uint16(gray_deep(L))
+            return deep
         with timer("to_8bit"):
             out = Image.new("RGB", (x0 + W, H))
-        for r0, L, rgb in render8(rows, pred.ab, (H, W), timer):
+        for r0, L, rgb in render8(rows, ab_work, (H, W), timer):
             with timer("to_8bit"):
                 out.paste(Image.fromarray(rgb, "RGB"), (x0, r0))
                 if compare:
@@ -278,7 +313,7 @@ class Colorizer:
                 alpha.paste(pixels.alpha, (0, 0))
                 alpha.paste(pixels.alpha, (W, 0))
             out.putalpha(alpha)
-        return out, pred
+        return out
 
     def render_image(self, L: torch.Tensor, ab_work: torch.Tensor, timer: Timer = no_timer) -> Image.Image:
         """L (1, 1, H, W) in [0, 100] and working-grid ab -> the 8-bit colour photo (PIL RGB), a band at a time,

@@ -14,9 +14,11 @@ from polychrome.io.images import (
     archive_metadata,
     check_writable_folder,
     default_file_mode,
+    encode_image,
     find_images,
     finite_unit,
     grey_to_pil,
+    image_format,
     is_complete_image,
     is_image_path,
     is_inside,
@@ -33,14 +35,15 @@ from polychrome.io.images import (
     to_uint16,
     too_many_pixels,
     unread_photo_format,
+    webp_is_lossless,
     write_json_atomic,
 )
 
 __all__ = [
     "BYTES_PER_PIXEL", "IMAGE_EXTENSIONS", "MAX_PIXELS", "UNREAD_PHOTO_FORMATS", "ArchiveMetadata", "FolderScan",
     "ImageError", "ImageWarning", "Photo", "archive_metadata", "check_writable_folder", "default_file_mode",
-    "find_images", "finite_unit", "grey_to_pil", "is_complete_image", "is_image_path", "is_inside", "load_rgb",
-    "open_image", "PhotoPixels", "photo_pixels", "pil_to_rgb_array", "read_image", "read_photo", "rgb_array_to_pil",
-    "save_image_atomic", "scan_folder", "to_uint8", "to_uint16", "too_many_pixels", "unread_photo_format",
-    "write_json_atomic",
+    "encode_image", "find_images", "finite_unit", "grey_to_pil", "image_format", "is_complete_image",
+    "is_image_path", "is_inside", "load_rgb", "open_image", "PhotoPixels", "photo_pixels", "pil_to_rgb_array",
+    "read_image", "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder", "to_uint8", "to_uint16",
+    "too_many_pixels", "unread_photo_format", "webp_is_lossless", "write_json_atomic",
 ]

@@ -12,8 +12,9 @@ import os
 import re
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -212,19 +213,23 @@ class PhotoPixels:
     full-resolution float copy of an 8-bit photo (:func:`photo_pixels` makes one).
 
     ``kind`` says what :meth:`rows` gives: ``"L"`` uint8 (n, W) grey levels, ``"RGB"`` uint8 (n, W, 3), or
-    ``"F"`` float32 (n, W) grey in [0, 1] (a photo of more than 8 bits: 16-bit, 32-bit or float)."""
+    ``"F"`` float32 (n, W) grey in [0, 1] (a photo read as more than 8 bits: 16-bit, 32-bit or float).
+    ``deep``: the photo holds more than 8 bits a sample (16-bit, 32-bit holding more than 8-bit values,
+    float), so its colour version is worth 16 bits where the format takes them."""
 
     kind: str
     width: int
     height: int
     image: Image.Image | None = None  # "L" or "RGB" 8-bit, for kinds "L" and "RGB"
-    grey: np.ndarray | None = None  # float32 (H, W) in [0, 1], for kind "F"
+    grey: np.ndarray | None = None  # kind "F": float32 (H, W) in [0, 1], or a 16-bit photo's uint16 (H, W)
     alpha: Image.Image | None = None  # 8-bit "L" alpha channel, or None
+    deep: bool = False
 
     def rows(self, r0: int, r1: int) -> np.ndarray:
         """Rows ``r0`` to ``r1`` (exclusive) of the photo."""
         if self.grey is not None:
-            return self.grey[r0:r1]
+            g = self.grey[r0:r1]
+            return g.astype(np.float32) / 65535.0 if g.dtype == np.uint16 else g
         return np.asarray(self.image.crop((0, r0, self.width, r1)))
 
 
@@ -233,15 +238,16 @@ def photo_pixels(img: Image.Image, name: str = "image") -> PhotoPixels:
     alpha, same mending of float pixels), but an 8-bit photo is kept as its 8-bit image: grey stays grey
     ("L", one byte a pixel), anything else becomes "RGB"."""
     w, h = img.size
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode.startswith("I;16"):  # kept as uint16 (2 bytes a pixel), scaled a band at a time
+        return PhotoPixels("F", w, h, grey=np.ascontiguousarray(np.asarray(img), dtype=np.uint16), deep=True)
+    if img.mode in ("I", "F"):
         a = np.asarray(img, dtype=np.float32)
-        if img.mode.startswith("I;16"):
-            g = np.clip(a / 65535.0, 0.0, 1.0)
-        elif img.mode == "I":
-            g = np.clip(a / (65535.0 if a.max() > 255 else 255.0), 0.0, 1.0)
+        if img.mode == "I":
+            deep = bool(a.max() > 255)
+            g = np.clip(a / (65535.0 if deep else 255.0), 0.0, 1.0)
         else:
-            g = finite_unit(a, name)
-        return PhotoPixels("F", w, h, grey=np.ascontiguousarray(g, dtype=np.float32))
+            deep, g = True, finite_unit(a, name)
+        return PhotoPixels("F", w, h, grey=np.ascontiguousarray(g, dtype=np.float32), deep=deep)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     alpha = img.getchannel("A") if img.mode in ("RGBA", "LA", "PA") else None
@@ -270,7 +276,7 @@ _FORMAT_METADATA = {
     "JPEG": ("exif", "icc_profile", "dpi"),
     "PNG": ("exif", "icc_profile", "dpi"),
     "TIFF": ("exif", "icc_profile", "dpi", "compression"),
-    "WEBP": ("exif", "icc_profile"),
+    "WEBP": ("exif", "icc_profile", "lossless"),
     "BMP": ("dpi",),
 }
 _JPEG_EXIF_MAX = 65533  # one APP1 segment
@@ -282,13 +288,14 @@ _TIFF_COMPRESSIONS = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbit
 class ArchiveMetadata:
     """What an archive keeps of a photo, to be written into its colour version: EXIF (date, camera,
     description, copyright, GPS; no orientation, maker notes or thumbnail), an RGB ICC profile, the DPI and
-    a TIFF's lossless compression."""
+    a TIFF's lossless compression, and whether a WebP was lossless."""
 
     exif: bytes | None = None  # a TIFF-structured EXIF block, as Pillow's ``exif=`` takes it
     icc_profile: bytes | None = None
     dpi: tuple[float, float] | None = None
     compression: str | None = None  # a TIFF's lossless compression, for a TIFF output (an LZW scan stays LZW)
     software: str | None = None  # the provenance note: EXIF Software (and a PNG's tEXt Software)
+    lossless: bool | None = None  # a lossless WebP (its image a VP8L chunk): a WebP output is lossless too
 
     def save_kwargs(self, fmt: str) -> dict:
         """Pillow ``save`` arguments for the parts ``fmt`` (a Pillow format name) can carry."""
@@ -337,31 +344,72 @@ def archive_metadata(img: Image.Image, name: str = "image") -> ArchiveMetadata:
     return ArchiveMetadata(exif_bytes, icc, (float(dpi[0]), float(dpi[1])) if ok else None, compression)
 
 
+def webp_is_lossless(fp: BinaryIO) -> bool:
+    """True when the WebP file ``fp`` (a binary file, read from its start) holds a lossless image: its first
+    image chunk is ``VP8L`` (lossy is ``VP8 ``; an extended file's ``VP8X`` header, ICC, alpha and metadata
+    chunks come before it, an animation's first frame holds it). Pillow does not say; the RIFF chunk
+    headers do, without decoding anything. False for anything else."""
+    head = fp.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return False
+    for _ in range(64):  # a real file reaches its image within a few chunks
+        chunk = fp.read(8)
+        if len(chunk) < 8:
+            return False
+        fourcc, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if fourcc in (b"VP8L", b"VP8 "):
+            return fourcc == b"VP8L"
+        if fourcc == b"ANMF":  # a frame: 16 bytes of position and timing, then its own chunks
+            fp.read(16)
+            continue
+        fp.seek(size + (size & 1), os.SEEK_CUR)
+    return False
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open a photo with its EXIF orientation applied, fully decoded. Raises :class:`ImageError`."""
     return read_image(path)[0]
 
 
-def read_image(path: str | os.PathLike) -> tuple[Image.Image, ArchiveMetadata]:
-    """:func:`open_image`, and the photo's :class:`ArchiveMetadata` for its colour version."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image")
+def read_image(path: str | os.PathLike | BinaryIO, name: str | None = None) -> tuple[Image.Image, ArchiveMetadata]:
+    """:func:`open_image`, and the photo's :class:`ArchiveMetadata` for its colour version. ``path`` may also
+    be a binary file (an upload held in memory); ``name`` names it in messages (default: the path)."""
+    if not hasattr(path, "read"):
+        path = Path(path)
+        if not path.exists():
+            raise ImageError(f"{path}: no such file")
+        if path.is_dir():
+            raise ImageError(f"{path}: is a folder, not an image")
+    if name is None:
+        name = str(path) if isinstance(path, Path) else "image"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=PHOTO_FORMATS) as im:
                 im.load()
-                meta = archive_metadata(im, str(path))
+                meta = archive_metadata(im, name)
+                if im.format == "WEBP":
+                    meta = replace(meta, lossless=_webp_lossless(path))
                 return ImageOps.exif_transpose(im), meta
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
+        raise ImageError(f"{name}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: {too_many_pixels(e)}") from None
+        raise ImageError(f"{name}: {too_many_pixels(e)}") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: cannot read image ({e})") from None
+        raise ImageError(f"{name}: cannot read image ({e})") from None
+
+
+def _webp_lossless(path: Path | BinaryIO) -> bool:
+    """:func:`webp_is_lossless` of a path or a binary file (read from its start, its position kept)."""
+    if isinstance(path, Path):
+        with open(path, "rb") as f:
+            return webp_is_lossless(f)
+    pos = path.tell()
+    try:
+        path.seek(0)
+        return webp_is_lossless(path)
+    finally:
+        path.seek(pos)
 
 
 def too_many_pixels(error: Exception | None = None) -> str:
@@ -410,26 +458,66 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def save_image_atomic(
-    img: Image.Image, path: str | os.PathLike, metadata: ArchiveMetadata | None = None, **save_kwargs
-) -> None:
-    """Write ``img`` to ``path`` so that ``path`` is either absent or complete: write a temporary file in
-    the same folder, then rename it. The format follows the extension; ``metadata`` (a source photo's, from
-    :func:`read_image`) is written where the format can carry it. Raises :class:`ImageError`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+def image_format(path: str | os.PathLike) -> str:
+    """The Pillow format name a file's extension says (``"PNG"``, ``"JPEG"``...). Raises :class:`ImageError`."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
-        raise ImageError(f"{path}: unknown image extension {path.suffix!r}")
+        raise ImageError(f"{path}: unknown image extension {Path(path).suffix!r}")
+    return fmt
+
+
+def encode_image(
+    img: Image.Image | np.ndarray, fp, fmt: str, metadata: ArchiveMetadata | None = None, name: str = "image",
+    **save_kwargs,
+) -> None:
+    """Write ``img`` in format ``fmt`` (a Pillow format name) to ``fp`` (a path or a binary file), with
+    ``metadata`` (a source photo's, from :func:`read_image`) where the format can carry it.
+
+    ``img`` is an 8-bit PIL image, or a uint16 (H, W, 3|4) array for a 16-bit file: a PNG (pypng) or TIFF
+    (tifffile) -- :mod:`polychrome.io.deep`, which also writes a multi-page TIFF whose ``append_images``
+    holds such an array. ``name`` names the photo in warnings. JPEG defaults to quality 95."""
+    from polychrome.io import deep
+
+    meta = metadata.save_kwargs(fmt) if metadata is not None else {}
+    pages = save_kwargs.pop("append_images", []) if save_kwargs.get("save_all") else []
+    if fmt in deep.DEEP_FORMATS and any(isinstance(p, np.ndarray) for p in [img, *pages]):
+        if not hasattr(fp, "write"):
+            with open(fp, "wb") as f:
+                return encode_image(img, f, fmt, metadata, name, **save_kwargs, append_images=pages)
+        if fmt == "PNG":
+            deep.write_png16(img, fp, {**meta, **save_kwargs})
+        else:
+            arrays = [p if isinstance(p, np.ndarray) else np.asarray(p.convert("RGBA" if "A" in p.mode else "RGB"))
+                      for p in [img, *pages]]  # fmt: skip
+            deep.write_tiff16(arrays, fp, metadata, name)
+        return
+    if isinstance(img, np.ndarray):
+        img = rgb_array_to_pil(img[..., :3].astype(np.float32) / 65535.0, img[..., 3] / 65535.0 if img.shape[2] == 4 else None)
+    if pages:
+        save_kwargs["append_images"] = pages
     if fmt == "JPEG" and img.mode not in ("RGB", "L"):
         img = img.convert("RGB")  # JPEG has no alpha
     if fmt == "JPEG":
         save_kwargs.setdefault("quality", 95)
-    for key, value in (metadata.save_kwargs(fmt) if metadata is not None else {}).items():
+    for key, value in meta.items():
         save_kwargs.setdefault(key, value)
+    img.save(fp, format=fmt, **save_kwargs)
+
+
+def save_image_atomic(
+    img: Image.Image | np.ndarray, path: str | os.PathLike, metadata: ArchiveMetadata | None = None, **save_kwargs
+) -> None:
+    """Write ``img`` to ``path`` so that ``path`` is either absent or complete: write a temporary file in
+    the same folder, then rename it. The format follows the extension; ``metadata`` (a source photo's, from
+    :func:`read_image`) is written where the format can carry it; ``img`` as :func:`encode_image` takes it
+    (a uint16 array: a 16-bit PNG or TIFF). Raises :class:`ImageError`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = image_format(path)
     try:
         with locked_part(path) as tmp:  # a killed run's leftover is found by remove_stale_parts
-            img.save(tmp, format=fmt, **save_kwargs)
+            with open(tmp, "w+b") as f:  # w+: Pillow reads a multi-page TIFF back as it appends
+                encode_image(img, f, fmt, metadata, str(path), **save_kwargs)
             os.chmod(tmp, default_file_mode())
             os.replace(tmp, path)
     except OSError as e:

@@ -28,12 +28,14 @@ from polychrome.io import (
     find_images,
     is_complete_image,
     is_image_path,
+    image_format,
     is_inside,
     read_image,
     save_image_atomic,
     scan_folder,
     unread_photo_format,
 )
+from polychrome.io.deep import DEEP_FORMATS
 from polychrome.io.parts import remove_stale_parts
 from polychrome.pipeline.core import Timer, no_timer
 
@@ -74,7 +76,8 @@ def colorize_file(
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
     when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile, the DPI and
     a TIFF's compression (:class:`~polychrome.io.ArchiveMetadata`) as far as the format can carry them, and
-    a provenance note (:func:`provenance`) as EXIF Software (BMP has no place for it).
+    a provenance note (:func:`provenance`) as EXIF Software (BMP has no place for it). A photo of more than
+    8 bits (a 16-bit grey scan) written as PNG or TIFF comes out as 16-bit RGB (:mod:`polychrome.io.deep`).
     Every page of a multi-page TIFF is colourised into a multi-page TIFF ``dst`` (hints and the confidence
     map are page 1's); another format takes page 1, with an :class:`~polychrome.io.ImageWarning` saying so.
     ``compare`` writes grey | colour side by side. ``hints`` are in pixel
@@ -97,7 +100,8 @@ def colorize_file(
         img, metadata = read_image(src)
     metadata = replace(metadata, software=provenance(colorizer))
     pages = tiff_pages(src)
-    kw = dict(size=size, compare=compare, temperature=temperature, timer=timer)
+    bits = 16 if image_format(dst) in DEEP_FORMATS else 8  # a 16-bit scan's colour stays 16-bit there
+    kw = dict(size=size, compare=compare, temperature=temperature, timer=timer, bits=bits)
     out = _colour_page(colorizer, img, str(src), hints=hints, confidence_path=confidence_path, **kw)
     del img  # the decoded photo is not needed for writing
     extra = {}
@@ -140,11 +144,11 @@ def _read_page(src: str | os.PathLike, index: int) -> Image.Image:
 
 
 def _colour_page(colorizer, img, name, size, compare, hints=None, temperature=None, confidence_path=None,
-                 timer=no_timer) -> Image.Image:
-    """One decoded photo (a file's page) -> its colour version as an 8-bit PIL image (alpha kept), through
-    :meth:`Colorizer.colorize_image` (bounded memory)."""
+                 timer=no_timer, bits=8):
+    """One decoded photo (a file's page) -> its colour version as an 8-bit PIL image (alpha kept), or with
+    ``bits=16`` a deep photo's uint16 array, through :meth:`Colorizer.colorize_image` (bounded memory)."""
     out, pred = colorizer.colorize_image(img, hints, temperature, size, confidence=confidence_path is not None,
-                                         compare=compare, name=name, timer=timer)  # fmt: skip
+                                         compare=compare, name=name, timer=timer, bits=bits)  # fmt: skip
     if confidence_path is not None:
         save_image_atomic(colorizer.confidence_image(pred.confidence, (img.height, img.width)), confidence_path)
     return out

@@ -11,7 +11,8 @@ Full resolution in bounded memory: everything at the photo's own size is done a 
 (:data:`BAND_PIXELS` pixels, whatever the photo's size): L from the photo's 8-bit pixels through lookup
 tables, L down to the working grid (antialiased, one axis at a time), ab up (bilinear, as
 ``F.interpolate``), the Lab join and the 8-bit quantisation. An 8-bit photo is never held as floats at full
-resolution: what grows with the photo is its decoded input and its 8-bit output.
+resolution: what grows with the photo is its decoded input and its 8-bit output. A photo of more than 8
+bits (a 16-bit scan) takes the same bands with the float join (:func:`render_deep`), for a 16-bit output.
 
 Stage timing: functions here take ``timer``, a callable ``timer(stage) -> context manager`` wrapped around
 each stage (:data:`STAGES` names them); :func:`no_timer` does nothing. The speed benchmark passes its own.
@@ -232,6 +233,30 @@ def render8(
         with timer("lab_to_rgb"):
             rgb = lab_to_srgb8(L, ab[0], ab[1]).view(r1 - r0, W, 3).numpy()
         yield r0, L, rgb
+
+
+def render_deep(
+    rows: LightnessRows, ab_work: torch.Tensor, hw: tuple[int, int], timer: Timer = no_timer
+) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """:func:`render8` without the 8-bit step, for a photo of more than 8 bits: for each band, (r0, its L
+    (n, W), its sRGB (n, W, 3) float32 in [0, 1]), the exact float join (:func:`join_lab`) of the L ``rows``
+    gives with the upsampled ab, to be quantised to 16 bits (:func:`polychrome.io.to_uint16`)."""
+    H, W = hw
+    with timer("resize"):
+        up = RowUpsampler(ab_work[:1].float(), hw)
+    for r0, r1 in bands(H, W):
+        with timer("rgb_to_l"):
+            L = rows(r0, r1)
+        with timer("resize"):
+            ab = up.rows(r0, r1)
+        with timer("lab_to_rgb"):
+            rgb = to_array(join_lab(L, ab))
+        yield r0, L[0, 0], rgb
+
+
+def gray_deep(L: torch.Tensor) -> np.ndarray:
+    """The grey photo of L (ab = 0) in float: (n, W) L -> (n, W, 3) float32 in [0, 1] (:func:`gray_rgb`)."""
+    return to_array(gray_rgb(L[None, None]))
 
 
 def gray8(L: torch.Tensor) -> np.ndarray:
