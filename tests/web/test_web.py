@@ -441,7 +441,7 @@ def test_store_drops_the_least_recently_used_photo():
         c3 = photo_id(c)
         assert c.get(f"/api/photos/{b}").status_code == 404
         assert c.get(f"/api/photos/{a}").status_code == 200 and c.get(f"/api/photos/{c3}").status_code == 200
-    one_photo = 4 * (W * H + 96 * 72 + 160 * 120)  # float32 L at the three sizes
+    one_photo = len(grey_png(W, H)) + 4 * (96 * 72 + 160 * 120)  # the upload, float32 L at two small sizes
     with client(limits=Limits(max_store_bytes=int(2.5 * one_photo))) as c:
         ids = [photo_id(c) for _ in range(3)]
         assert [c.get(f"/api/photos/{i}").status_code for i in ids] == [404, 200, 200]

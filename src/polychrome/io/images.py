@@ -577,8 +577,9 @@ def _libjpeg_table(quality: int) -> list[int]:
     return [min(max((q * scale + 50) // 100, 1), 255) for q in _JPEG_LUMA_TABLE]
 
 
-def jpeg_quality(path: str | os.PathLike) -> int | None:
-    """The quality (1-100, libjpeg's scale) a JPEG file was saved at, or None for a file that is not a JPEG.
+def jpeg_quality(path: str | os.PathLike | BinaryIO) -> int | None:
+    """The quality (1-100, libjpeg's scale) a JPEG file (a path or a binary file) was saved at, or None for a
+    file that is not a JPEG.
 
     Read from the header only: the quality whose libjpeg luminance table is closest to the file's (the sum
     of absolute differences; the order of the 64 entries does not matter for it). Exact for files written

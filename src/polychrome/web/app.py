@@ -1,9 +1,9 @@
 """The interactive hint page's server: a FastAPI app over a :class:`polychrome.Colorizer`.
 
-A person uploads a photo once; the server keeps its lightness in memory and answers every later
-request from it:
+A person uploads a photo once; the server keeps the uploaded file and the photo's lightness at two small
+sizes in memory and answers every later request from them:
 
-    POST /api/photos                     multipart photo -> id and size (the photo's L is kept, LRU)
+    POST /api/photos                     multipart photo -> id and size (the photo is kept, LRU)
     POST /api/photos/{id}/colorize       hint list -> preview image (long side ``preview_size``)
     POST /api/photos/{id}/suggestions    ?x=&y= + hint list -> colours the models propose at that spot
     POST /api/photos/{id}/doubt          hint list -> up to 5 spots where the models are least sure
@@ -16,12 +16,15 @@ request from it:
 Every request body is the hint file's structure, ``[{"x": 120, "y": 45, "color": "#aa3322"}, ...]``, in
 pixel coordinates of the ORIGINAL photo (:mod:`polychrome.color.hints`); ``[]`` is automatic colourisation.
 
-Why the preview is both fast and faithful: at upload the server computes, once, the full-resolution L,
-the model's input L on the working grid (:meth:`Colorizer.working_l`) and a display-size L. Every request
-runs the model once on the working-grid L (:meth:`Colorizer.predict_working`, cached per hint list) and
-renders that ab onto an L (:meth:`Colorizer.render`): the display L for a preview, the full-resolution L
-for the download. ``polychrome colorize`` is the same three calls on the same full-resolution L, so the
-download is the CLI's result and the preview is it at display size.
+Why the preview is both fast and faithful: at upload the server computes, once, the model's input L on
+the working grid and a display-size L, a band of rows at a time from the decoded photo, as ``polychrome
+colorize`` does; it keeps the uploaded file, not the decoded photo. Every request runs the model once on
+the working-grid L (:meth:`Colorizer.predict_working`, cached per hint list) and renders that ab onto an
+L: the display L for a preview (:meth:`Colorizer.render`), and for the download the photo's own L,
+decoded from the upload when the job runs (:meth:`Colorizer.render_pixels`, the CLI's path: its pixels,
+16 bits for a 16-bit scan as PNG, its EXIF, ICC profile, DPI and provenance note). So the download is the
+CLI's file and the preview is it at display size, and a request waiting in the queue holds only the
+uploaded bytes.
 
 Model calls run in worker threads (never on the event loop), at most ``Limits.jobs`` at a time and at most
 ``Limits.job_pixels`` pixels among them (a full-resolution job's memory is about proportional to its
@@ -233,8 +236,8 @@ def create_app(
     async def upload(
         file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, TIFF, BMP; grey or colour).")],
     ) -> PhotoInfo:
-        """Upload a photo once; the server keeps its lightness (full, working and preview size) in memory
-        and returns its id. Colour in the photo is ignored: only its lightness is colourised.
+        """Upload a photo once; the server keeps the file and its lightness (working and preview size) in
+        memory and returns its id. Colour in the photo is ignored: only its lightness is colourised.
 
         413: the file is over `max_upload_bytes` or the image over `max_pixels` (checked on the header,
         before decoding); 422: not a photo in a format polychrome reads (JPEG, PNG, WebP, BMP, TIFF)."""
@@ -290,7 +293,7 @@ def create_app(
     )
     async def colorize(request: Request, photo_id: PhotoId, format: PreviewFormat = "jpeg") -> Response:
         """Colourise the photo at the working size with the given hints and return it at preview size
-        (the full-resolution L joined with upsampled ab, as `/full`, just smaller). `[]` gives the
+        (the photo's L joined with upsampled ab, as `/full`, just smaller). `[]` gives the
         automatic result. Header `X-Elapsed-Ms`: the server's time for the model and encoding."""
         photo = session.store.get(photo_id)
         hints = session.read_hints(photo, await request.body())
@@ -366,11 +369,14 @@ def create_app(
     )
     async def full_result(request: Request, photo_id: PhotoId, format: FullFormat = "png") -> Response:
         """Colourise at the photo's full resolution with the given hints: the same Colorizer path as
-        `polychrome colorize --hints`, at this server's working size."""
+        `polychrome colorize --hints` (with `--base` on a page that starts from the automatic model), at
+        this server's working size, and the same file: the upload's EXIF (orientation reset), ICC profile
+        and DPI, the note "colourised by polychrome VERSION, model NAME" (EXIF Software), alpha kept in a
+        PNG, and a 16-bit PNG for a 16-bit scan. The upload is decoded when the job runs."""
         photo = session.store.get(photo_id)
         hints = session.read_hints(photo, await request.body())
         data = await gate.run("full-resolution colourisation", session.full, photo, hints, format,
-                              cost=photo.L_full.numel(), ticket=photo.id)
+                              cost=photo.pixels, ticket=photo.id)
         ext = "png" if format == "png" else "jpg"
         return Response(
             data,

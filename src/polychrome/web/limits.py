@@ -23,7 +23,7 @@ class Limits:
     max_upload_bytes: int = 25 * MB  # size of an uploaded photo file (413 over it)
     max_pixels: int = 30_000_000  # width x height of an uploaded photo, checked before decoding (413)
     max_photos: int = 16  # photos kept in memory; the least recently used is dropped first
-    max_store_bytes: int = 1024 * MB  # memory for kept photos (their L at three sizes plus cached ab)
+    max_store_bytes: int = 1024 * MB  # memory for kept photos (the uploaded file, L at two small sizes, ab)
     max_hints: int = 500  # hints in one request (422 over it)
     max_json_bytes: int = 1 * MB  # a JSON request body (413 over it)
     jobs: int = 2  # colourisations (and photo decodes) running at once; more wait in the queue

@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -17,10 +17,12 @@ from fastapi import HTTPException
 from PIL import Image
 
 from polychrome.color.hints import TOO_DEEP, Hint, HintError, ab_to_hex, parse_hints, refine_base
-from polychrome.colorizer import Colorizer
-from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil
+from polychrome.colorizer import Colorizer, RefinedColorizer
+from polychrome.io import ImageError, encode_image, photo_pixels, read_image, rgb_array_to_pil
 from polychrome.io.images import jpeg_quality
-from polychrome.pipeline import lightness, resize_l, working_shape
+from polychrome.pipeline import working_shape
+from polychrome.pipeline.batch import provenance
+from polychrome.pipeline.core import lightness_rows, working_lightness
 from polychrome.web.limits import Limits, check_pixels, too_many_pixels
 from polychrome.web.schemas import DoubtSpot, PhotoInfo, Suggestion
 
@@ -33,23 +35,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Photo:
-    """One uploaded photo's lightness at three sizes, plus cached model outputs on the working grid."""
+    """One uploaded photo: the file as uploaded, its lightness at the working and preview sizes, and cached
+    model outputs on the working grid. Nothing at full resolution is kept decoded: a full-resolution job
+    decodes the file when it runs (:meth:`Session.full`), so a request waiting in the queue holds at most
+    the uploaded bytes (``Limits.max_upload_bytes``)."""
 
     id: str
     name: str
-    L_full: torch.Tensor  # (1, 1, H, W) float32 L in [0, 100], the photo's own resolution
-    L_work: torch.Tensor  # (1, 1, h, w) the model's input L on the working grid (Colorizer.working_l)
+    data: bytes  # the uploaded file, as sent
+    width: int
+    height: int
+    L_work: torch.Tensor  # (1, 1, h, w) the model's input L on the working grid (as colorize computes it)
     L_preview: torch.Tensor  # (1, 1, ph, pw) the display L of previews
     jpeg_quality: int | None = None  # the upload's JPEG quality (libjpeg scale), None when not a JPEG
     ab_cache: OrderedDict = field(default_factory=OrderedDict)  # key -> (1, 2, h, w) ab, Lab units
 
     @property
     def hw(self) -> tuple[int, int]:
-        return tuple(self.L_full.shape[-2:])
+        return self.height, self.width
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
 
     def nbytes(self) -> int:
-        tensors = [self.L_full, self.L_work, self.L_preview, *self.ab_cache.values()]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        tensors = [self.L_work, self.L_preview, *self.ab_cache.values()]
+        return len(self.data) + sum(t.numel() * t.element_size() for t in tensors)
 
     def info(self) -> PhotoInfo:
         (H, W), (h, w), (ph, pw) = self.hw, self.L_work.shape[-2:], self.L_preview.shape[-2:]
@@ -192,9 +203,10 @@ def least_sure_cells(
 
 
 class Session:
-    """What the page's requests do with one Colorizer (and the optional automatic one): photos are decoded once
-    into L at three sizes, every request runs the model once on the working-grid L (cached per hint list) and
-    renders that ab onto the L it needs (preview or full resolution)."""
+    """What the page's requests do with one Colorizer (and the optional automatic one): an upload is kept as
+    its file and its L on the working and preview grids, every request runs the model once on the
+    working-grid L (cached per hint list) and renders that ab onto the L it needs: the preview's, or the
+    photo's own, decoded from the file when a full-resolution job runs."""
 
     def __init__(
         self, model: Colorizer, auto: Colorizer | None, model_name: str, auto_name: str | None, limits: Limits,
@@ -205,6 +217,8 @@ class Session:
         self.refines = bool(start_from_auto and auto is not None and model.card.takes_hints)
         self.limits, self.size, self.preview_size = limits, size, preview_size
         self.store = PhotoStore(limits.max_photos, limits.max_store_bytes)
+        # The note every download carries: the command-line equivalent's (colorize --hints --base AUTO).
+        self.provenance = provenance(RefinedColorizer(model, auto) if self.refines else model)
 
     def read_hints(self, photo: Photo, body: bytes) -> list[Hint]:
         if not body.strip():
@@ -330,23 +344,45 @@ class Session:
         return source, label, spots
 
     def full(self, photo: Photo, hints: list[Hint], fmt: str) -> bytes:
-        # The working-grid ab of the preview, rendered onto the full-resolution L: polychrome colorize's path.
+        """The full-resolution result as a file: the working-grid ab of the preview joined with the photo's
+        own L, decoded from the upload now (its turn in the queue), by polychrome colorize's path
+        (:meth:`Colorizer.render_pixels`): the same pixels (alpha kept in a PNG; 16 bits for a 16-bit scan
+        in a PNG), EXIF (orientation reset), ICC profile, DPI and provenance note (:func:`provenance`)."""
         ab = self.result_ab(photo, hints)
-        return encode(self.model.render_image(photo.L_full, ab), fmt, quality=photo.jpeg_quality or DEFAULT_JPEG_QUALITY)
+        img, metadata = self._read(photo.data, photo.name)
+        pixels = photo_pixels(img, photo.name)
+        del img
+        out = self.model.render_pixels(pixels, ab, bits=16 if fmt == "png" else 8)
+        del pixels
+        buf = io.BytesIO()
+        if fmt == "jpeg":
+            kw = {"quality": photo.jpeg_quality or DEFAULT_JPEG_QUALITY}
+        else:
+            kw = {"compress_level": 1 if photo.pixels < 2_000_000 else 3}
+        encode_image(out, buf, fmt.upper(), replace(metadata, software=self.provenance), photo.name, **kw)
+        return buf.getvalue()
+
+    @staticmethod
+    def _read(data: bytes, name: str):
+        try:
+            return read_image(io.BytesIO(data), name)
+        except ImageError as e:
+            raise HTTPException(422, one_line(e)) from None
 
     def decode(self, path: str, name: str) -> Photo:
+        """An upload (a file ``path`` named ``name`` by its sender) -> a :class:`Photo`: its bytes, and its L on
+        the working and preview grids, computed a band at a time from the decoded photo (as colorize does),
+        which is then let go."""
         check_pixels(path, name, self.limits.max_pixels)
-        try:
-            img = open_image(path)
-        except ImageError as e:
-            raise HTTPException(422, one_line(str(e).replace(path, name))) from None
+        data = Path(path).read_bytes()
+        img, _ = self._read(data, name)
         if img.width * img.height > self.limits.max_pixels:
             raise HTTPException(413, too_many_pixels(name, img.width, img.height, self.limits.max_pixels))
-        rgb, _alpha = pil_to_rgb_array(img, name)  # alpha is not kept: the page's results are opaque
-        L = lightness(rgb)
-        H, W = L.shape[-2:]
-        L_work = self.model.working_l(L, self.size)
-        L_preview = resize_l(L, working_shape(H, W, self.preview_size))
+        pixels = photo_pixels(img, name)
+        rows, (W, H) = lightness_rows(pixels), img.size
+        L_work = working_lightness(rows, (H, W), self.model.working_shape(H, W, self.size))
+        L_preview = working_lightness(rows, (H, W), working_shape(H, W, self.preview_size))
         return Photo(
-            secrets.token_urlsafe(9), name, L, L_work.contiguous(), L_preview.contiguous(), jpeg_quality(path)
-        )
+            secrets.token_urlsafe(9), name, data, W, H, L_work.contiguous(), L_preview.contiguous(),
+            jpeg_quality(io.BytesIO(data)),
+        )  # fmt: skip
