@@ -14,7 +14,7 @@ from _helpers import colorizer_of
 from PIL import Image, ImageCms
 
 from polychrome import __version__
-from polychrome.io import ImageWarning, to_uint8
+from polychrome.io import ImageWarning, is_complete_image, to_uint8
 from polychrome.pipeline.batch import colorize_file
 
 W, H = 64, 40
@@ -66,6 +66,7 @@ def test_a_16bit_grey_scan_gives_a_16bit_rgb_output_whose_l_is_the_scans(tmp_pat
     assert np.abs(lab(rgb)[..., 1:].reshape(-1, 2).mean(0) - AB).max() < 0.2  # the model's colour
     with Image.open(dst) as im:  # an ordinary reader opens it
         assert im.size == (W, H) and im.format == {"png": "PNG", "tif": "TIFF"}[ext]
+    assert is_complete_image(dst)  # so a re-run counts it as finished
 
 
 def test_an_8bit_photo_stays_8bit_and_a_16bit_scan_to_jpeg_is_8bit(tmp_path, constant_ab):
@@ -144,7 +145,8 @@ def _pixels(path_or_file) -> np.ndarray:
 def test_a_lossless_webp_stays_lossless_and_a_lossy_one_lossy(tmp_path, make_photo, tiny_model):
     make_photo(tmp_path / "lossless.webp", 48, 36, lossless=True)
     make_photo(tmp_path / "lossy.webp", 48, 36, quality=80)
-    assert _webp_image_chunk(tmp_path / "lossless.webp") == b"VP8L" and _webp_image_chunk(tmp_path / "lossy.webp") == b"VP8 "
+    assert _webp_image_chunk(tmp_path / "lossless.webp") == b"VP8L"
+    assert _webp_image_chunk(tmp_path / "lossy.webp") == b"VP8 "
     out = tmp_path / "out"
     webp = colorize_file(tiny_model, tmp_path / "lossless.webp", out / "lossless.webp")
     assert _webp_image_chunk(webp) == b"VP8L"

@@ -71,7 +71,8 @@ def test_the_download_carries_the_provenance_note_exif_icc_and_dpi_as_colorize_w
     src = tmp_path / "scan.jpg"
     icc = _archive_jpeg(src)
     data = src.read_bytes()
-    for server_auto, cli in ((None, colorizer_of(model)), (auto, RefinedColorizer(colorizer_of(model), colorizer_of(auto)))):
+    refined = RefinedColorizer(colorizer_of(model), colorizer_of(auto))
+    for server_auto, cli in ((None, colorizer_of(model)), (auto, refined)):
         with _client(model, server_auto) as c:
             as_png, as_jpeg = _full(c, data, "scan.jpg"), _full(c, data, "scan.jpg", "jpeg")
         dst = colorize_file(cli, src, tmp_path / "cli.png", size=SIZE, hints=parse_hints(HINTS))
@@ -127,8 +128,11 @@ def test_a_queued_full_request_holds_only_the_upload_and_decodes_when_its_turn_c
         monkeypatch.setattr(session_module, "read_image", counted)
         model.hold = threading.Event()
         results: dict[str, object] = {}
-        busy = threading.Thread(target=lambda: results.update(preview=c.post(f"/api/photos/{pid}/colorize", json=HINTS)))
-        waiting = threading.Thread(target=lambda: results.update(full=c.post(f"/api/photos/{pid}/full", json=[])))
+        def post(key, endpoint, hints):
+            results[key] = c.post(f"/api/photos/{pid}/{endpoint}", json=hints)
+
+        busy = threading.Thread(target=post, args=("preview", "colorize", HINTS))
+        waiting = threading.Thread(target=post, args=("full", "full", []))
         busy.start()
         try:
             assert model.entered.wait(10)  # a preview holds the only job slot

@@ -43,7 +43,8 @@ UNREAD_PHOTO_FORMATS = {
 
 #: Bytes of memory a photo costs the colouriser per pixel at most, beyond the program and model: the decoded
 #: photo (RGB as Pillow holds it: 4) and the 8-bit result (4) -- every full-resolution step in between works
-#: a band of rows at a time (polychrome.pipeline.core); a --compare picture adds 4.
+#: a band of rows at a time (polychrome.pipeline.core); a --compare picture adds 4. (A 16-bit scan written
+#: as a 16-bit PNG or TIFF: its 16-bit grey twice, as Pillow and as an array (4), and the result (6).)
 BYTES_PER_PIXEL = 8
 #: The largest photo read, in pixels: PIL's decompression-bomb guard, at what the bounded colourisation path
 #: does in about 1.2 GB (a 16-bit scan needs a little more).
@@ -492,7 +493,8 @@ def encode_image(
             deep.write_tiff16(arrays, fp, metadata, name)
         return
     if isinstance(img, np.ndarray):
-        img = rgb_array_to_pil(img[..., :3].astype(np.float32) / 65535.0, img[..., 3] / 65535.0 if img.shape[2] == 4 else None)
+        f = img.astype(np.float32) / 65535.0  # a 16-bit result for an 8-bit format: quantised to 8 bits
+        img = rgb_array_to_pil(f[..., :3], f[..., 3] if f.shape[2] == 4 else None)
     if pages:
         save_kwargs["append_images"] = pages
     if fmt == "JPEG" and img.mode not in ("RGB", "L"):
