@@ -275,10 +275,16 @@ class Colorizer:
         timer: Timer = no_timer,
     ) -> Prediction:
         """One model call on a decoded photo's L on the working grid (computed a band at a time)."""
+        L_work = self.working_pixels(pixels, size, timer)
+        return self.predict_working(L_work, hints, (pixels.height, pixels.width), None, None, temperature, confidence,
+                                   timer)
+
+    def working_pixels(self, pixels: PhotoPixels, size: int | None = None, timer: Timer = no_timer) -> torch.Tensor:
+        """A decoded photo's L on the working grid (1, 1, h, w), computed a band at a time: what the model is
+        given. Photos whose grids have one shape can go through :meth:`predict_working` together, stacked."""
         H, W = pixels.height, pixels.width
         with timer("resize"):
-            L_work = working_lightness(lightness_rows(pixels), (H, W), self.working_shape(H, W, size))
-        return self.predict_working(L_work, hints, (H, W), None, None, temperature, confidence, timer)
+            return working_lightness(lightness_rows(pixels), (H, W), self.working_shape(H, W, size))
 
     def render_pixels(
         self, pixels: PhotoPixels, ab_work: torch.Tensor, compare: bool = False, bits: int = 8,

@@ -14,6 +14,7 @@ import codecs
 import glob
 import os
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,10 +27,11 @@ from polychrome.io import (
     ImageError,
     ImageWarning,
     find_images,
+    image_format,
     is_complete_image,
     is_image_path,
-    image_format,
     is_inside,
+    photo_pixels,
     read_image,
     save_image_atomic,
     scan_folder,
@@ -90,6 +92,36 @@ def colorize_file(
     :class:`~polychrome.color.hints.HintError` for hints the model cannot use or a hint outside the photo,
     ValueError for a temperature or confidence map the model cannot give.
     """
+    prepared = prepare_file(colorizer, src, size, hints, temperature, confidence_path, timer)
+    pred = predict_files(colorizer, [prepared], hints, temperature, confidence_path is not None, timer)[0]
+    return finish_file(colorizer, prepared, pred, dst, size, compare, temperature, confidence_path, timer)
+
+
+# The three steps of colorize_file, apart so that a batch can decode and encode photos in threads around the
+# model, and give the model several photos at once (colorize_batch's workers and batch_size): the very same
+# code runs either way.
+@dataclass
+class PreparedFile:
+    """A photo file read and made ready for the model (:func:`prepare_file`)."""
+
+    src: Path
+    metadata: object  # polychrome.io.ArchiveMetadata, with the provenance note
+    pages: int  # a TIFF's pages (1 for any other photo)
+    pixels: object | None  # page 1 decoded (polychrome.io.PhotoPixels; None once rendered)
+    L_work: object  # page 1's L on the working grid (1, 1, h, w), what the model is given
+
+    def __post_init__(self) -> None:
+        self.hw = (self.pixels.height, self.pixels.width)  # the photo's (height, width)
+
+    @property
+    def work_shape(self) -> tuple[int, ...]:
+        """The working grid's shape: photos of one shape can share a model call."""
+        return tuple(self.L_work.shape)
+
+
+def prepare_file(colorizer, src, size=None, hints=None, temperature=None, confidence_path=None,
+                 timer: Timer = no_timer) -> PreparedFile:  # fmt: skip
+    """Check the request, read and decode ``src``, and put its L on the model's working grid."""
     colorizer.check_hints(hints)
     colorizer.decoding(temperature)
     if confidence_path is not None:
@@ -100,12 +132,44 @@ def colorize_file(
         img, metadata = read_image(src)
     metadata = replace(metadata, software=provenance(colorizer))
     pages = tiff_pages(src)
+    with timer("to_float"):
+        pixels = photo_pixels(img, str(src))
+    return PreparedFile(Path(src), metadata, pages, pixels, colorizer.working_pixels(pixels, size, timer))
+
+
+def predict_files(colorizer, prepared: list[PreparedFile], hints=None, temperature=None, confidence=False,
+                  timer: Timer = no_timer) -> list:  # fmt: skip
+    """One model call for photos whose working grids have one shape (:attr:`PreparedFile.work_shape`), stacked
+    into a batch; their predictions, one each (batch 1). Hints belong to one photo."""
+    if len(prepared) > 1 and hints:
+        raise ValueError("hints belong to one photo; predict a batch without hints")
+    import torch
+
+    from polychrome.pipeline.core import Prediction
+
+    first = prepared[0]
+    L_work = first.L_work if len(prepared) == 1 else torch.cat([p.L_work for p in prepared])
+    pred = colorizer.predict_working(L_work, hints, first.hw, None, None, temperature, confidence, timer)
+    if len(prepared) == 1:
+        return [pred]
+    conf = pred.confidence
+    return [Prediction(pred.ab[i : i + 1], None if conf is None else conf[i : i + 1]) for i in range(len(prepared))]
+
+
+def finish_file(colorizer, prepared: PreparedFile, pred, dst, size=None, compare=False, temperature=None,
+                confidence_path=None, timer: Timer = no_timer) -> Path:  # fmt: skip
+    """Render page 1 from its prediction at full resolution (and its confidence map), colourise a multi-page
+    TIFF's other pages, and write ``dst`` atomically."""
+    src, metadata, pages, hw = prepared.src, prepared.metadata, prepared.pages, prepared.hw
     bits = 16 if image_format(dst) in DEEP_FORMATS else 8  # a 16-bit scan's colour stays 16-bit there
-    kw = dict(size=size, compare=compare, temperature=temperature, timer=timer, bits=bits)
-    out = _colour_page(colorizer, img, str(src), hints=hints, confidence_path=confidence_path, **kw)
-    del img  # the decoded photo is not needed for writing
+    pixels, prepared.pixels = prepared.pixels, None  # the decoded photo is not needed for writing
+    out = colorizer.render_pixels(pixels, pred.ab, compare=compare, bits=bits, timer=timer)
+    del pixels
+    if confidence_path is not None:
+        save_image_atomic(colorizer.confidence_image(pred.confidence, hw), confidence_path)
     extra = {}
     if pages > 1 and Image.registered_extensions().get(Path(dst).suffix.lower()) == "TIFF":
+        kw = dict(size=size, compare=compare, temperature=temperature, timer=timer, bits=bits)
         extra = {"save_all": True, "append_images": [
             _colour_page(colorizer, _read_page(src, i), f"{src} (page {i + 1})", **kw) for i in range(1, pages)]}
     elif pages > 1:
@@ -353,7 +417,7 @@ def _file_id(path: Path) -> tuple[int, int] | None:
 
 def colorize_batch(
     colorizer,
-    jobs: list[Job],
+    jobs: Iterable[Job],
     size: int | None = None,
     compare: bool = False,
     hints: list[Hint] | None = None,
@@ -362,6 +426,8 @@ def colorize_batch(
     on_job: Callable[[Job, str, Failure | None], None] | None = None,
     timer: Timer = no_timer,
     other_inputs: Iterable[Path] = (),
+    workers: int = 1,
+    batch_size: int = 1,
 ) -> BatchReport:
     """Colourise planned ``jobs`` (:func:`plan`) with ``colorizer``.
 
@@ -372,58 +438,251 @@ def colorize_batch(
     refuses a second photo whose output (or confidence map) is already another's, does a photo planned
     twice once, and skips a job whose outputs all exist and open (:func:`~polychrome.io.is_complete_image`)
     unless ``overwrite``. Each failure is collected,
-    not raised. ``on_job(job, outcome, failure)`` is called after every job with outcome ``"written"``,
-    ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display). ``other_inputs`` are input
-    photos of the same run planned elsewhere (another worker's share): never overwritten either.
+    not raised. ``on_job(job, outcome, failure)`` is called after every job, in the jobs' order, with outcome
+    ``"written"``, ``"skipped"``, ``"failed"`` or ``"duplicate"`` (for a progress display). ``other_inputs`` are
+    input photos of the same run planned elsewhere (another worker's share): never overwritten either.
+
+    Throughput: ``workers`` > 1 decodes and encodes photos in that many threads while this thread runs the
+    model, so reading the next photos and writing the last ones overlap the model call. ``batch_size`` > 1
+    gives the model up to that many photos at once whose working grids have one shape (photos of one size
+    and orientation; hints belong to one photo, so a photo with hints goes alone). With workers 1 and batch
+    size 1 (the defaults) each photo is done start to finish in turn. Every rule above holds either way, and
+    with batch size 1 the files are byte-identical to those of one worker; a batched model call can differ
+    in the last float bits (a colour level at most, rarely). At most ``2 * (workers + batch_size)`` photos are
+    held decoded at once.
     """
+    if workers < 1 or batch_size < 1:
+        raise ValueError(f"workers and batch_size must be at least 1, got {workers} and {batch_size}")
+    jobs = list(jobs)
+    rules = _Rules(jobs, other_inputs, overwrite)
     report = BatchReport()
-    input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
-    input_ids |= {i for i in map(_file_id, other_inputs) if i is not None}
-    claimed: dict[Path, Path] = {}
-    seen: set[tuple[Path, Path]] = set()
-    cleaned: set[Path] = set()
-    for job in jobs:
-        outcome, failure = "written", None
-        if job.dst.parent not in cleaned:  # once per output folder, before anything is written there
-            cleaned.add(job.dst.parent)
-            remove_stale_parts(job.dst.parent, is_image_path)
-        try:
-            dst_key = job.dst.resolve()
-            if (job.src.resolve(), dst_key) in seen:
-                outcome = "duplicate"  # the same photo named twice (a folder and a file in it)
-            else:
-                seen.add((job.src.resolve(), dst_key))
-                outcome = _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, temperature,
-                                   overwrite, timer)
-        except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
-            # Without its traceback: the frames of a failed photo hold its arrays (the memory the next photo needs).
-            outcome, failure = "failed", Failure(job.src, e.with_traceback(None))
-            report.failed.append(failure)
+
+    def emit(job: Job, outcome: str, failure: Failure | None) -> None:
         if outcome == "written":
             report.written.append(job)
         elif outcome == "skipped":
             report.skipped.append(job)
+        elif outcome == "failed":
+            report.failed.append(failure)
         if on_job is not None:
             on_job(job, outcome, failure)
+
+    args = dict(size=size, compare=compare, hints=hints, temperature=temperature, timer=timer)
+    if workers == 1 and batch_size == 1:
+        for job in jobs:
+            outcome, failure = "written", None
+            rules.clean(job)
+            try:
+                outcome = rules.admit(job) or _written(colorize_file(colorizer, job.src, job.dst,
+                                                                     confidence_path=job.confidence, **args))
+            except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
+                outcome, failure = "failed", _failure(job, e)
+            emit(job, outcome, failure)
+        return report
+    _Pipeline(colorizer, rules, emit, workers, batch_size if not hints else 1, args).run(jobs)
     return report
 
 
-def _run_job(colorizer, job, dst_key, claimed, input_ids, size, compare, hints, temperature, overwrite, timer) -> str:
-    if dst_key in claimed:
-        raise ImageError(f"{job.src}: its output {job.dst} is already the output of {claimed[dst_key]}")
-    claimed[dst_key] = job.src
-    conf = job.confidence
-    if conf is not None:
-        if conf.resolve() in claimed:
-            raise ImageError(f"{job.src}: its confidence map {conf} is already the output of {claimed[conf.resolve()]}")
-        claimed[conf.resolve()] = job.src
-        if conf.exists() and _file_id(conf) in input_ids:
-            raise ImageError(f"{job.src}: its confidence map {conf} is an input photo; refusing to overwrite it")
-    if job.dst.exists() and _file_id(job.dst) in input_ids:
-        raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
-    # Finished means readable: a zero-byte or cut-off file (a full disk, another tool) is redone.
-    if not overwrite and is_complete_image(job.dst) and (conf is None or is_complete_image(conf)):
-        return "skipped"
-    colorize_file(colorizer, job.src, job.dst, size=size, compare=compare, hints=hints, temperature=temperature,
-                  confidence_path=conf, timer=timer)
+def _written(_path) -> str:
     return "written"
+
+
+def _failure(job: Job, error: Exception) -> Failure:
+    # Without its traceback: the frames of a failed photo hold its arrays (the memory the next photo needs).
+    return Failure(job.src, error.with_traceback(None))
+
+
+class _Rules:
+    """The batch's rules, applied to each job in order before any work on it (in the calling thread)."""
+
+    def __init__(self, jobs: list[Job], other_inputs: Iterable[Path], overwrite: bool):
+        self.input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
+        self.input_ids |= {i for i in map(_file_id, other_inputs) if i is not None}
+        self.overwrite = overwrite
+        self.claimed: dict[Path, Path] = {}
+        self.seen: set[tuple[Path, Path]] = set()
+        self.cleaned: set[Path] = set()
+
+    def clean(self, job: Job) -> None:
+        """Once per output folder, before anything is written there: a killed run's temporary files go."""
+        if job.dst.parent not in self.cleaned:
+            self.cleaned.add(job.dst.parent)
+            remove_stale_parts(job.dst.parent, is_image_path)
+
+    def admit(self, job: Job) -> str | None:
+        """``"duplicate"`` (the same photo named twice: a folder and a file in it), ``"skipped"`` (finished
+        outputs), None when the job is to be done; ImageError when it must not be (its output is an input or
+        another photo's output)."""
+        dst_key = job.dst.resolve()
+        if (job.src.resolve(), dst_key) in self.seen:
+            return "duplicate"
+        self.seen.add((job.src.resolve(), dst_key))
+        claimed, input_ids = self.claimed, self.input_ids
+        if dst_key in claimed:
+            raise ImageError(f"{job.src}: its output {job.dst} is already the output of {claimed[dst_key]}")
+        claimed[dst_key] = job.src
+        conf = job.confidence
+        if conf is not None:
+            if conf.resolve() in claimed:
+                raise ImageError(f"{job.src}: its confidence map {conf} is already the output of {claimed[conf.resolve()]}")
+            claimed[conf.resolve()] = job.src
+            if conf.exists() and _file_id(conf) in input_ids:
+                raise ImageError(f"{job.src}: its confidence map {conf} is an input photo; refusing to overwrite it")
+        if job.dst.exists() and _file_id(job.dst) in input_ids:
+            raise ImageError(f"{job.src}: output {job.dst} is an input photo; refusing to overwrite it")
+        # Finished means readable: a zero-byte or cut-off file (a full disk, another tool) is redone.
+        if not self.overwrite and is_complete_image(job.dst) and (conf is None or is_complete_image(conf)):
+            return "skipped"
+        return None
+
+
+class _Entry:
+    """One job on its way through :class:`_Pipeline`."""
+
+    __slots__ = ("job", "outcome", "failure", "prepared", "finished")
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.outcome: str | None = None  # set when the job is done (or needs no work)
+        self.failure: Failure | None = None
+        self.prepared = None  # Future of prepare_file while it waits for the model
+        self.finished = None  # Future of finish_file after the model
+
+    def fail(self, error: Exception) -> None:
+        self.outcome, self.failure, self.prepared, self.finished = "failed", _failure(self.job, error), None, None
+
+
+class _InlineExecutor:
+    """``submit`` runs the call now (one worker: batching without threads)."""
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 -- the job's failure, read from the future
+            future.set_exception(e)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+class _Pipeline:
+    """Decode and encode in a thread pool, the model in the calling thread (batched by working-grid shape),
+    and every job reported in order. Jobs are admitted by :class:`_Rules` in order, in the calling thread,
+    before their work is handed to the pool, so two threads never write one output."""
+
+    def __init__(self, colorizer, rules: _Rules, emit, workers: int, batch_size: int, args: dict):
+        self.colorizer, self.rules, self.emit = colorizer, rules, emit
+        self.workers, self.batch_size, self.args = workers, batch_size, args
+        self.ahead = workers + batch_size  # photos being decoded or waiting for the model
+        self.held = 2 * (workers + batch_size)  # photos not yet reported (decoded, at the model or encoding)
+        self.window: deque[_Entry] = deque()  # every job not yet reported, in order
+        self.waiting: deque[_Entry] = deque()  # decoding or decoded, before the model
+
+    def run(self, jobs: list[Job]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(self.workers, "polychrome-io") if self.workers > 1 else _InlineExecutor()
+        self.pool = pool
+        try:
+            for job in jobs:
+                self._admit(job)
+                while len(self.waiting) >= self.ahead:
+                    self._model_step()
+                self._report(block=False)
+                while len(self.window) > self.held:
+                    if self.waiting and self.window[0].finished is None and self.window[0].outcome is None:
+                        self._model_step()  # the oldest is still before the model
+                    else:
+                        self._report(block=True, one=True)
+            while self.waiting:
+                self._model_step()
+            self._report(block=True)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _admit(self, job: Job) -> None:
+        entry = _Entry(job)
+        self.window.append(entry)
+        self.rules.clean(job)
+        try:
+            entry.outcome = self.rules.admit(job)
+        except Exception as e:  # noqa: BLE001 -- reported in its turn, like any failure
+            entry.fail(e)
+            return
+        if entry.outcome is None:
+            a = self.args
+            entry.prepared = self.pool.submit(prepare_file, self.colorizer, job.src, a["size"], a["hints"],
+                                              a["temperature"], job.confidence, a["timer"])  # fmt: skip
+            self.waiting.append(entry)
+
+    def _ready(self, entry: _Entry):
+        """``entry``'s PreparedFile (waiting for its decoding), or None when that failed."""
+        try:
+            return entry.prepared.result()
+        except Exception as e:  # noqa: BLE001
+            entry.fail(e)
+            return None
+
+    def _model_step(self) -> None:
+        """One model call: the oldest waiting photo with up to batch_size - 1 later ones of its shape."""
+        first = self.waiting.popleft()
+        prepared = self._ready(first)
+        if prepared is None:
+            return
+        group = [(first, prepared)]
+        if self.batch_size > 1:
+            rest = deque()
+            while self.waiting and len(group) < self.batch_size:
+                entry = self.waiting.popleft()
+                p = self._ready(entry)
+                if p is None:
+                    continue
+                if p.work_shape == prepared.work_shape and (entry.job.confidence is None) == (first.job.confidence is None):
+                    group.append((entry, p))
+                else:
+                    rest.append(entry)
+            self.waiting.extendleft(reversed(rest))  # the others keep their order, first in line next time
+        self._predict(group)
+
+    def _predict(self, group) -> None:
+        a = self.args
+        conf = group[0][0].job.confidence is not None
+        try:
+            preds = predict_files(self.colorizer, [p for _, p in group], a["hints"], a["temperature"], conf, a["timer"])
+        except Exception as e:  # noqa: BLE001
+            if len(group) == 1:
+                group[0][0].fail(e)
+                return
+            for item in group:  # one photo's problem (or a batch too large for memory) must not fail the others
+                self._predict([item])
+            return
+        for (entry, p), pred in zip(group, preds):
+            entry.prepared = None
+            entry.finished = self.pool.submit(
+                finish_file, self.colorizer, p, pred, entry.job.dst, a["size"], a["compare"], a["temperature"],
+                entry.job.confidence, a["timer"],
+            )  # fmt: skip
+
+    def _report(self, block: bool, one: bool = False) -> None:
+        """Report the jobs at the front of the window that are done, in order (``block``: wait for them)."""
+        while self.window:
+            entry = self.window[0]
+            if entry.outcome is None:
+                if entry.finished is None:
+                    return  # before the model: a model step comes first
+                if not block and not entry.finished.done():
+                    return
+                try:
+                    entry.finished.result()
+                    entry.outcome = "written"
+                except Exception as e:  # noqa: BLE001
+                    entry.fail(e)
+                entry.finished = None
+            self.window.popleft()
+            self.emit(entry.job, entry.outcome, entry.failure)
+            if one:
+                return
