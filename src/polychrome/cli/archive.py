@@ -13,7 +13,6 @@ from polychrome.cli.common import (
     err_console,
     fail,
     load_colorizer,
-    pick_device,
     say_error,
     say_note,
     warnings_as_lines,
@@ -23,8 +22,10 @@ from polychrome.cli.common import (
 def colorize_archive(
     inputs: list[str], output: Path, model: str | None, size: int | None, compare: bool, hint_list,
     hint_labels: tuple[str, str], overwrite: bool, device, precision: str, temperature: float | None,
-    confidence: bool, manifest: Path | None, world,
+    confidence: bool, manifest: Path | None, world, workers: int = 1, batch_size: int = 1,
 ) -> None:  # fmt: skip
+    """``device`` is a checked device string (:func:`~polychrome.cli.common.pick_device`); ``cuda`` is spread
+    over the node's GPUs by local rank, ``cuda:N`` is that GPU for every worker."""
     from polychrome import hub
     from polychrome.color.hints import HintError
     from polychrome.io import ImageError, check_writable_folder
@@ -50,7 +51,7 @@ def colorize_archive(
             check_writable_folder(output)
         except ImageError as e:
             raise fail(f"-o {e}") from None
-    where = pick_device(device)
+    where = device
     if where == "cuda" and world.size > 1:
         import torch
 
@@ -79,7 +80,8 @@ def colorize_archive(
         with warnings_as_lines(err):
             summary = colorize_share(
                 colorizer, share, world, manifest=manifest, model_name=model, on_job=on_job, size=size,
-                compare=compare, hints=hint_list, temperature=temperature, overwrite=overwrite,
+                compare=compare, hints=hint_list, temperature=temperature, overwrite=overwrite, workers=workers,
+                batch_size=batch_size,
             )  # fmt: skip
     finally:
         leave(world)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from polychrome.cli.common import (
-    Device,
+    DEVICE_HELP,
     Precision,
     app,
     check_request,
@@ -92,7 +92,7 @@ def colorize(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
-    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
     precision: Annotated[
         Precision,
         typer.Option(help="Model arithmetic: fp32, or bf16 autocast + channels_last (faster on CPUs with bf16 units)."),
@@ -125,6 +125,24 @@ def colorize(
         int | None,
         typer.Option(min=1, help="torch threads per process [default: torch's own].", show_default=False),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Threads that read and write photos while the model runs, so decoding, the model and encoding "
+            "overlap (1: each photo start to finish in turn). Not torchrun's worker processes: each of those "
+            "has this many. Outputs are the same bytes either way.",
+        ),
+    ] = 1,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Photos given to the model at once when their working grids have one shape (one size and "
+            "orientation); pays on GPUs more than on CPUs. Above 1 a colour level can differ (rarely) from "
+            "batch size 1.",
+        ),
+    ] = 1,
 ) -> None:
     """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format
     (or, for one photo, into the file OUTPUT names, e.g. -o result.jpg). A .txt input is a list of photos,
@@ -162,6 +180,7 @@ def colorize(
         import torch
 
         torch.set_num_threads(threads)
+    where = pick_device(device)  # before any work: --device banana, cuda:7 on a machine with two GPUs
     world = _world()
     if manifest is not None or world.size > 1:  # a worker of a launched run, or a run that keeps a manifest
         from polychrome.cli.archive import colorize_archive
@@ -172,7 +191,8 @@ def colorize(
             raise fail("--base is for one photo with hints; it does not combine with --manifest or several workers")
 
         return colorize_archive(inputs, output, model, size, compare, hint_list, (hint_flag, hint_source), overwrite,
-                                device, precision.value, temperature, confidence, manifest, world)  # fmt: skip
+                                where, precision.value, temperature, confidence, manifest, world,
+                                workers=workers, batch_size=batch_size)  # fmt: skip
     notes: list[str] = []
     jobs, problems = plan(inputs, output.parent if to_file else output, compare=compare, confidence=confidence,
                           notes=notes)  # fmt: skip
@@ -196,14 +216,14 @@ def colorize(
             )
     if confidence and hint_list:
         raise fail("--confidence is for automatic colourisation; use it without --hints")
-    colorizer = load_colorizer(model, pick_device(device), precision.value) if jobs else None
+    colorizer = load_colorizer(model, where, precision.value) if jobs else None
     if colorizer is not None:
         check_request(colorizer, model, temperature, confidence, bool(hint_list))
         if base is not None:
             from polychrome.colorizer import RefinedColorizer
 
             try:
-                colorizer = RefinedColorizer(colorizer, load_colorizer(base, pick_device(device), precision.value))
+                colorizer = RefinedColorizer(colorizer, load_colorizer(base, where, precision.value))
             except ValueError as e:
                 raise fail(f"--base {base}: {e}") from None
 
@@ -224,7 +244,7 @@ def colorize(
 
         report = colorize_batch(
             colorizer, jobs, size=size, compare=compare, hints=hint_list, temperature=temperature,
-            overwrite=overwrite, on_job=on_job,
+            overwrite=overwrite, on_job=on_job, workers=workers, batch_size=batch_size,
         )  # fmt: skip
     written, skipped, failed = len(report.written), len(report.skipped), len(problems) + len(report.failed)
     note = " (already there; --overwrite to redo them)" if skipped else ""
@@ -267,7 +287,7 @@ def demo(
     output: Annotated[Path, typer.Argument(help="Folder for the demo photos.", show_default=False)],
     model: Annotated[str, typer.Option(help="Bundled name, export folder, .safetensors file, checkpoint .pt or ONNX graph (.onnx or its export folder).")] = "default",
     size: Annotated[int | None, typer.Option(min=8, help="Working size (longest side, px); default: the model's.")] = None,
-    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Colourise scikit-image's sample photos: NAME_original / NAME_grey / NAME_colour .png in OUTPUT."""
     from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic

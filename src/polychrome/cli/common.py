@@ -38,10 +38,9 @@ def _main(
     """Colourise black-and-white photographs."""
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+#: ``--device``'s help: any device string torch takes, checked by :func:`pick_device`.
+DEVICE_HELP = ("Where the model runs: auto (cuda if PyTorch sees a GPU, else cpu) or any torch device: cpu, cuda, "
+               "cuda:1, mps (Apple silicon), xpu.")
 
 
 class Precision(str, Enum):
@@ -87,14 +86,40 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def pick_device(device: Device) -> str:
+def pick_device(device: str = "auto") -> str:
+    """``--device`` as the torch device string it names, or a one-line error (exit 2) when it is not a device
+    or PyTorch cannot use it on this machine: ``banana``, ``cuda:7`` with two GPUs, ``mps`` off a Mac. ``auto``
+    is ``cuda`` where PyTorch sees a GPU, else ``cpu``."""
     import torch
 
-    if device is Device.auto:
+    text = device.strip()
+    if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device is Device.cuda and not torch.cuda.is_available():
-        raise fail("--device cuda: no CUDA device is available to PyTorch here")
-    return device.value
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise fail(f"--device {device}: not a device PyTorch knows; give auto, cpu, cuda, cuda:N, mps or xpu") from None
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type == "meta":
+        raise fail(f"--device {device}: the meta device holds no data; give auto, cpu, cuda, cuda:N, mps or xpu")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise fail(f"--device {device}: no CUDA device is available to PyTorch here")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise fail(f"--device {device}: PyTorch sees {n} CUDA device{'s' if n != 1 else ''} here "
+                       f"(cuda:0{f' to cuda:{n - 1}' if n > 1 else ''})")  # fmt: skip
+        return str(dev)
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise fail(f"--device {device}: Apple's Metal (MPS) is not available to PyTorch here "
+                   "(it needs macOS on Apple silicon and a PyTorch built with MPS)")  # fmt: skip
+    try:  # any other accelerator: can torch put a tensor there?
+        torch.empty(1, device=dev)
+    except Exception as e:  # noqa: BLE001 -- AssertionError, RuntimeError, ModuleNotFoundError: all mean "not here"
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise fail(f"--device {device}: PyTorch cannot use it here ({why})") from None
+    return str(dev)
 
 
 def load_colorizer(spec: str, device: str, precision: str = "fp32"):
