@@ -16,6 +16,7 @@ from polychrome.cli.common import (
     err_console,
     fail,
     load_colorizer,
+    need_extra,
     pick_device,
     say_error,
     say_note,
@@ -290,6 +291,7 @@ def demo(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Colourise scikit-image's sample photos: NAME_original / NAME_grey / NAME_colour .png in OUTPUT."""
+    need_extra("eval", "demo", ("skimage",))  # the sample photos come with scikit-image
     from polychrome.io import ImageError, open_image, pil_to_rgb_array, rgb_array_to_pil, save_image_atomic
     from polychrome.pipeline import colorize_file, gray_array
 

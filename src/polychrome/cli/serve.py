@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from polychrome.cli.common import Precision, app, fail
+from polychrome.cli.common import Precision, app, fail, need_extra
 
 
 # --------------------------------------------------------------------------- serve
@@ -30,6 +30,7 @@ def serve(
     allowed_host: Annotated[list[str] | None, typer.Option(help="A host name the page may be reached by, besides the listen address (repeatable; '*': any). Requests naming another host are refused (DNS rebinding). Default: the listen address (and localhost names for a loopback one); any for 0.0.0.0.", show_default=False)] = None,
 ) -> None:
     """The interactive page: upload a photo, click colour hints onto it, download the result (API docs at /docs)."""
+    need_extra("web", "serve")
     import socket
 
     import uvicorn

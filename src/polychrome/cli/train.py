@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from polychrome.cli.common import app, fail, out_console
+from polychrome.cli.common import app, fail, need_extra, out_console
 
 
 # --------------------------------------------------------------------------- train
@@ -44,6 +44,7 @@ def train(
 
     The config's `trainer` key picks the trainer: "default" (regression and hint models) or "gan"
     (the cicgan family: classification losses, then the PatchGAN critic; see configs/cicgan.toml)."""
+    need_extra("train", "train")
     from polychrome.io import ImageError
     from polychrome.models import list_models
     from polychrome.train import ConfigError, load_config

@@ -169,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the result here")
     ap.add_argument("--picture", default=None, help="write a PNG of the first photos here")
     args = ap.parse_args(argv)
+    try:
+        import skimage  # noqa: F401 -- CIEDE2000 (the eval extra)
+    except ImportError:
+        print("python -m polychrome.eval.fidelity needs the eval extra: pip install 'polychrome[eval]' "
+              "(not installed: skimage)", file=sys.stderr)  # fmt: skip
+        return 2
     r = run_hint_fidelity(
         args.model, args.data, args.size, args.limit, args.seed, args.precision, args.json, args.picture
     )

