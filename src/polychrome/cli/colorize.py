@@ -140,8 +140,8 @@ def colorize(
         typer.Option(
             min=1,
             help="Photos given to the model at once when their working grids have one shape (one size and "
-            "orientation); pays on GPUs more than on CPUs. Above 1 a colour level can differ (rarely) from "
-            "batch size 1.",
+            "orientation). Above 1 a few pixels can differ by a colour level or two from batch size 1 (the "
+            "model's float arithmetic in a batch).",
         ),
     ] = 1,
 ) -> None:

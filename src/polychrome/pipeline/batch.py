@@ -448,8 +448,8 @@ def colorize_batch(
     and orientation; hints belong to one photo, so a photo with hints goes alone). With workers 1 and batch
     size 1 (the defaults) each photo is done start to finish in turn. Every rule above holds either way, and
     with batch size 1 the files are byte-identical to those of one worker; a batched model call can differ
-    in the last float bits (a colour level at most, rarely). At most ``2 * (workers + batch_size)`` photos are
-    held decoded at once.
+    in the last float bits (a few colour levels on a few pixels). At most ``2 * (workers + batch_size)``
+    photos are held decoded at once.
     """
     if workers < 1 or batch_size < 1:
         raise ValueError(f"workers and batch_size must be at least 1, got {workers} and {batch_size}")
@@ -641,7 +641,8 @@ class _Pipeline:
                 p = self._ready(entry)
                 if p is None:
                     continue
-                if p.work_shape == prepared.work_shape and (entry.job.confidence is None) == (first.job.confidence is None):
+                same_kind = (entry.job.confidence is None) == (first.job.confidence is None)
+                if p.work_shape == prepared.work_shape and same_kind:
                     group.append((entry, p))
                 else:
                     rest.append(entry)
