@@ -10,7 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import polychrome
@@ -105,6 +107,7 @@ def test_the_base_install_colourises_without_any_extra(tmp_path, make_photo):
     make_photo(photos / "a.jpg", 64, 48, seed=1)
     make_photo(photos / "b.png", 48, 64, seed=2)
     make_photo(photos / "c.tif", 40, 40, seed=3)
+    Image.fromarray(np.linspace(0, 65535, 30 * 20).reshape(20, 30).astype(np.uint16)).save(photos / "d.png")
     code = textwrap.dedent(f"""
         import json, sys
         BLOCKED = {EXTRA_MODULES!r}
@@ -138,4 +141,7 @@ def test_the_base_install_colourises_without_any_extra(tmp_path, make_photo):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"codes": [0, 0, 0], "tried": [], "loaded": []}, proc.stderr
     for out in ("out", "out2"):
-        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["a.jpg", "b.png", "c.tif"]
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["a.jpg", "b.png", "c.tif", "d.png"]
+        # A 16-bit scan comes out as 16-bit RGB (written by pypng, a base package): bit depth 16, colour type 2.
+        assert (tmp_path / out / "d.png").read_bytes()[24:26] == bytes([16, 2])
+
