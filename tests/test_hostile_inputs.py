@@ -114,6 +114,11 @@ def test_the_hostile_input_suite_in_one_batch(tmp_path, make_photo, tiny_model_d
     good["photo.jpg"] = (40, 30)
     Image.fromarray((np.arange(30 * 20).reshape(20, 30) * 100).astype(np.uint16)).save(src / "deep16.png")
     good["deep16.png"] = (30, 20)
+    import png  # pypng: Pillow writes no 16-bit colour
+
+    rgb16 = (np.arange(30 * 20 * 3).reshape(20, 90) * 97 % 65536).astype(np.uint16)
+    png.from_array(rgb16, "RGB;16").save(str(src / "deep16-colour.png"))  # a print scanned in 48-bit colour
+    good["deep16-colour.png"] = (30, 20)
     Image.new("CMYK", (24, 16), (10, 50, 200, 30)).save(src / "cmyk.jpg")
     good["cmyk.jpg"] = (24, 16)
     pal = Image.new("P", (20, 12), 3)

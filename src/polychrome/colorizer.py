@@ -236,7 +236,7 @@ class Colorizer:
     # ------------------------------------------------------------------ photos at full resolution, in bounded memory
     def colorize_image(
         self,
-        img: Image.Image,
+        img: Image.Image | PhotoPixels,
         hints: list[Hint] | None = None,
         temperature: float | None = None,
         size: int | None = None,
@@ -246,9 +246,10 @@ class Colorizer:
         timer: Timer = no_timer,
         bits: int = 8,
     ) -> tuple[Image.Image | np.ndarray, Prediction]:
-        """A decoded photo (PIL, any mode) -> its colour version at full resolution, in memory that does not
-        grow with the photo beyond the photo and the result (the path a file takes:
-        :mod:`polychrome.pipeline.core`, "Full resolution in bounded memory").
+        """A decoded photo (PIL, any mode, or the :class:`~polychrome.io.PhotoPixels` that
+        :func:`~polychrome.io.read_image` gives for a 16-bit colour scan) -> its colour version at full
+        resolution, in memory that does not grow with the photo beyond the photo and the result (the path a
+        file takes: :mod:`polychrome.pipeline.core`, "Full resolution in bounded memory").
 
         The result is an 8-bit PIL image: RGB, RGBA when the photo has alpha; ``compare`` puts the grey
         photo to its left. With ``bits=16``, a photo of more than 8 bits a sample (a 16-bit scan:
@@ -292,18 +293,24 @@ class Colorizer:
     ) -> Image.Image | np.ndarray:
         """Working-grid ab (1, 2, h, w) joined with a decoded photo's own L at full resolution, a band at a
         time: the 8-bit PIL image (alpha kept, ``compare``: the grey photo to its left) or, with ``bits=16``
-        and a photo of more than 8 bits, the uint16 (H, W, 3) array (the float join quantised to 16 bits)."""
+        and a photo of more than 8 bits, the uint16 (H, W, 3) array (the float join quantised to 16 bits;
+        (H, W, 4) with a 16-bit colour scan's alpha)."""
         H, W = pixels.height, pixels.width
         rows = lightness_rows(pixels)
         x0 = W if compare else 0
         if bits == 16 and pixels.deep:
+            alpha16 = pixels.alpha16  # a 16-bit colour scan's alpha
             with timer("to_8bit"):
-                deep = np.empty((H, x0 + W, 3), np.uint16)
+                deep = np.empty((H, x0 + W, 3 if alpha16 is None else 4), np.uint16)
             for r0, L, rgb in render_deep(rows, ab_work, (H, W), timer):
                 with timer("to_8bit"):
-                    deep[r0 : r0 + len(rgb), x0:] = to_uint16(rgb)
+                    deep[r0 : r0 + len(rgb), x0:, :3] = to_uint16(rgb)
                     if compare:
-                        deep[r0 : r0 + len(rgb), :W] = to_uint16(gray_deep(L))
+                        deep[r0 : r0 + len(rgb), :W, :3] = to_uint16(gray_deep(L))
+            if alpha16 is not None:
+                deep[:, x0:, 3] = alpha16
+                if compare:
+                    deep[:, :W, 3] = alpha16
             return deep
         with timer("to_8bit"):
             out = Image.new("RGB", (x0 + W, H))

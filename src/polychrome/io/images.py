@@ -44,7 +44,8 @@ UNREAD_PHOTO_FORMATS = {
 #: Bytes of memory a photo costs the colouriser per pixel at most, beyond the program and model: the decoded
 #: photo (RGB as Pillow holds it: 4) and the 8-bit result (4) -- every full-resolution step in between works
 #: a band of rows at a time (polychrome.pipeline.core); a --compare picture adds 4. (A 16-bit scan written
-#: as a 16-bit PNG or TIFF: its 16-bit grey twice, as Pillow and as an array (4), and the result (6).)
+#: as a 16-bit PNG or TIFF: its 16-bit grey twice, as Pillow and as an array (4), and the result (6); a
+#: 16-bit colour scan, read by pypng or tifffile, the 16-bit grey of its L once (2) and the result (6).)
 BYTES_PER_PIXEL = 8
 #: The largest photo read, in pixels: PIL's decompression-bomb guard, at what the bounded colourisation path
 #: does in about 1.2 GB (a 16-bit scan needs a little more).
@@ -216,7 +217,8 @@ class PhotoPixels:
     ``kind`` says what :meth:`rows` gives: ``"L"`` uint8 (n, W) grey levels, ``"RGB"`` uint8 (n, W, 3), or
     ``"F"`` float32 (n, W) grey in [0, 1] (a photo read as more than 8 bits: 16-bit, 32-bit or float).
     ``deep``: the photo holds more than 8 bits a sample (16-bit, 32-bit holding more than 8-bit values,
-    float), so its colour version is worth 16 bits where the format takes them."""
+    float), so its colour version is worth 16 bits where the format takes them. A 16-bit colour scan
+    (:func:`polychrome.io.deep.read_16bit`) is kind ``"F"`` too: the 16-bit grey of its lightness."""
 
     kind: str
     width: int
@@ -225,6 +227,12 @@ class PhotoPixels:
     grey: np.ndarray | None = None  # kind "F": float32 (H, W) in [0, 1], or a 16-bit photo's uint16 (H, W)
     alpha: Image.Image | None = None  # 8-bit "L" alpha channel, or None
     deep: bool = False
+    alpha16: np.ndarray | None = None  # a 16-bit photo's uint16 (H, W) alpha (``alpha`` holds it at 8 bits)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as a PIL image's."""
+        return self.width, self.height
 
     def rows(self, r0: int, r1: int) -> np.ndarray:
         """Rows ``r0`` to ``r1`` (exclusive) of the photo."""
@@ -234,10 +242,13 @@ class PhotoPixels:
         return np.asarray(self.image.crop((0, r0, self.width, r1)))
 
 
-def photo_pixels(img: Image.Image, name: str = "image") -> PhotoPixels:
+def photo_pixels(img: Image.Image | PhotoPixels, name: str = "image") -> PhotoPixels:
     """Any PIL mode -> :class:`PhotoPixels`, read as :func:`pil_to_rgb_array` reads it (same scales, same
     alpha, same mending of float pixels), but an 8-bit photo is kept as its 8-bit image: grey stays grey
-    ("L", one byte a pixel), anything else becomes "RGB"."""
+    ("L", one byte a pixel), anything else becomes "RGB". :class:`PhotoPixels` (what :func:`read_image`
+    gives for a 16-bit colour scan) are returned as they are."""
+    if isinstance(img, PhotoPixels):
+        return img
     w, h = img.size
     if img.mode.startswith("I;16"):  # kept as uint16 (2 bytes a pixel), scaled a band at a time
         return PhotoPixels("F", w, h, grey=np.ascontiguousarray(np.asarray(img), dtype=np.uint16), deep=True)
@@ -368,13 +379,21 @@ def webp_is_lossless(fp: BinaryIO) -> bool:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open a photo with its EXIF orientation applied, fully decoded. Raises :class:`ImageError`."""
-    return read_image(path)[0]
+    """Open a photo with its EXIF orientation applied, fully decoded (by Pillow: a 16-bit colour photo at 8
+    bits, its own colours). Raises :class:`ImageError`."""
+    return read_image(path, deep=False)[0]
 
 
-def read_image(path: str | os.PathLike | BinaryIO, name: str | None = None) -> tuple[Image.Image, ArchiveMetadata]:
+def read_image(
+    path: str | os.PathLike | BinaryIO, name: str | None = None, deep: bool = True
+) -> tuple[Image.Image | PhotoPixels, ArchiveMetadata]:
     """:func:`open_image`, and the photo's :class:`ArchiveMetadata` for its colour version. ``path`` may also
-    be a binary file (an upload held in memory); ``name`` names it in messages (default: the path)."""
+    be a binary file (an upload held in memory); ``name`` names it in messages (default: the path).
+
+    A 16-bit colour (or grey+alpha) PNG or TIFF, which Pillow would read at 8 bits, comes back as its
+    :class:`PhotoPixels` instead (:func:`polychrome.io.deep.read_16bit`: its lightness at 16 bits, stood
+    upright), what the colouriser takes (:func:`photo_pixels`); ``deep=False`` reads it with Pillow, at
+    8 bits, as a PIL image (:func:`open_image` does, for callers that want the photo's own colours)."""
     if not hasattr(path, "read"):
         path = Path(path)
         if not path.exists():
@@ -383,15 +402,25 @@ def read_image(path: str | os.PathLike | BinaryIO, name: str | None = None) -> t
             raise ImageError(f"{path}: is a folder, not an image")
     if name is None:
         name = str(path) if isinstance(path, Path) else "image"
+    from polychrome.io import deep as deep16
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=PHOTO_FORMATS) as im:
-                im.load()
-                meta = archive_metadata(im, name)
-                if im.format == "WEBP":
-                    meta = replace(meta, lossless=_webp_lossless(path))
-                return ImageOps.exif_transpose(im), meta
+                if deep and deep16.holds_16bit_samples(im):  # decoded below, by pypng or tifffile
+                    if im.format == "PNG":  # a broken file fails here, in one line; its EXIF may follow its pixels
+                        im.load()
+                    meta = archive_metadata(im, name)
+                    header = (im.format, im.size, im.getexif().get(0x0112, 1))
+                else:
+                    im.load()
+                    meta = archive_metadata(im, name)
+                    if im.format == "WEBP":
+                        meta = replace(meta, lossless=_webp_lossless(path))
+                    return ImageOps.exif_transpose(im), meta
+            pixels = deep16.read_16bit(path, *header, name)  # Pillow's image closed first: its memory freed
+            return (pixels, meta) if pixels is not None else read_image(path, name, deep=False)
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
