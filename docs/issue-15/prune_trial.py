@@ -59,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[2]
 #: stage's or the head's input), the head trunk (the head's 1x1 conv to 265 logits reads it) and the encoder's
 #: stride-4 expansion (stages.1.0: the expand 1x1, its depthwise conv and BNs at 128x128).
 GROUPS = [
-    *[(f"decoder.{k}.glu", f"decoder.{k}.block.body.0.conv", "conv_out", f"decoder.{k}.block.body.0") for k in range(4)],
+    *[(f"decoder.{k}.glu", f"decoder.{k}.block.body.0.conv", "conv_out", f"decoder.{k}.block.body.0")
+      for k in range(4)],
     *[(f"decoder.{k}.stream", f"decoder.{k}.block.shortcut", "conv_out", f"decoder.{k}") for k in range(4)],
     ("head_trunk", "head_trunk.0", "conv_out", "head_trunk"),
     ("encoder.stages.1.0.hidden", "encoder.net.stages.1.0.expand.conv", "conv_out", "encoder.net.stages.1.0.dw"),
@@ -230,7 +231,9 @@ def masked_reference(model: nn.Module, removed: dict[str, list[int]]) -> list:
 
 
 # ----------------------------------------------------------------------------- 3. fine-tune
-def finetune(model: nn.Module, steps: int, batch: int = 16, size: int = 128, lr: float = 1e-4, seed: int = 0) -> list[float]:
+def finetune(
+    model: nn.Module, steps: int, batch: int = 16, size: int = 128, lr: float = 1e-4, seed: int = 0
+) -> list[float]:
     cfg = make_gan_config(ROOT / "configs/effnet-cic.toml")
     weights = {"class": cfg.cic_class_weight, "ab": cfg.cic_ab_weight, "hist": cfg.cic_hist_weight,
                "conf": cfg.cic_conf_weight}
@@ -258,7 +261,8 @@ def finetune(model: nn.Module, steps: int, batch: int = 16, size: int = 128, lr:
             losses.append(loss.item())
             step += 1
             if step % 20 == 0 or step == steps:
-                log(f"    step {step}/{steps}: loss {statistics.mean(losses[-20:]):.4f} ({time.perf_counter() - t0:.0f} s)")
+                mean20 = statistics.mean(losses[-20:])
+                log(f"    step {step}/{steps}: loss {mean20:.4f} ({time.perf_counter() - t0:.0f} s)")
             if step == steps:
                 break
     model.eval()
