@@ -379,13 +379,6 @@ def test_a_red_and_a_green_hint_give_different_colours(page, tmp_path, lab):
     assert hue_gap(red, green) > 90, (red, green)
 
 
-@pytest.mark.xfail(
-    HINTS_SPEC == "hints",
-    strict=True,
-    raises=AssertionError,
-    reason="issue 13: the bundled hints model puts red and green >= 90 degrees apart on 89% of val/bsds500 (min 55), "
-    "not on this synthetic photo; remove when a retrained model passes",
-)
 def test_bundled_model_red_and_green_hints_differ(page, tmp_path, lab):
     """The page with the shipped hint model: a red and a green hint at the same spot land at least 90 degrees
     of hue apart there (issue 13's bar for the model)."""
