@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -133,3 +134,17 @@ class EchoFeatures(torch.nn.Module):
 
     def forward(self, rgb):
         return [rgb, 2 * rgb]
+
+
+def assert_archive_metadata(path: Path, camera: str, icc: bytes, dpi: float, model_name: str) -> None:
+    """The 16-bit scan tests' archive fields, read back with Pillow from the output at ``path``: description,
+    camera, date, copyright, the provenance note naming ``model_name``, the ICC profile and the DPI."""
+    from polychrome import __version__
+
+    with Image.open(path) as im:
+        exif = im.getexif()
+        assert exif.get(0x010E) == "Grandma at the lake" and exif.get(0x010F) == camera
+        assert exif.get(0x0132) == "1931:06:01 12:00:00" and exif.get(0x8298) == "(c) Miller"
+        assert exif.get(0x0131) == f"colourised by polychrome {__version__}, model {model_name}"
+        assert im.info.get("icc_profile") == icc
+        assert im.info.get("dpi") == pytest.approx((dpi, dpi), abs=0.01)

@@ -12,10 +12,9 @@ import numpy as np
 import png
 import pytest
 import tifffile
-from _helpers import colorizer_of
+from _helpers import assert_archive_metadata, colorizer_of
 from PIL import Image, ImageCms
 
-from polychrome import __version__
 from polychrome.io import ArchiveMetadata, ImageError, ImageWarning, PhotoPixels, open_image, read_image, to_uint8
 from polychrome.io import deep
 from polychrome.pipeline.batch import colorize_file
@@ -187,13 +186,7 @@ def test_a_16bit_colour_scans_exif_icc_and_dpi_survive(tmp_path, tiny_model, ext
     dst = colorize_file(tiny_model, src, tmp_path / "out" / f"scan.{ext}")
     out = _read16(dst)
     assert out.dtype == np.uint16 and out.shape == (H, W, 3)
-    with Image.open(dst) as im:
-        got = im.getexif()
-        assert got.get(0x010E) == "Grandma at the lake" and got.get(0x010F) == "Epson"
-        assert got.get(0x0132) == DATE and got.get(0x8298) == "(c) Miller"
-        assert got.get(0x0131) == f"colourised by polychrome {__version__}, model {tiny_model.name}"
-        assert im.info.get("icc_profile") == icc
-        assert im.info.get("dpi") == pytest.approx((1200, 1200), abs=0.01)
+    assert_archive_metadata(dst, "Epson", icc, 1200, tiny_model.name)
 
 
 def test_a_16bit_colour_upload_downloads_as_a_16bit_png(tmp_path, constant_ab):
