@@ -473,18 +473,16 @@ def colorize_batch(
             outcome, failure = "written", None
             rules.clean(job)
             try:
-                outcome = rules.admit(job) or _written(colorize_file(colorizer, job.src, job.dst,
-                                                                     confidence_path=job.confidence, **args))
+                outcome = rules.admit(job)
+                if outcome is None:
+                    colorize_file(colorizer, job.src, job.dst, confidence_path=job.confidence, **args)
+                    outcome = "written"
             except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
                 outcome, failure = "failed", _failure(job, e)
             emit(job, outcome, failure)
         return report
     _Pipeline(colorizer, rules, emit, workers, batch_size if not hints else 1, args).run(jobs)
     return report
-
-
-def _written(_path) -> str:
-    return "written"
 
 
 def _failure(job: Job, error: Exception) -> Failure:
