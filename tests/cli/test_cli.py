@@ -777,6 +777,15 @@ def test_hint_options_need_exactly_one_photo(tmp_path, make_photo, hint_model):
 
 
 # --------------------------------------------------------------------------- colorize in a pipeline: - and -o -
+# These run in tmp_path: code that took -o - for a folder named "-" must not leave one in the repository.
+def _run_in(tmp_path: Path) -> dict:
+    """subprocess.run's cwd and env for a run in ``tmp_path`` that still imports this polychrome."""
+    import polychrome
+
+    paths = [str(Path(polychrome.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return {"cwd": tmp_path, "env": {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}}
+
+
 def _pipe_photos(tmp_path: Path) -> dict[str, Path]:
     """Photos whose file path keeps something a pipe could lose: a JPEG's EXIF (turned upright) and ICC
     profile, a 16-bit grey PNG (16-bit out), a 3-page LZW TIFF (every page out), a WebP."""
@@ -802,7 +811,8 @@ def _pipe_photos(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("kind", ["jpeg", "png16", "tiff", "webp"])
-def test_stdin_and_stdout_give_the_file_paths_bytes(tmp_path, tiny_model_dir, kind):
+def test_stdin_and_stdout_give_the_file_paths_bytes(tmp_path, tiny_model_dir, kind, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     src = _pipe_photos(tmp_path)[kind]
     model = ("--model", tiny_model_dir)
     r = invoke("colorize", src, "-o", tmp_path / "files", *model)
@@ -838,7 +848,7 @@ def test_a_shell_pipeline_through_stdin_and_stdout(tmp_path, make_photo, tiny_mo
     src = make_photo(tmp_path / "old.png", 33, 21)
     cmd = [sys.executable, "-m", "polychrome", "colorize", "-", "-o", "-", "--model", str(tiny_model_dir)]
     with open(src, "rb") as stdin:
-        proc = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=300)
+        proc = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=300, **_run_in(tmp_path))
     assert proc.returncode == 0, proc.stderr.decode()
     assert invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir).exit_code == 0
     assert proc.stdout == (tmp_path / "out" / "old.png").read_bytes()
@@ -852,7 +862,7 @@ def test_stdout_that_is_a_terminal_is_refused(tmp_path, make_photo, tiny_model_d
     leader, follower = pty.openpty()
     try:
         cmd = [sys.executable, "-m", "polychrome", "colorize", str(src), "-o", "-", "--model", str(tiny_model_dir)]
-        proc = subprocess.run(cmd, stdout=follower, stderr=subprocess.PIPE, timeout=300)
+        proc = subprocess.run(cmd, stdout=follower, stderr=subprocess.PIPE, timeout=300, **_run_in(tmp_path))
         os.close(follower)
         written = b""
         try:
@@ -874,7 +884,8 @@ def test_stdout_that_is_a_terminal_is_refused(tmp_path, make_photo, tiny_model_d
      ("truncated", "<stdin>: cannot read image")],
     ids=["empty", "not-a-photo", "truncated"],
 )  # fmt: skip
-def test_a_bad_photo_on_stdin_is_one_line_naming_stdin(tmp_path, make_photo, tiny_model_dir, data, expect):
+def test_a_bad_photo_on_stdin_is_one_line_naming_stdin(tmp_path, make_photo, tiny_model_dir, data, expect, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     if data == "truncated":
         data = make_photo(tmp_path / "whole.png", 40, 30).read_bytes()[:-300]
     out = tmp_path / "out"
@@ -889,7 +900,8 @@ def test_a_bad_photo_on_stdin_is_one_line_naming_stdin(tmp_path, make_photo, tin
     assert len(errors) == 1 and expect in errors[0] and "Traceback" not in r.stderr, r.stderr
 
 
-def test_stdin_and_stdout_take_one_photo(tmp_path, make_photo, tiny_model_dir):
+def test_stdin_and_stdout_take_one_photo(tmp_path, make_photo, tiny_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     a = make_photo(tmp_path / "in" / "a.png", 20, 20)
     make_photo(tmp_path / "in" / "b.png", 20, 20, seed=3)
     model = ("--model", tiny_model_dir)
