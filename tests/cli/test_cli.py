@@ -774,3 +774,174 @@ def test_hint_options_need_exactly_one_photo(tmp_path, make_photo, hint_model):
     a, b = make_photo(tmp_path / "in" / "a.png", 20, 20), make_photo(tmp_path / "in" / "b.png", 20, 20)
     r = invoke("colorize", a, b, "--hint", "1,2,#aa3322", "-o", tmp_path / "out", "--model", "m")
     assert_one_line_error(r, "--hint: hints belong to one photo", "hold 2", code=2)
+
+
+# --------------------------------------------------------------------------- colorize in a pipeline: - and -o -
+# These run in tmp_path: code that took -o - for a folder named "-" must not leave one in the repository.
+def _run_in(tmp_path: Path) -> dict:
+    """subprocess.run's cwd and env for a run in ``tmp_path`` that still imports this polychrome."""
+    import polychrome
+
+    paths = [str(Path(polychrome.__file__).resolve().parents[1]), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return {"cwd": tmp_path, "env": {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}}
+
+
+def _pipe_photos(tmp_path: Path) -> dict[str, Path]:
+    """Photos whose file path keeps something a pipe could lose: a JPEG's EXIF (turned upright) and ICC
+    profile, a 16-bit grey PNG (16-bit out), a 3-page LZW TIFF (every page out), a WebP."""
+    from PIL import ImageCms
+
+    from _helpers import colour_photo
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112], exif[0x0110] = 6, "Pipe Camera"  # orientation: rotate 90 degrees; the camera model
+    jpeg = tmp_path / "in" / "old.jpg"
+    jpeg.parent.mkdir()
+    colour_photo(1, 40, 24).save(jpeg, exif=exif.tobytes(), icc_profile=icc, quality=90)
+    deep = tmp_path / "in" / "scan.png"
+    ramp = np.linspace(0, 65535, 36 * 20).reshape(20, 36).astype(np.uint16)
+    Image.fromarray(ramp).save(deep)
+    tiff = tmp_path / "in" / "pages.tif"
+    pages = [colour_photo(s, 30, 22).convert("L") for s in (2, 3, 4)]
+    pages[0].save(tiff, save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    webp = tmp_path / "in" / "snap.webp"
+    colour_photo(5, 26, 26).save(webp, quality=80)
+    return {"jpeg": jpeg, "png16": deep, "tiff": tiff, "webp": webp}
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png16", "tiff", "webp"])
+def test_stdin_and_stdout_give_the_file_paths_bytes(tmp_path, tiny_model_dir, kind, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    src = _pipe_photos(tmp_path)[kind]
+    model = ("--model", tiny_model_dir)
+    r = invoke("colorize", src, "-o", tmp_path / "files", *model)
+    assert r.exit_code == 0, r.output
+    expected = (tmp_path / "files" / src.name).read_bytes()
+
+    piped = runner.invoke(app, ["colorize", "-", "-o", "-", *map(str, model)], input=src.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    assert piped.stdout_bytes == expected  # the photo's bytes and nothing else
+    assert "1 written, 0 skipped, 0 failed" in piped.stderr
+
+    from_file = invoke("colorize", src, "-o", "-", *model)
+    assert from_file.exit_code == 0 and from_file.stdout_bytes == expected, from_file.stderr
+
+    into = runner.invoke(app, ["colorize", "-", "-o", str(tmp_path / "pipe"), *map(str, model)], input=src.read_bytes())
+    assert into.exit_code == 0 and "1 written" in into.stdout, into.output
+    ext = {"jpeg": ".jpg", "png16": ".png", "tiff": ".tif", "webp": ".webp"}[kind]
+    assert [p.name for p in (tmp_path / "pipe").iterdir()] == [f"stdin{ext}"]
+    assert (tmp_path / "pipe" / f"stdin{ext}").read_bytes() == expected
+    with Image.open(tmp_path / "pipe" / f"stdin{ext}") as im:  # what makes these bytes worth comparing
+        if kind == "jpeg":
+            assert im.size == (24, 40) and im.getexif()[0x0110] == "Pipe Camera" and im.info.get("icc_profile")
+        if kind == "tiff":
+            assert im.n_frames == 3 and im.info.get("compression") == "tiff_lzw"
+    if kind == "png16":
+        import png
+
+        assert png.Reader(bytes=expected).read()[3]["bitdepth"] == 16
+
+
+def test_a_shell_pipeline_through_stdin_and_stdout(tmp_path, make_photo, tiny_model_dir):
+    """A real pipe: `polychrome colorize - -o - < old.png > new.png`, binary and flushed, the summary on stderr."""
+    src = make_photo(tmp_path / "old.png", 33, 21)
+    cmd = [sys.executable, "-m", "polychrome", "colorize", "-", "-o", "-", "--model", str(tiny_model_dir)]
+    with open(src, "rb") as stdin:
+        proc = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=300, **_run_in(tmp_path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir).exit_code == 0
+    assert proc.stdout == (tmp_path / "out" / "old.png").read_bytes()
+    assert b"Traceback" not in proc.stderr and b"1 written, 0 skipped, 0 failed" in proc.stderr
+
+
+def test_stdout_that_is_a_terminal_is_refused(tmp_path, make_photo, tiny_model_dir):
+    import pty
+
+    src = make_photo(tmp_path / "old.png", 20, 20)
+    leader, follower = pty.openpty()
+    try:
+        cmd = [sys.executable, "-m", "polychrome", "colorize", str(src), "-o", "-", "--model", str(tiny_model_dir)]
+        proc = subprocess.run(cmd, stdout=follower, stderr=subprocess.PIPE, timeout=300, **_run_in(tmp_path))
+        os.close(follower)
+        written = b""
+        try:
+            while chunk := os.read(leader, 4096):
+                written += chunk
+        except OSError:  # the terminal's end: nothing more to read
+            pass
+    finally:
+        os.close(leader)
+    assert proc.returncode == 2
+    lines = error_lines(proc.stderr.decode())
+    assert len(lines) == 1 and "-o -" in lines[0] and "terminal" in lines[0], proc.stderr
+    assert written == b""
+
+
+@pytest.mark.parametrize(
+    "data, expect",
+    [(b"", "<stdin>: empty"), (b"just some text\n", "<stdin>: not a photo polychrome reads"),
+     ("truncated", "<stdin>: cannot read image")],
+    ids=["empty", "not-a-photo", "truncated"],
+)  # fmt: skip
+def test_a_bad_photo_on_stdin_is_one_line_naming_stdin(tmp_path, make_photo, tiny_model_dir, data, expect, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if data == "truncated":
+        data = make_photo(tmp_path / "whole.png", 40, 30).read_bytes()[:-300]
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["colorize", "-", "-o", str(out), "--model", str(tiny_model_dir)], input=data)
+    assert_one_line_error(r, expect, code=1)
+    assert "0 written, 0 skipped, 1 failed" in r.stdout
+    assert not out.exists() or not any(out.iterdir())
+    # To stdout: nothing there, the error and the summary on stderr.
+    r = runner.invoke(app, ["colorize", "-", "-o", "-", "--model", str(tiny_model_dir)], input=data)
+    assert r.exit_code == 1 and r.stdout_bytes == b"", r.stderr
+    errors = [ln for ln in error_lines(r.stderr) if ln.startswith("error:")]
+    assert len(errors) == 1 and expect in errors[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_stdin_and_stdout_take_one_photo(tmp_path, make_photo, tiny_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = make_photo(tmp_path / "in" / "a.png", 20, 20)
+    make_photo(tmp_path / "in" / "b.png", 20, 20, seed=3)
+    model = ("--model", tiny_model_dir)
+    r = runner.invoke(app, ["colorize", "-", str(a), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)],
+                      input=a.read_bytes())  # fmt: skip
+    assert_one_line_error(r, "-:", "only input", code=2)
+    for inputs in ([tmp_path / "in"], [a, tmp_path / "in" / "b.png"]):
+        r = invoke("colorize", *inputs, "-o", "-", *model)
+        assert_one_line_error(r, "-o -", "standard output takes one photo", "hold 2", code=2)
+        assert r.stdout_bytes == b""
+    r = invoke("colorize", a, "-o", "-", "--confidence", *model)
+    assert_one_line_error(r, "-o -", "--confidence", code=2)
+    r = invoke("colorize", a, "-o", "-", "--manifest", tmp_path / "m.jsonl", *model)
+    assert_one_line_error(r, "-o -", "folder", code=2)
+    r = runner.invoke(app, ["colorize", "-", "-o", str(tmp_path / "o"), "--manifest", str(tmp_path / "m.jsonl"),
+                            "--model", str(tiny_model_dir)], input=a.read_bytes())  # fmt: skip
+    assert_one_line_error(r, "-:", "--manifest", code=2)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+def test_stdin_into_a_folder_follows_the_batch_rules(tmp_path, make_photo, tiny_model_dir):
+    """stdin.EXT is skipped when it is there and opens, redone with --overwrite; -o FILE takes it too."""
+    data = make_photo(tmp_path / "a.jpg", 20, 20).read_bytes()
+    args = ["colorize", "-", "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]
+    assert runner.invoke(app, args, input=data).exit_code == 0
+    again = runner.invoke(app, args, input=data)
+    assert again.exit_code == 0 and "0 written, 1 skipped" in again.stdout, again.output
+    forced = runner.invoke(app, [*args, "--overwrite", "--compare"], input=data)
+    assert forced.exit_code == 0 and "1 written" in forced.stdout, forced.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stdin.compare.jpg", "stdin.jpg"]
+    r = runner.invoke(app, ["colorize", "-", "-o", str(tmp_path / "new.png"), "--model", str(tiny_model_dir)],
+                      input=data)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "new.png") as im:
+        assert (im.format, im.size) == ("PNG", (20, 20))
+
+
+def test_colorize_help_mentions_dash():
+    r = invoke("colorize", "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.stdout.replace("│", " ").split())  # rich's boxes wrap the option help
+    assert "- is standard input" in text and "-o - standard output" in text
+    assert "- reads one photo from standard input" in text and "- to write it to standard output" in text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -47,13 +50,20 @@ def _progress(console: Console):
 
 @app.command()
 def colorize(
-    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively) or globs.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos, folders (searched recursively) or globs; - reads one photo from standard input "
+            "(written as stdin.EXT, EXT from its format).",
+            show_default=False,
+        ),
+    ],
     output: Annotated[
         Path,
         typer.Option(
             "--output", "-o",
             help="Folder for the colour photos; for one photo, also the file to write (result.jpg: format from "
-            "its extension).",
+            "its extension), or - to write it to standard output in the input's format.",
             show_default=False,
         ),
     ],
@@ -147,7 +157,8 @@ def colorize(
 ) -> None:
     """Colourise photos at their full resolution into OUTPUT, keeping each input's name and format
     (or, for one photo, into the file OUTPUT names, e.g. -o result.jpg). A .txt input is a list of photos,
-    one path per line.
+    one path per line. In a pipeline, - is standard input (one photo, the only input) and -o - standard
+    output (one photo, in its input's format): polychrome colorize - -o - < old.jpg > new.jpg.
 
     Outputs that already exist are skipped (so re-running finishes an interrupted batch) unless
     --overwrite. A bad photo is reported on one line and the rest still get written; the exit code
@@ -157,17 +168,30 @@ def colorize(
     Started by torchrun or srun, every worker does its share of the photos and rank 0 prints the summary
     (README: Colourise an archive).
     """
+    from dataclasses import replace
+
     from polychrome import hub
     from polychrome.color.hints import HintError, load_hint_file, parse_hint_text
     from polychrome.io import ImageError, check_writable_folder, is_image_path, unread_photo_format
-    from polychrome.pipeline.batch import Job, colorize_batch, confidence_path, plan
+    from polychrome.pipeline.batch import colorize_batch, confidence_path, plan, plan_stdin
 
     err = err_console()
-    to_file = is_image_path(output) and not output.is_dir()  # -o result.jpg: one photo into that file
+    from_stdin, to_stdout = "-" in inputs, str(output) == "-"
+    if from_stdin and len(inputs) > 1:
+        raise fail("-: standard input is one photo and the only input; give - alone or files and folders")
+    if from_stdin and sys.stdin is not None and sys.stdin.isatty():
+        raise fail("-: standard input is a terminal; pipe a photo in (polychrome colorize - -o out/ < old.jpg)")
+    if to_stdout and sys.stdout is None:
+        raise fail("-o -: standard output is closed")
+    if to_stdout and sys.stdout.isatty():
+        raise fail("-o -: standard output is a terminal, not writing a photo there; redirect it (> new.jpg)")
+    to_file = not to_stdout and is_image_path(output) and not output.is_dir()  # -o result.jpg: into that file
     if unread_photo_format(output) and not output.is_dir():
         raise fail(f"-o {output}: polychrome writes JPEG, PNG, WebP, BMP or TIFF photos, not {unread_photo_format(output)}")
-    if output.exists() and not output.is_dir() and not to_file:
+    if output.exists() and not output.is_dir() and not to_file and not to_stdout:
         raise fail(f"-o {output}: exists and is not a folder (or a photo file, for one input)")
+    if to_stdout and confidence:
+        raise fail("-o -: standard output takes the photo only; --confidence needs a folder to write its map into")
     hint_list = None
     try:
         if hints is not None:
@@ -186,8 +210,10 @@ def colorize(
     if manifest is not None or world.size > 1:  # a worker of a launched run, or a run that keeps a manifest
         from polychrome.cli.archive import colorize_archive
 
-        if to_file:
+        if to_file or to_stdout:
             raise fail(f"-o {output}: a run with --manifest or several workers writes into a folder; give a folder")
+        if from_stdin:
+            raise fail("-: a run with --manifest or several workers reads photo files; give files or folders")
         if base is not None:
             raise fail("--base is for one photo with hints; it does not combine with --manifest or several workers")
 
@@ -195,13 +221,20 @@ def colorize(
                                 where, precision.value, temperature, confidence, manifest, world,
                                 workers=workers, batch_size=batch_size)  # fmt: skip
     notes: list[str] = []
-    jobs, problems = plan(inputs, output.parent if to_file else output, compare=compare, confidence=confidence,
-                          notes=notes)  # fmt: skip
+    # Standard output has no folder: os.devnull stands in for one, which no input is or holds.
+    out_dir = Path(os.devnull) if to_stdout else output.parent if to_file else output
+    if from_stdin:
+        data = sys.stdin.buffer.read() if sys.stdin is not None else b""  # None: closed (<&-), as empty
+        jobs, problems = plan_stdin(data, out_dir, compare=compare, confidence=confidence)
+    else:
+        jobs, problems = plan(inputs, out_dir, compare=compare, confidence=confidence, notes=notes)
     if to_file and len(jobs) > 1:
         raise fail(f"-o {output}: names one photo file, but the inputs hold {len(jobs)} photos; give a folder")
+    if to_stdout and len(jobs) > 1:
+        raise fail(f"-o -: standard output takes one photo, but the inputs hold {len(jobs)}; give a folder")
     if to_file and jobs:
-        jobs = [Job(jobs[0].src, output, confidence_path(output) if confidence else None)]
-    if jobs:
+        jobs = [replace(jobs[0], dst=output, confidence=confidence_path(output) if confidence else None)]
+    if jobs and not to_stdout:
         try:  # once, before the model loads: not one error per photo after all the work
             check_writable_folder(output.parent if to_file else output)
         except ImageError as e:
@@ -243,15 +276,72 @@ def colorize(
                     say_error(failure.message, err)
             bar.update(task, advance=1, name=job.src.name)
 
-        report = colorize_batch(
-            colorizer, jobs, size=size, compare=compare, hints=hint_list, temperature=temperature,
-            overwrite=overwrite, on_job=on_job, workers=workers, batch_size=batch_size,
-        )  # fmt: skip
+        args = dict(size=size, compare=compare, hints=hint_list, temperature=temperature)
+        if to_stdout:
+            report = _colorize_to_stdout(colorizer, jobs, on_job, **args)
+        else:
+            report = colorize_batch(colorizer, jobs, overwrite=overwrite, on_job=on_job, workers=workers,
+                                    batch_size=batch_size, **args)  # fmt: skip
     written, skipped, failed = len(report.written), len(report.skipped), len(problems) + len(report.failed)
     note = " (already there; --overwrite to redo them)" if skipped else ""
-    typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {output}")
+    # With -o -, standard output holds the photo's bytes and nothing else.
+    typer.echo(f"{written} written, {skipped} skipped{note}, {failed} failed -> {'<stdout>' if to_stdout else output}",
+               err=to_stdout)  # fmt: skip
     if failed:
         raise typer.Exit(1)
+
+
+def _colorize_to_stdout(colorizer, jobs, on_job, **kw):
+    """The one photo of ``jobs`` (or none) onto standard output, in the format its output file would have
+    (:func:`_stdout_format`), encoded whole before a byte is written, so a failure writes nothing there."""
+    from polychrome.pipeline.batch import BatchReport, Failure, colorize_file
+
+    report = BatchReport()
+    for job in jobs:
+        buf = io.BytesIO()
+        buf.name = "<stdout>"
+        try:
+            colorize_file(colorizer, job.source(), buf, fmt=_stdout_format(job), **kw)
+        except Exception as e:  # noqa: BLE001 -- one line, as a batch reports a failed photo
+            failure = Failure(job.src, e.with_traceback(None))
+        else:
+            _write_stdout(buf.getbuffer())
+            report.written.append(job)
+            on_job(job, "written", None)
+            continue
+        report.failed.append(failure)
+        on_job(job, "failed", failure)
+    return report
+
+
+def _stdout_format(job) -> str:
+    """The format of the file ``job`` would write into a folder: its extension's (the input's; standard
+    input's from its bytes, :func:`~polychrome.pipeline.batch.plan_stdin`), or, for an input file named
+    without a photo extension, the format its bytes hold."""
+    from polychrome.io import ImageError, image_format, is_image_path, photo_format
+
+    if is_image_path(job.dst):
+        return image_format(job.dst)
+    try:
+        with open(job.src, "rb") as f:
+            return photo_format(f, str(job.src))
+    except OSError as e:
+        raise ImageError(f"{job.src}: cannot read image ({e.strerror or e})") from None
+
+
+def _write_stdout(data) -> None:
+    """``data`` onto standard output as bytes, flushed. A reader that went away (``| head -c 100``) is a
+    one-line error, not a traceback at exit."""
+    out, view = sys.stdout.buffer, memoryview(data)
+    try:
+        sys.stdout.flush()  # anything already in the text layer first (nothing, by design)
+        while view:  # a pipe can take part of a large write; the rest, or the broken pipe, comes next
+            view = view[out.write(view) :]
+        out.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and print the same error: point it at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise fail("-o -: standard output was closed before the photo was written (its reader stopped)", code=1)
 
 
 def hint_labels(hints_file: Path | None, options: bool) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from polychrome.io.images import (
     MAX_PIXELS,
     UNREAD_PHOTO_FORMATS,
     ArchiveMetadata,
+    FORMAT_EXTENSIONS,
     FolderScan,
     ImageError,
     ImageWarning,
@@ -24,6 +25,7 @@ from polychrome.io.images import (
     is_inside,
     load_rgb,
     open_image,
+    photo_format,
     PhotoPixels,
     photo_pixels,
     pil_to_rgb_array,
@@ -40,10 +42,11 @@ from polychrome.io.images import (
 )
 
 __all__ = [
-    "BYTES_PER_PIXEL", "IMAGE_EXTENSIONS", "MAX_PIXELS", "UNREAD_PHOTO_FORMATS", "ArchiveMetadata", "FolderScan",
-    "ImageError", "ImageWarning", "Photo", "archive_metadata", "check_writable_folder", "default_file_mode",
-    "encode_image", "find_images", "finite_unit", "grey_to_pil", "image_format", "is_complete_image",
-    "is_image_path", "is_inside", "load_rgb", "open_image", "PhotoPixels", "photo_pixels", "pil_to_rgb_array",
-    "read_image", "read_photo", "rgb_array_to_pil", "save_image_atomic", "scan_folder", "to_uint8", "to_uint16",
-    "too_many_pixels", "unread_photo_format", "webp_is_lossless", "write_json_atomic",
+    "BYTES_PER_PIXEL", "FORMAT_EXTENSIONS", "IMAGE_EXTENSIONS", "MAX_PIXELS", "UNREAD_PHOTO_FORMATS",
+    "ArchiveMetadata", "FolderScan", "ImageError", "ImageWarning", "Photo", "archive_metadata",
+    "check_writable_folder", "default_file_mode", "encode_image", "find_images", "finite_unit", "grey_to_pil",
+    "image_format", "is_complete_image", "is_image_path", "is_inside", "load_rgb", "open_image", "PhotoPixels",
+    "photo_format", "photo_pixels", "pil_to_rgb_array", "read_image", "read_photo", "rgb_array_to_pil",
+    "save_image_atomic", "scan_folder", "to_uint8", "to_uint16", "too_many_pixels", "unread_photo_format",
+    "webp_is_lossless", "write_json_atomic",
 ]

@@ -30,6 +30,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 #: preview images opens as JPEG and comes back as Pillow's MPO.)
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 _FORMAT_NAMES = "JPEG, PNG, WebP, BMP or TIFF"
+#: The extension a photo of each of :data:`PHOTO_FORMATS` is written with when its source has no name to
+#: keep (a photo piped in on standard input).
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 
 #: Photo formats polychrome does not read, by extension: a folder's files of these are named, one line
 #: each, never passed over in silence (a person expects them colourised).
@@ -440,6 +443,25 @@ def _webp_lossless(path: Path | BinaryIO) -> bool:
         return webp_is_lossless(path)
     finally:
         path.seek(pos)
+
+
+def photo_format(fp: BinaryIO, name: str) -> str:
+    """The format of the photo in the binary file ``fp`` (one of :data:`PHOTO_FORMATS`; a camera JPEG with
+    preview images is ``"JPEG"``), from its header; its pixels are not decoded. Raises :class:`ImageError`
+    naming ``name`` for an empty file or one that is not such a photo."""
+    if not fp.read(1):
+        raise ImageError(f"{name}: empty, no photo in it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # read_image says it, once
+            with Image.open(fp, formats=PHOTO_FORMATS) as im:
+                return "JPEG" if im.format == "MPO" else im.format
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a photo polychrome reads ({_FORMAT_NAMES})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: {too_many_pixels(e)}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: cannot read image ({e})") from None
 
 
 def too_many_pixels(error: Exception | None = None) -> str:

@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import codecs
 import glob
+import io
 import os
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps
 
 from polychrome.color.hints import Hint
 from polychrome.io import (
+    FORMAT_EXTENSIONS,
     IMAGE_EXTENSIONS,
     ImageError,
     ImageWarning,
+    encode_image,
     find_images,
     image_format,
     is_complete_image,
     is_image_path,
     is_inside,
+    photo_format,
     photo_pixels,
     read_image,
     save_image_atomic,
@@ -47,6 +52,12 @@ _GLOB_CHARS = set("*?[")
 def _unread(path) -> str:
     return (f"{path}: {unread_photo_format(path)} photos are not read by polychrome "
             "(it reads JPEG, PNG, WebP, BMP and TIFF; convert it to one of those)")  # fmt: skip
+
+
+def source_name(src) -> str:
+    """How messages name a photo's source or destination: its path, or a binary file's ``name`` (standard
+    input is ``<stdin>``, as ``sys.stdin.buffer`` names itself)."""
+    return getattr(src, "name", "image") if hasattr(src, "read") or hasattr(src, "write") else os.fspath(src)
 
 
 def confidence_path(dst: str | os.PathLike) -> Path:
@@ -71,9 +82,14 @@ def colorize_file(
     temperature: float | None = None,
     confidence_path: str | os.PathLike | None = None,
     timer: Timer = no_timer,
-) -> Path:
+    fmt: str | None = None,
+) -> Path | BinaryIO:
     """Read ``src``, colourise it at full resolution with ``colorizer``, write ``dst`` atomically (format from
     its extension).
+
+    ``src`` may also be a binary file (a photo piped in: its ``name``, e.g. ``<stdin>``, names it in
+    messages) and ``dst`` a binary file, written in Pillow format ``fmt`` (e.g. ``"PNG"``) and not seeked
+    back: what is written there is what would be written into a file of that format.
 
     EXIF orientation is applied on reading, so the written pixels stand upright; an alpha channel is kept
     when the output format has one, and so are the EXIF (orientation reset), an RGB ICC profile, the DPI and
@@ -94,7 +110,7 @@ def colorize_file(
     """
     prepared = prepare_file(colorizer, src, size, hints, temperature, confidence_path, timer)
     pred = predict_files(colorizer, [prepared], hints, temperature, confidence_path is not None, timer)[0]
-    return finish_file(colorizer, prepared, pred, dst, size, compare, temperature, confidence_path, timer)
+    return finish_file(colorizer, prepared, pred, dst, size, compare, temperature, confidence_path, timer, fmt)
 
 
 # The three steps of colorize_file, apart so that a batch can decode and encode photos in threads around the
@@ -104,7 +120,7 @@ def colorize_file(
 class PreparedFile:
     """A photo file read and made ready for the model (:func:`prepare_file`)."""
 
-    src: Path
+    src: Path | BinaryIO  # a path, or a binary file (standard input) named by its ``name``
     metadata: object  # polychrome.io.ArchiveMetadata, with the provenance note
     pages: int  # a TIFF's pages (1 for any other photo)
     pixels: object | None  # page 1 decoded (polychrome.io.PhotoPixels; None once rendered)
@@ -128,13 +144,15 @@ def prepare_file(colorizer, src, size=None, hints=None, temperature=None, confid
         colorizer.check_confidence()
         if hints:
             raise ValueError("a confidence map is for automatic colourisation; give hints or a confidence path, not both")
+    name = source_name(src)
+    src = src if hasattr(src, "read") else Path(src)
     with timer("decode"):
-        img, metadata = read_image(src)
+        img, metadata = read_image(src, name)
     metadata = replace(metadata, software=provenance(colorizer))
     pages = tiff_pages(src)
     with timer("to_float"):
-        pixels = photo_pixels(img, str(src))
-    return PreparedFile(Path(src), metadata, pages, pixels, colorizer.working_pixels(pixels, size, timer))
+        pixels = photo_pixels(img, name)
+    return PreparedFile(src, metadata, pages, pixels, colorizer.working_pixels(pixels, size, timer))
 
 
 def predict_files(colorizer, prepared: list[PreparedFile], hints=None, temperature=None, confidence=False,
@@ -157,25 +175,32 @@ def predict_files(colorizer, prepared: list[PreparedFile], hints=None, temperatu
 
 
 def finish_file(colorizer, prepared: PreparedFile, pred, dst, size=None, compare=False, temperature=None,
-                confidence_path=None, timer: Timer = no_timer) -> Path:  # fmt: skip
+                confidence_path=None, timer: Timer = no_timer, fmt: str | None = None) -> Path | BinaryIO:  # fmt: skip
     """Render page 1 from its prediction at full resolution (and its confidence map), colourise a multi-page
-    TIFF's other pages, and write ``dst`` atomically."""
+    TIFF's other pages, and write ``dst`` atomically (or, a binary file, in format ``fmt``)."""
     src, metadata, pages, hw = prepared.src, prepared.metadata, prepared.pages, prepared.hw
-    bits = 16 if image_format(dst) in DEEP_FORMATS else 8  # a 16-bit scan's colour stays 16-bit there
+    stream = hasattr(dst, "write")
+    if stream and fmt is None:
+        raise ValueError("a binary file to write into needs a format (fmt)")
+    fmt = fmt if stream else image_format(dst)
+    bits = 16 if fmt in DEEP_FORMATS else 8  # a 16-bit scan's colour stays 16-bit there
     pixels, prepared.pixels = prepared.pixels, None  # the decoded photo is not needed for writing
     out = colorizer.render_pixels(pixels, pred.ab, compare=compare, bits=bits, timer=timer)
     del pixels
     if confidence_path is not None:
         save_image_atomic(colorizer.confidence_image(pred.confidence, hw), confidence_path)
-    extra = {}
-    if pages > 1 and Image.registered_extensions().get(Path(dst).suffix.lower()) == "TIFF":
+    extra, name = {}, source_name(src)
+    if pages > 1 and fmt == "TIFF":
         kw = dict(size=size, compare=compare, temperature=temperature, timer=timer, bits=bits)
         extra = {"save_all": True, "append_images": [
-            _colour_page(colorizer, _read_page(src, i), f"{src} (page {i + 1})", **kw) for i in range(1, pages)]}
+            _colour_page(colorizer, _read_page(src, i, name), f"{name} (page {i + 1})", **kw) for i in range(1, pages)]}
     elif pages > 1:
-        warnings.warn(ImageWarning(f"{src}: {pages} pages; only page 1 was written to {dst} "
+        warnings.warn(ImageWarning(f"{name}: {pages} pages; only page 1 was written to {source_name(dst)} "
                                    "(a .tif output keeps every page)"), stacklevel=2)  # fmt: skip
     with timer("encode"):
+        if stream:
+            encode_image(out, dst, fmt, metadata, source_name(dst), **extra)
+            return dst
         save_image_atomic(out, dst, metadata, **extra)
     return Path(dst)
 
@@ -187,7 +212,7 @@ def provenance(colorizer) -> str:
     return f"colourised by polychrome {__version__}, model {colorizer.name}"
 
 
-def tiff_pages(src: str | os.PathLike) -> int:
+def tiff_pages(src: str | os.PathLike | BinaryIO) -> int:
     """How many pages (images) a TIFF holds; 1 for any other photo."""
     try:
         with Image.open(src, formats=("TIFF",)) as im:
@@ -196,15 +221,15 @@ def tiff_pages(src: str | os.PathLike) -> int:
         return 1
 
 
-def _read_page(src: str | os.PathLike, index: int) -> Image.Image:
-    """Page ``index`` (from 0) of a multi-page TIFF, decoded and stood upright."""
+def _read_page(src: str | os.PathLike | BinaryIO, index: int, name: str) -> Image.Image:
+    """Page ``index`` (from 0) of a multi-page TIFF, decoded and stood upright (``name`` names it in errors)."""
     try:
         with Image.open(src, formats=("TIFF",)) as im:
             im.seek(index)
             im.load()
             return ImageOps.exif_transpose(im.copy())
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{src}: cannot read page {index + 1} ({e})") from None
+        raise ImageError(f"{name}: cannot read page {index + 1} ({e})") from None
 
 
 def _colour_page(colorizer, img, name, size, compare, hints=None, temperature=None, confidence_path=None,
@@ -226,6 +251,16 @@ class Job:
     src: Path
     dst: Path
     confidence: Path | None = None  # where its confidence map goes, if one is asked for
+    # The photo itself, for one that is no file (piped in on standard input); ``src`` then only names it.
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    def source(self) -> Path | BinaryIO:
+        """What to read: ``src``, or ``data`` as a binary file named ``src`` (``<stdin>``)."""
+        if self.data is None:
+            return self.src
+        f = io.BytesIO(self.data)
+        f.name = str(self.src)
+        return f
 
 
 def _glob_base(pattern: str) -> Path:
@@ -325,6 +360,26 @@ def plan(
                 dst = compare_path(dst)
             jobs.append(Job(src, dst, confidence_path(dst) if confidence else None))
     return jobs, problems
+
+
+#: How a photo read from standard input is named: in messages, and (its extension from its format) its output.
+STDIN_NAME, STDIN_STEM = "<stdin>", "stdin"
+
+
+def plan_stdin(data: bytes, out_dir: str | os.PathLike, compare: bool = False,
+               confidence: bool = False) -> tuple[list[Job], list[str]]:  # fmt: skip
+    """:func:`plan` for a photo piped in: ``data``, all of standard input. One job writing
+    ``out_dir/stdin.EXT`` (EXT from the format the bytes hold: ``.jpg``, ``.png``, ``.webp``, ``.bmp``,
+    ``.tif``), or no job and a problem naming ``<stdin>`` for empty input or bytes that are not a photo
+    polychrome reads."""
+    try:
+        fmt = photo_format(io.BytesIO(data), STDIN_NAME)
+    except ImageError as e:
+        return [], [str(e)]
+    dst = Path(out_dir) / f"{STDIN_STEM}{FORMAT_EXTENSIONS[fmt]}"
+    if compare:
+        dst = compare_path(dst)
+    return [Job(Path(STDIN_NAME), dst, confidence_path(dst) if confidence else None, data=data)], []
 
 
 def iter_plan(
@@ -475,7 +530,7 @@ def colorize_batch(
             try:
                 outcome = rules.admit(job)
                 if outcome is None:
-                    colorize_file(colorizer, job.src, job.dst, confidence_path=job.confidence, **args)
+                    colorize_file(colorizer, job.source(), job.dst, confidence_path=job.confidence, **args)
                     outcome = "written"
             except Exception as e:  # noqa: BLE001 -- one broken photo must not stop a batch of thousands
                 outcome, failure = "failed", _failure(job, e)
@@ -494,7 +549,7 @@ class _Rules:
     """The batch's rules, applied to each job in order before any work on it (in the calling thread)."""
 
     def __init__(self, jobs: list[Job], other_inputs: Iterable[Path], overwrite: bool):
-        self.input_ids = {i for i in (_file_id(j.src) for j in jobs) if i is not None}
+        self.input_ids = {i for i in (_file_id(j.src) for j in jobs if j.data is None) if i is not None}
         self.input_ids |= {i for i in map(_file_id, other_inputs) if i is not None}
         self.overwrite = overwrite
         self.claimed: dict[Path, Path] = {}
@@ -613,7 +668,7 @@ class _Pipeline:
             return
         if entry.outcome is None:
             a = self.args
-            entry.prepared = self.pool.submit(prepare_file, self.colorizer, job.src, a["size"], a["hints"],
+            entry.prepared = self.pool.submit(prepare_file, self.colorizer, job.source(), a["size"], a["hints"],
                                               a["temperature"], job.confidence, a["timer"])  # fmt: skip
             self.waiting.append(entry)
 
