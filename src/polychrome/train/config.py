@@ -40,6 +40,9 @@ class TrainConfig:
     betas: tuple = (0.9, 0.999)  # AdamW betas
     epochs: int = 10  # passes over the training photos
     max_steps: int = 0  # stop after this many optimiser steps (0 = run all epochs); also sets the schedule length
+    # A wall-clock budget (a lent GPU for a fixed time): the cosine part of the schedule runs on elapsed / budget
+    # (warm-up stays in steps; epochs and max_steps still cap the steps), so the LR has annealed when time is up.
+    max_minutes: float = 0.0  # stop at the first optimiser step past this many minutes of training (0 = off)
     warmup_steps: int = 200  # linear LR warm-up, then cosine decay to lr_min_ratio * lr
     lr_min_ratio: float = 0.05  # floor of the cosine schedule, as a fraction of lr
     grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
@@ -181,6 +184,8 @@ def make_config(
             raise ConfigError(f"loss = 'composite' needs a weight above 0 among {', '.join(weights)}")
         if cfg.loss_perceptual_weight and cfg.perceptual_net == "vgg16" and not cfg.perceptual_weights:
             raise ConfigError("perceptual_weights: perceptual_net = 'vgg16' needs a torchvision VGG16 weight file")
+    if not (math.isfinite(cfg.max_minutes) and cfg.max_minutes >= 0):
+        raise ConfigError(f"max_minutes: must be a finite number >= 0 (0 = no time budget), got {cfg.max_minutes}")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision: must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
     if not 0 <= cfg.hint_min <= cfg.hint_max:
