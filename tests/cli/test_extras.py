@@ -147,7 +147,8 @@ def test_the_base_install_colourises_without_any_extra(tmp_path, make_photo):
 
 
 
-def test_training_from_trained_weights_needs_neither_the_imagenet_wheel_nor_matplotlib(monkeypatch, tmp_path, make_photo):
+def test_training_from_trained_weights_needs_neither_the_imagenet_wheel_nor_matplotlib(monkeypatch, tmp_path,
+                                                                                        make_photo):
     """A leg that continues trained weights (a lent GPU machine has neither package) trains; a config that asks
     for the ImageNet weights is still told, in one line before any work, that they come with the train extra."""
     from polychrome.cli import common

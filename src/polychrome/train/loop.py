@@ -481,7 +481,8 @@ class Trainer:
         timed = cfg.max_minutes > 0
         if self.dist.main:
             log.info(
-                "training %s on %d photos (%d skipped grey, %d unreadable), validating on %d; %d steps of %d x %d x %d%s",
+                "training %s on %d photos (%d skipped grey, %d unreadable), validating on %d; "
+                "%d steps of %d x %d x %d%s",
                 cfg.model, len(self.train_set), self.train_set.skipped_gray, len(self.train_set.skipped_unreadable),
                 len(self.val_set), self.total_steps, cfg.batch_size, cfg.grad_accum, self.dist.world,
                 f" or {cfg.max_minutes:g} minutes, whichever comes first" if timed else "",
