@@ -69,7 +69,7 @@ def test_max_minutes_is_checked_like_other_keys():
 def test_the_run_stops_at_the_first_step_past_the_budget_and_ends_normally(tmp_path, step_clock):
     # 25 s a step against 1 minute: 50 s after two steps, 75 s after three -> three steps, not the 600 of 200 epochs.
     step_clock.per_step = 25.0
-    cfg = tiny_train_config(tmp_path, epochs=200, max_minutes=1, warmup_steps=1)
+    cfg = tiny_train_config(tmp_path, epochs=200, max_minutes=1, warmup_steps=1, log_every_steps=2)
     summary = train(cfg, progress=False)
     assert summary["step"] == 3 and summary["epoch"] == 1  # epoch 0 is 3 steps: the budget ended it
     ck = load_checkpoint(Path(cfg.out_dir) / "last.pt")
@@ -79,6 +79,10 @@ def test_the_run_stops_at_the_first_step_past_the_budget_and_ends_normally(tmp_p
     # images/s over this session: 3 steps of 8 photos in 75 (fake) seconds.
     assert summary["images"] == 24 and summary["seconds"] == pytest.approx(75.0)
     assert summary["images_per_s"] == pytest.approx(24 / 75)
+    # TensorBoard has the train/ scalars every 2 steps and where the run ended (step 3), with the step's images/s.
+    lrs, acc = _lr_log(Path(cfg.out_dir))
+    assert sorted(lrs) == [2, 3] and [e.step for e in acc.Scalars("train/loss")] == [2, 3]
+    assert [(e.step, round(e.value, 4)) for e in acc.Scalars("train/images_per_s")] == [(2, 0.32), (3, 0.32)]
 
 
 def test_the_schedule_follows_the_clock_not_the_steps(tmp_path, step_clock):

@@ -514,15 +514,7 @@ class Trainer:
                     pending = []
                     bar.advance(last_loss, self.sched.get_last_lr()[0])
                     if self.writer and self.step % cfg.log_every_steps == 0:
-                        now = clock()
-                        if now > mark[0]:
-                            rate = (self.step - mark[1]) * per_step / (now - mark[0])
-                            self.writer.add_scalar("train/images_per_s", rate, self.step)
-                        mark = (now, self.step)
-                        self.writer.add_scalar("train/loss", last_loss, self.step)
-                        self.writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
-                        for k, v in self.last_terms.items():  # the composite loss's unweighted terms
-                            self.writer.add_scalar(f"train/loss_{k}", v, self.step)
+                        mark = self._log_train(last_loss, mark, per_step)
                     if cfg.ckpt_every_steps and self.step % cfg.ckpt_every_steps == 0:
                         self.save("last.pt")
                     if self.step >= end or self.out_of_time:
@@ -560,6 +552,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+        if self.writer and self.step > first_step and self.step % cfg.log_every_steps:
+            self._log_train(last_loss, mark, per_step)  # where the run ended, between two regular readings
         self.save("last.pt")
         if self.writer:
             self.writer.flush()
@@ -572,6 +566,18 @@ class Trainer:
                      "included)", why, self.step - first_step, images, seconds, rate)
         return {"step": self.step, "epoch": self.epoch, "seconds": seconds, "images": images, "images_per_s": rate,
                 "loss": last_loss, **summary}
+
+    def _log_train(self, loss: float, mark: tuple[float, int], per_step: int) -> tuple[float, int]:
+        """TensorBoard's train/ scalars at this step: the loss, its terms, the LR and the images/s since ``mark``
+        (the time and step of the last reading); returns this reading's mark."""
+        now = clock()
+        if now > mark[0] and self.step > mark[1]:
+            self.writer.add_scalar("train/images_per_s", (self.step - mark[1]) * per_step / (now - mark[0]), self.step)
+        self.writer.add_scalar("train/loss", loss, self.step)
+        self.writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
+        for k, v in self.last_terms.items():  # the composite loss's unweighted terms
+            self.writer.add_scalar(f"train/loss_{k}", v, self.step)
+        return now, self.step
 
     # ----------------------------------------------------------------- validation
     @torch.no_grad()
