@@ -30,7 +30,7 @@ export PYTHONPATH="$PWD/src:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
 {
-    echo "== $(date -u +%FT%TZ) on $(hostname)"
+    echo "== $(date -u +%FT%TZ) on ${HOSTNAME:-this machine}"
     if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L; else echo "nvidia-smi: not here (no NVIDIA GPU)"; fi
     "$PY" - <<'PYEOF'
 import sys, torch
