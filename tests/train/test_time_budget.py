@@ -155,3 +155,21 @@ def test_ddp_ranks_stop_together_on_rank_0s_clock(tmp_path):
     assert r0["step"] == r1["step"] == 6
     assert r0["model"] == r1["model"] and r0["ema"] == r1["ema"]
     assert load_checkpoint(Path(cfg.out_dir) / "last.pt")["elapsed_seconds"] == pytest.approx(60.0)
+
+
+def test_val_every_epochs_validates_every_nth_epoch_end_and_where_the_run_ends(tmp_path, monkeypatch):
+    """5 epochs of 3 steps with val_every_epochs=2: validation (and last.pt) after epochs 2 and 4, and at the end
+    (epoch 5) although 5 is not a multiple of 2; 0 is refused like other counts."""
+    seen = []
+    real = Trainer.validate
+
+    def validate(self):
+        seen.append((self.epoch, self.step))
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    summary = train(tiny_train_config(tmp_path, epochs=5, val_every_epochs=2), progress=False)
+    assert seen == [(2, 6), (4, 12), (5, 15)]
+    assert summary["step"] == 15 and "psnr" in summary
+    with pytest.raises(ConfigError, match="val_every_epochs"):
+        make_config(overrides={"data": "x", "val_every_epochs": 0})

@@ -73,6 +73,9 @@ class TrainConfig:
     seed: int = 0  # seeds weights, data order and augmentation
     out_dir: str = "runs/unet"  # checkpoints (last.pt, best.pt), resolved config and TensorBoard logs
     ckpt_every_steps: int = 500  # also save last.pt every this many steps (0 = only at epoch ends)
+    # Validate (and save last.pt / best.pt) at every this-many-th epoch end, and always where the run ends: a small
+    # packed set at a GPU's batch size has epochs of a few seconds, which validation and a checkpoint would double.
+    val_every_epochs: int = 1
     log_every_steps: int = 20  # TensorBoard scalar interval
     num_threads: int = 0  # torch CPU threads per process (0 = torch's default)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
@@ -201,7 +204,7 @@ def make_config(
             raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
     if not (math.isfinite(cfg.hint_region_l_tol) and cfg.hint_region_l_tol >= 0):
         raise ConfigError(f"hint_region_l_tol: must be a finite number >= 0, got {cfg.hint_region_l_tol}")
-    positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch")
+    positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch", "val_every_epochs")
     for k in positive + ("hint_recolor_max", "hint_region_radius"):
         if getattr(cfg, k) < 1:
             raise ConfigError(f"{k}: must be at least 1, got {getattr(cfg, k)}")

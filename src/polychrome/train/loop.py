@@ -526,6 +526,9 @@ class Trainer:
                 # resuming it with a larger max_steps continues with the epoch's remaining batches.
                 if epoch_done:
                     self.epoch += 1
+                ends = self.step >= end or self.out_of_time or not epoch_done
+                if not ends and self.epoch % cfg.val_every_epochs:
+                    continue  # validation and last.pt at every val_every_epochs-th epoch end, and where the run ends
                 summary = self.validate()
                 if self.dist.main:
                     # A hint model is judged by what it does with hints; the others by automatic colour.
