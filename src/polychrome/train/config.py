@@ -40,6 +40,9 @@ class TrainConfig:
     betas: tuple = (0.9, 0.999)  # AdamW betas
     epochs: int = 10  # passes over the training photos
     max_steps: int = 0  # stop after this many optimiser steps (0 = run all epochs); also sets the schedule length
+    # A wall-clock budget (a lent GPU for a fixed time): the cosine part of the schedule runs on elapsed / budget
+    # (warm-up stays in steps; epochs and max_steps still cap the steps), so the LR has annealed when time is up.
+    max_minutes: float = 0.0  # stop at the first optimiser step past this many minutes of training (0 = off)
     warmup_steps: int = 200  # linear LR warm-up, then cosine decay to lr_min_ratio * lr
     lr_min_ratio: float = 0.05  # floor of the cosine schedule, as a fraction of lr
     grad_clip: float = 1.0  # clip the gradient norm to this (0 = off)
@@ -70,6 +73,9 @@ class TrainConfig:
     seed: int = 0  # seeds weights, data order and augmentation
     out_dir: str = "runs/unet"  # checkpoints (last.pt, best.pt), resolved config and TensorBoard logs
     ckpt_every_steps: int = 500  # also save last.pt every this many steps (0 = only at epoch ends)
+    # Validate (and save last.pt / best.pt) at every this-many-th epoch end, and always where the run ends: a small
+    # packed set at a GPU's batch size has epochs of a few seconds, which validation and a checkpoint would double.
+    val_every_epochs: int = 1
     log_every_steps: int = 20  # TensorBoard scalar interval
     num_threads: int = 0  # torch CPU threads per process (0 = torch's default)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
@@ -181,6 +187,8 @@ def make_config(
             raise ConfigError(f"loss = 'composite' needs a weight above 0 among {', '.join(weights)}")
         if cfg.loss_perceptual_weight and cfg.perceptual_net == "vgg16" and not cfg.perceptual_weights:
             raise ConfigError("perceptual_weights: perceptual_net = 'vgg16' needs a torchvision VGG16 weight file")
+    if not (math.isfinite(cfg.max_minutes) and cfg.max_minutes >= 0):
+        raise ConfigError(f"max_minutes: must be a finite number >= 0 (0 = no time budget), got {cfg.max_minutes}")
     if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision: must be auto, fp32, bf16 or fp16, got {cfg.precision!r}")
     if not 0 <= cfg.hint_min <= cfg.hint_max:
@@ -196,7 +204,7 @@ def make_config(
             raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
     if not (math.isfinite(cfg.hint_region_l_tol) and cfg.hint_region_l_tol >= 0):
         raise ConfigError(f"hint_region_l_tol: must be a finite number >= 0, got {cfg.hint_region_l_tol}")
-    positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch")
+    positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch", "val_every_epochs")
     for k in positive + ("hint_recolor_max", "hint_region_radius"):
         if getattr(cfg, k) < 1:
             raise ConfigError(f"{k}: must be at least 1, got {getattr(cfg, k)}")

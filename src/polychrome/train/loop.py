@@ -49,6 +49,10 @@ from polychrome.train.config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
 
+#: The clock of the wall-clock budget (``max_minutes``), the run's duration and its images/s: monotonic, so a
+#: change of the system time cannot end a run; a module attribute, so tests can drive it.
+clock = time.monotonic
+
 
 @dataclass
 class DistInfo:
@@ -104,11 +108,16 @@ def split_train_val(cfg: TrainConfig) -> tuple[list[Path] | str, list[Path] | st
     return sorted(paths[n_val:]), sorted(paths[:n_val])
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``min_ratio`` at ``total``."""
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float, time_progress: float | None = None) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``min_ratio`` at ``total``.
+
+    ``time_progress`` (elapsed / budget of a run with ``max_minutes``) drives the cosine when it is further on
+    than the steps are, so the LR has annealed by whichever limit, time or steps, comes first."""
     if step < warmup:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if time_progress is not None:
+        progress = max(progress, min(1.0, time_progress))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -288,9 +297,11 @@ class Trainer:
         self.ddp = DistributedDataParallel(model) if self.dist.world > 1 else model
         self.opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.lr_scale), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, cfg.warmup_steps, self.total_steps, cfg.lr_min_ratio)
-        )
+        # The wall-clock budget (max_minutes): seconds trained by earlier sessions of this run (resume), when this
+        # session's fit() started, and what rank 0's clock said at the last optimiser step (every rank the same).
+        self.elapsed_before, self._fit_start = 0.0, None
+        self.time_progress, self.out_of_time = 0.0, False
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step, self.epoch, self.best_psnr = 0, 0, -math.inf
         if resume:
@@ -318,6 +329,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "best_val_psnr": self.best_psnr,
+            "elapsed_seconds": self.elapsed_seconds(),
             "rng": rng_state(),
         }
 
@@ -339,11 +351,35 @@ class Trainer:
             self.sched.load_state_dict(ck["scheduler"])
             self.scaler.load_state_dict(ck["scaler"])
             self.epoch, self.step, self.best_psnr = int(ck["epoch"]), int(ck["step"]), float(ck["best_val_psnr"])
+            self.elapsed_before = float(ck.get("elapsed_seconds", 0.0))  # absent from checkpoints before max_minutes
             set_rng_state(ck["rng"])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
             first = (str(e).splitlines() or [type(e).__name__])[0]
             raise ValueError(f"{path}: does not fit this run's {self.cfg.model} ({first})") from None
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    # ----------------------------------------------------------------- the wall-clock budget
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.cfg
+        progress = self.time_progress if cfg.max_minutes > 0 else None
+        return lr_factor(step, cfg.warmup_steps, self.total_steps, cfg.lr_min_ratio, progress)
+
+    def elapsed_seconds(self) -> float:
+        """Seconds of training in this run so far: earlier sessions' (a resumed run) and this fit()'s."""
+        return self.elapsed_before + (clock() - self._fit_start if self._fit_start is not None else 0.0)
+
+    def _check_clock(self) -> None:
+        """Read the clock against ``max_minutes``: set ``time_progress`` (for the LR of the next step) and
+        ``out_of_time``. Under DDP every rank takes rank 0's reading, so all ranks use the same LR and stop at
+        the same step."""
+        elapsed = self.elapsed_seconds()
+        if self.dist.world > 1:
+            t = torch.tensor([elapsed], dtype=torch.float64, device=self.device)
+            dist.broadcast(t, src=0)
+            elapsed = t.item()
+        budget = self.cfg.max_minutes * 60.0
+        self.time_progress = min(1.0, elapsed / budget)
+        self.out_of_time = elapsed >= budget
 
     # ----------------------------------------------------------------- training
     def _autocast(self):
@@ -422,6 +458,8 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
+        if self.cfg.max_minutes > 0:
+            self._check_clock()  # before the schedule steps: the next step's LR follows the time
         self.sched.step()
         self.ema.update_parameters(self.model)
 
@@ -436,19 +474,32 @@ class Trainer:
         )
 
     def fit(self, stop_at_step: int | None = None) -> dict:
-        """Train until ``total_steps`` (or ``stop_at_step``, to simulate an interruption). Returns a summary."""
+        """Train until ``total_steps``, the ``max_minutes`` budget (a normal end: validated, last.pt saved) or
+        ``stop_at_step`` (to simulate an interruption). Returns a summary, with the images trained on and the
+        images/s of this session (validation and checkpoints included: what the hardware gave)."""
         cfg = self.cfg
+        timed = cfg.max_minutes > 0
         if self.dist.main:
             log.info(
-                "training %s on %d photos (%d skipped grey, %d unreadable), validating on %d; %d steps of %d x %d x %d",
+                "training %s on %d photos (%d skipped grey, %d unreadable), validating on %d; "
+                "%d steps of %d x %d x %d%s",
                 cfg.model, len(self.train_set), self.train_set.skipped_gray, len(self.train_set.skipped_unreadable),
                 len(self.val_set), self.total_steps, cfg.batch_size, cfg.grad_accum, self.dist.world,
+                f" or {cfg.max_minutes:g} minutes, whichever comes first" if timed else "",
             )
         end = min(self.total_steps, stop_at_step or self.total_steps)
-        t0, last_loss, summary = time.time(), float("nan"), {}
-        bar = _progress_bar(self.progress and self.dist.main, self.total_steps, self.step)
+        per_step = cfg.batch_size * cfg.grad_accum * self.dist.world  # images an optimiser step trains on
+        first_step = self.step
+        self._fit_start = clock()
+        t0, last_loss, summary = self._fit_start, float("nan"), {}
+        mark = (t0, self.step)  # the last images/s reading: (time, step)
+        if timed:
+            self._check_clock()  # a resumed run whose budget is spent trains no further
+        # A time budget alone has no step count to fill a bar with.
+        bar_total = None if timed and not cfg.max_steps else self.total_steps
+        bar = _progress_bar(self.progress and self.dist.main, bar_total, self.step)
         try:
-            while self.step < end:
+            while self.step < end and not self.out_of_time:
                 self.train_set.set_epoch(self.epoch)
                 indices = epoch_indices(len(self.train_set), cfg.seed, self.epoch, self.dist, cfg.batch_size)
                 # Mid-epoch resume: skip the micro-batches this epoch already consumed.
@@ -463,21 +514,21 @@ class Trainer:
                     pending = []
                     bar.advance(last_loss, self.sched.get_last_lr()[0])
                     if self.writer and self.step % cfg.log_every_steps == 0:
-                        self.writer.add_scalar("train/loss", last_loss, self.step)
-                        self.writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
-                        for k, v in self.last_terms.items():  # the composite loss's unweighted terms
-                            self.writer.add_scalar(f"train/loss_{k}", v, self.step)
+                        mark = self._log_train(last_loss, mark, per_step)
                     if cfg.ckpt_every_steps and self.step % cfg.ckpt_every_steps == 0:
                         self.save("last.pt")
-                    if self.step >= end:
+                    if self.step >= end or self.out_of_time:
                         break
                 epoch_done = self.step >= (self.epoch + 1) * self.steps_per_epoch
-                if not epoch_done and self.step < self.total_steps:
+                if not epoch_done and self.step < self.total_steps and not self.out_of_time:
                     break  # interrupted mid-epoch: last.pt records where
-                # A run that ends mid-epoch (max_steps) still validates, but stays in that epoch, so
+                # A run that ends mid-epoch (max_steps, max_minutes) still validates, but stays in that epoch, so
                 # resuming it with a larger max_steps continues with the epoch's remaining batches.
                 if epoch_done:
                     self.epoch += 1
+                ends = self.step >= end or self.out_of_time or not epoch_done
+                if not ends and self.epoch % cfg.val_every_epochs:
+                    continue  # validation and last.pt at every val_every_epochs-th epoch end, and where the run ends
                 summary = self.validate()
                 if self.dist.main:
                     # A hint model is judged by what it does with hints; the others by automatic colour.
@@ -504,10 +555,32 @@ class Trainer:
             raise
         finally:
             bar.close()
+        if self.writer and self.step > first_step and self.step % cfg.log_every_steps:
+            self._log_train(last_loss, mark, per_step)  # where the run ended, between two regular readings
         self.save("last.pt")
         if self.writer:
             self.writer.flush()
-        return {"step": self.step, "epoch": self.epoch, "seconds": time.time() - t0, "loss": last_loss, **summary}
+        seconds = clock() - t0
+        images = (self.step - first_step) * per_step
+        rate = images / seconds if seconds > 0 else float("nan")
+        if self.dist.main:
+            why = "the time budget" if self.out_of_time else f"step {self.step}" if self.step >= end else "a stop"
+            log.info("stopped at %s: %d steps, %d images in %.1f s, %.1f images/s (validation and checkpoints "
+                     "included)", why, self.step - first_step, images, seconds, rate)
+        return {"step": self.step, "epoch": self.epoch, "seconds": seconds, "images": images, "images_per_s": rate,
+                "loss": last_loss, **summary}
+
+    def _log_train(self, loss: float, mark: tuple[float, int], per_step: int) -> tuple[float, int]:
+        """TensorBoard's train/ scalars at this step: the loss, its terms, the LR and the images/s since ``mark``
+        (the time and step of the last reading); returns this reading's mark."""
+        now = clock()
+        if now > mark[0] and self.step > mark[1]:
+            self.writer.add_scalar("train/images_per_s", (self.step - mark[1]) * per_step / (now - mark[0]), self.step)
+        self.writer.add_scalar("train/loss", loss, self.step)
+        self.writer.add_scalar("train/lr", self.sched.get_last_lr()[0], self.step)
+        for k, v in self.last_terms.items():  # the composite loss's unweighted terms
+            self.writer.add_scalar(f"train/loss_{k}", v, self.step)
+        return now, self.step
 
     # ----------------------------------------------------------------- validation
     @torch.no_grad()
@@ -586,7 +659,7 @@ def image_grid(*rows: torch.Tensor) -> torch.Tensor:
 class _progress_bar:
     """A rich progress bar with loss, LR and ETA (a no-op when disabled, e.g. on ranks > 0)."""
 
-    def __init__(self, enabled: bool, total: int, start: int):
+    def __init__(self, enabled: bool, total: int | None, start: int):
         self.p = None
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
