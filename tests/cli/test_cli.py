@@ -945,3 +945,22 @@ def test_colorize_help_mentions_dash():
     text = " ".join(r.stdout.replace("│", " ").split())  # rich's boxes wrap the option help
     assert "- is standard input" in text and "-o - standard output" in text
     assert "- reads one photo from standard input" in text and "- to write it to standard output" in text
+
+
+def test_a_photo_named_without_an_extension_is_written_with_its_formats(tmp_path, make_photo, tiny_model_dir):
+    """`scan` (a JPEG with no extension) lands as out/scan.jpg, in JPEG; a file with no extension that is no
+    photo is one line naming it, and the other photo is still written."""
+    scan = tmp_path / "scan"
+    make_photo(tmp_path / "scan.jpg", 24, 18).rename(scan)
+    junk = tmp_path / "notes"
+    junk.write_bytes(b"\x00\x01 not a photo")
+    out = tmp_path / "out"
+    r = invoke("colorize", scan, junk, "-o", out, "--model", tiny_model_dir)
+    assert r.exit_code == 1, r.output
+    assert "1 written, 0 skipped, 1 failed" in r.stdout
+    assert f"{junk}: " in r.output and "Traceback" not in r.output
+    assert [p.name for p in out.iterdir()] == ["scan.jpg"]
+    with Image.open(out / "scan.jpg") as im:
+        assert (im.format, im.size) == ("JPEG", (24, 18))
+    again = invoke("colorize", scan, "-o", out, "--model", tiny_model_dir)  # re-run: finished, skipped
+    assert again.exit_code == 0 and "0 written, 1 skipped" in again.stdout, again.output

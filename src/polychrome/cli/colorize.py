@@ -315,18 +315,11 @@ def _colorize_to_stdout(colorizer, jobs, on_job, **kw):
 
 
 def _stdout_format(job) -> str:
-    """The format of the file ``job`` would write into a folder: its extension's (the input's; standard
-    input's from its bytes, :func:`~polychrome.pipeline.batch.plan_stdin`), or, for an input file named
-    without a photo extension, the format its bytes hold."""
-    from polychrome.io import ImageError, image_format, is_image_path, photo_format
+    """The format of the file ``job`` would write into a folder: its output name's extension (the input's;
+    for standard input or a file named without one, the format its bytes hold, as :func:`plan` names it)."""
+    from polychrome.io import image_format
 
-    if is_image_path(job.dst):
-        return image_format(job.dst)
-    try:
-        with open(job.src, "rb") as f:
-            return photo_format(f, str(job.src))
-    except OSError as e:
-        raise ImageError(f"{job.src}: cannot read image ({e.strerror or e})") from None
+    return image_format(job.dst)
 
 
 def _write_stdout(data) -> None:

@@ -341,7 +341,18 @@ def plan(
                             "(one photo path per line, relative to the list's folder; # starts a comment)")  # fmt: skip
             continue
         elif p.is_file():  # a photo (also one without a photo extension: its decoder decides)
-            pairs = [(p, Path(p.name))]
+            rel = Path(p.name)
+            if not is_image_path(p):  # `scan`: written as scan.jpg, the extension of the format its bytes hold
+                try:
+                    with open(p, "rb") as f:
+                        rel = Path(p.name + FORMAT_EXTENSIONS[photo_format(f, arg)])
+                except ImageError as e:
+                    problems.append(str(e))
+                    continue
+                except OSError as e:
+                    problems.append(f"{arg}: cannot read image ({e.strerror or e})")
+                    continue
+            pairs = [(p, rel)]
         elif _GLOB_CHARS & set(arg):
             base = _glob_base(arg)
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
