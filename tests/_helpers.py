@@ -148,3 +148,27 @@ def assert_archive_metadata(path: Path, camera: str, icc: bytes, dpi: float, mod
         assert exif.get(0x0131) == f"colourised by polychrome {__version__}, model {model_name}"
         assert im.info.get("icc_profile") == icc
         assert im.info.get("dpi") == pytest.approx((dpi, dpi), abs=0.01)
+
+
+def run_ddp_workers(tmp_path: Path, cfg, **env) -> tuple[dict, dict]:
+    """Train ``cfg`` under torchrun in two CPU processes (gloo; tests/train/ddp_worker.py, run from
+    ``tmp_path``, ``env`` added to the environment); asserts a clean exit within 120 s and returns the two
+    ranks' reports (step, epoch, weights, ...)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    report = tmp_path / "report"
+    report.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(__file__).parent / "train" / "ddp_worker.py"), str(tmp_path / "cfg.json"), str(report)]  # fmt: skip
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert time.time() - t0 < 120
+    r0, r1 = (json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1))
+    return r0, r1

@@ -6,16 +6,11 @@ step runs, so nothing depends on how fast this machine is."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from _helpers import tiny_train_config
+from _helpers import run_ddp_workers, tiny_train_config
 
 import polychrome.train.loop as loop
 from polychrome.train import ConfigError, Trainer, make_config, train
@@ -141,17 +136,7 @@ def test_ddp_ranks_stop_together_on_rank_0s_clock(tmp_path):
     10 s). Alone it would stop after two steps and rank 0 after six; both take rank 0's reading, so both train
     six steps at the same LRs and end with the same weights."""
     cfg = tiny_train_config(tmp_path, batch_size=2, epochs=200, max_minutes=1, num_threads=1)
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    report = tmp_path / "report"
-    report.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "POLYCHROME_TEST_STEP_SECONDS": "10"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(TESTS / "ddp_worker.py"), str(tmp_path / "cfg.json"), str(report)]  # fmt: skip
-    t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    assert time.time() - t0 < 120
-    r0, r1 = (json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = run_ddp_workers(tmp_path, cfg, POLYCHROME_TEST_STEP_SECONDS="10")
     assert r0["step"] == r1["step"] == 6
     assert r0["model"] == r1["model"] and r0["ema"] == r1["ema"]
     assert load_checkpoint(Path(cfg.out_dir) / "last.pt")["elapsed_seconds"] == pytest.approx(60.0)

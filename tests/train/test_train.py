@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from _helpers import tiny_train_config
+from _helpers import run_ddp_workers, tiny_train_config
 
 import polychrome.train.loop as loop
 from polychrome.train import ConfigError, GanTrainConfig, TrainConfig, Trainer, load_config, make_config, train
@@ -381,18 +378,9 @@ def test_tensorboard_logs(finished_run):
 def test_ddp_two_processes(tmp_path):
     """torchrun, two CPU processes (gloo): exits 0, only rank 0 writes, both ranks end identical."""
     cfg = tiny_train_config(tmp_path, batch_size=2, grad_accum=2, max_steps=4, num_threads=1)
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    report = tmp_path / "report"
-    report.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(TESTS / "ddp_worker.py"), str(tmp_path / "cfg.json"), str(report)]  # fmt: skip
-    t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    assert time.time() - t0 < 120
+    r0, r1 = run_ddp_workers(tmp_path, cfg)
+    report = tmp_path / "report"  # what each rank saved
 
-    r0, r1 = (json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2
     assert r0["step"] == r1["step"] == 4 and r0["epoch"] == r1["epoch"]
     # 30 photos, 15 a rank, 7 micro-batches of 2, 3 steps of 2 micro-batches: step 4 is in epoch 1.
