@@ -118,6 +118,8 @@ def test_unknown_key_is_named(tmp_path):
         ("hint_recolor_max=0", "hint_recolor_max"),
         ("hint_region_radius=0", "hint_region_radius"),
         ("hint_region_l_tol=-1", "hint_region_l_tol"),
+        ("hint_region_weight=0.5", "hint_region_weight"),
+        ("hint_region_weight=inf", "hint_region_weight"),
         ('lr_scale={"patch_embed": 0}', "lr_scale"),
         ('lr_scale={"patch_embed": "fast"}', "lr_scale"),
         ("lr_scale=[1]", "lr_scale"),
@@ -591,6 +593,36 @@ def test_the_model_is_given_hints_of_the_colours_the_loss_asks_for(tmp_path, mon
         assert torch.equal(target, truth)
     else:
         assert not torch.allclose(target, truth) and (target - truth).abs().amax() > 0.05  # > 6 CIE units
+
+
+def test_hint_region_weight_weighs_the_recoloured_pixels(tmp_path, monkeypatch):
+    """With hint_region_weight=5 the loss is the weighted mean of the per-pixel L1: weight 5 on the pixels an
+    off-truth hint recoloured, 1 elsewhere, scaled to mean 1; at 1 (the default) no weight is passed."""
+    seen = []
+    real_ab_loss = loop.ab_loss
+
+    def spy_ab_loss(pred, target, *args, weight=None):
+        seen.append((pred.detach().clone(), target.detach().clone(), weight))
+        return real_ab_loss(pred, target, *args, weight=weight)
+
+    monkeypatch.setattr(loop, "ab_loss", spy_ab_loss)
+    for w in (1.0, 5.0):
+        cfg = tiny_train_config(tmp_path, **TINY_VIT, max_steps=1, hint_min=4, hint_max=6, hint_recolor_fraction=1.0,
+                                hint_region_radius=6, hint_region_weight=w, out_dir=str(tmp_path / f"w{w}"))  # fmt: skip
+        trainer = Trainer(cfg, progress=False)
+        try:
+            trainer.train_step([torch.stack([trainer.train_set[i] for i in range(cfg.batch_size)])])
+        finally:
+            trainer.close()
+    (_, _, none), (pred, target, weight) = seen
+    assert none is None
+    assert weight.shape == (pred.shape[0], 1, *pred.shape[2:]) and weight.mean().item() == pytest.approx(1.0)
+    heavy = weight[:, 0] > weight.min()
+    assert heavy.any() and (weight.max() / weight.min()).item() == pytest.approx(5.0)
+    expected = ((pred - target).abs() * weight).mean()
+    torch.testing.assert_close(real_ab_loss(pred, target, "l1", weight=weight), expected)
+    with pytest.raises(ConfigError, match="hint_region_weight"):
+        make_config(overrides={"data": "x", "loss": "composite", "hint_region_weight": 2})
 
 
 def test_hint_generators_differ_by_step_micro_batch_and_rank():

@@ -12,20 +12,26 @@ import torch.nn.functional as F
 DIVERSITY_EPS = 1e-6
 
 
-def ab_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "l1", beta: float = 0.1) -> torch.Tensor:
+def ab_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "l1", beta: float = 0.1,
+            weight: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Mean per-pixel loss between predicted and true ab.
 
     Args:
         pred, target: (B, 2, H, W) float, ab in network units (ab / AB_SCALE).
         kind: "l1" (the default: the median colour, less brown than L2's mean) or
             "smooth_l1" (quadratic below ``beta``, so small errors get smooth gradients).
+        weight: optional per-pixel weights broadcast to ``pred`` (e.g. (B, 1, H, W)); the mean of the
+            weighted loss (weights of mean 1 keep the loss's scale).
     Returns: scalar tensor.
     """
+    if kind not in ("l1", "smooth_l1"):
+        raise ValueError(f"unknown ab loss {kind!r}; use 'l1' or 'smooth_l1'")
+    reduction = "mean" if weight is None else "none"
     if kind == "l1":
-        return F.l1_loss(pred, target)
-    if kind == "smooth_l1":
-        return F.smooth_l1_loss(pred, target, beta=beta)
-    raise ValueError(f"unknown ab loss {kind!r}; use 'l1' or 'smooth_l1'")
+        loss = F.l1_loss(pred, target, reduction=reduction)
+    else:
+        loss = F.smooth_l1_loss(pred, target, beta=beta, reduction=reduction)
+    return loss if weight is None else (loss * weight).mean()
 
 
 def diversity_loss(ab: torch.Tensor, eps: float = DIVERSITY_EPS) -> torch.Tensor:

@@ -66,6 +66,9 @@ class TrainConfig:
     hint_recolor_max: int = 3  # hint models: off-truth hints per such photo, uniform in 1..this (at most its count)
     hint_region_radius: int = 32  # hint models: an off-truth hint recolours the target this far (px; full to half-way)
     hint_region_l_tol: float = 10.0  # hint models: ... through pixels with L within this of the hint's: edges stop it
+    # A model that half-obeys (its prior pulls an off-truth hint's colour toward the photo's own) loses little on
+    # the few recoloured pixels; weighting them makes obeying worth more (1 = every pixel alike).
+    hint_region_weight: float = 1.0  # hint models: loss weight of the pixels an off-truth hint recoloured
     grad_checkpointing: bool = False  # recompute activations in backward (models with set_grad_checkpointing)
     precision: str = "auto"  # "auto" (bf16 on CPU, bf16/fp16 on CUDA), "fp32", "bf16", "fp16"
     channels_last: bool = True  # NHWC memory format (faster convs with bf16 on CPU)
@@ -73,9 +76,8 @@ class TrainConfig:
     seed: int = 0  # seeds weights, data order and augmentation
     out_dir: str = "runs/unet"  # checkpoints (last.pt, best.pt), resolved config and TensorBoard logs
     ckpt_every_steps: int = 500  # also save last.pt every this many steps (0 = only at epoch ends)
-    # Validate (and save last.pt / best.pt) at every this-many-th epoch end, and always where the run ends: a small
-    # packed set at a GPU's batch size has epochs of a few seconds, which validation and a checkpoint would double.
-    val_every_epochs: int = 1
+    # A small packed set at a GPU's batch size has epochs of a few seconds, which validation and a checkpoint would double.
+    val_every_epochs: int = 1  # validate (and save last.pt) at every this-many-th epoch end, and where the run ends
     log_every_steps: int = 20  # TensorBoard scalar interval
     num_threads: int = 0  # torch CPU threads per process (0 = torch's default)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
@@ -204,6 +206,10 @@ def make_config(
             raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
     if not (math.isfinite(cfg.hint_region_l_tol) and cfg.hint_region_l_tol >= 0):
         raise ConfigError(f"hint_region_l_tol: must be a finite number >= 0, got {cfg.hint_region_l_tol}")
+    if not (math.isfinite(cfg.hint_region_weight) and cfg.hint_region_weight >= 1):
+        raise ConfigError(f"hint_region_weight: must be a finite number >= 1, got {cfg.hint_region_weight}")
+    if cfg.hint_region_weight != 1 and cfg.loss == "composite":
+        raise ConfigError("hint_region_weight: weights the l1 / smooth_l1 ab loss; the composite loss takes none")
     positive = ("batch_size", "grad_accum", "image_size", "infer_size", "hint_patch", "val_every_epochs")
     for k in positive + ("hint_recolor_max", "hint_region_radius"):
         if getattr(cfg, k) < 1:

@@ -425,17 +425,23 @@ class Trainer:
             last = i == len(micro_batches) - 1
             # Gradients are all-reduced once per optimiser step, not per micro-batch.
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
-            hints = ()
+            hints, weight = (), None
             if self.uses_hints:
                 gen = hint_generator(cfg.seed, self.step, i, self.dist.rank)
                 counts = random_hint_counts(len(L_net), cfg.hint_min, cfg.hint_max, gen, cfg.hint_sampling)
                 if cfg.hint_recolor_fraction > 0:
+                    truth = ab_true
                     hints, ab_true = self._recolored_hints(L, ab_true, counts, gen)
+                    if cfg.hint_region_weight != 1:  # the recoloured pixels weigh more (mean weight 1)
+                        weight = 1 + (cfg.hint_region_weight - 1) * (ab_true != truth).any(1, keepdim=True).float()
+                        weight = weight / weight.mean()
                 else:
                     hints = self._hints(ab_true, counts, gen)
             with sync:
                 pred = self._predict(self.ddp, L_net, hints)
-                if self.criterion is None:
+                if weight is not None and self.criterion is None:
+                    loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta, weight=weight)
+                elif self.criterion is None:
                     loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta)
                 else:
                     loss, terms = self.criterion(pred.float(), ab_true, L)
