@@ -77,7 +77,7 @@ if [ -n "$EVENTS" ] && [ "$(stat -c %s "$EVENTS")" -le $((15 * 1024 * 1024)) ]; 
     mkdir -p "$OUT/tb" && cp "$EVENTS" "$OUT/tb/"
 fi
 
-"$PY" scripts/gpu_summary.py --run "$RUN" --log "$OUT/train.log" --weights "$OUT/W" --out "$OUT/summary.json" \
+"$PY" scripts/gpu_summary.py --run "$RUN" --weights "$OUT/W" --out "$OUT/summary.json" \
     --train-rc "$TRAIN_RC" --export-rc "$EXPORT_RC" --wall "$(( $(date +%s) - START ))" 2>&1 | tee -a "$OUT/train.log"
 ls -l "$OUT" "$OUT/W" 2>/dev/null
 [ "$TRAIN_RC" -eq 0 ] && [ "$EXPORT_RC" -eq 0 ]

@@ -1,11 +1,11 @@
 """The summary of a GPU leg (scripts/gpu_leg.sh): what it trained, how fast, and where it ended, as one JSON file.
 
-    python3 scripts/gpu_summary.py --run /tmp/gpu-run --log OUT/train.log --weights OUT/W --out OUT/summary.json \
+    python3 scripts/gpu_summary.py --run /tmp/gpu-run --weights OUT/W --out OUT/summary.json \
         --train-rc 0 --export-rc 0 --wall 431
 
 Read from the run's last.pt (steps, epochs, training seconds, the config), its TensorBoard log (the last value
-of each train/ and val/ scalar: losses, LR, images/s, PSNR) and the train command's closing ``done:`` line (this
-session's images and images/s, validation and checkpoints included). Anything missing (a run that failed early)
+of each train/ and val/ scalar: losses, LR, images/s, PSNR) and the run's summary.json, which the trainer writes
+when it ends (this session's images and images/s, validation and checkpoints included). Anything missing (a run that failed early)
 is null, never a reason not to write the file.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 
 
@@ -28,23 +27,12 @@ def _finite(v):
     return v
 
 
-def done_line(log: Path) -> dict:
-    """The train command's ``done: step 812, epoch 44, seconds 361.2, ...; checkpoints in DIR`` as numbers."""
+def run_summary(run: Path) -> dict:
+    """The trainer's RUN/summary.json (step, epoch, seconds, images, images_per_s, loss, validation figures)."""
     try:
-        text = log.read_text(errors="replace")
-    except OSError:
+        return json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError):
         return {}
-    found = re.findall(r"^done: (.*); checkpoints in ", text, flags=re.M)
-    if not found:
-        return {}
-    out = {}
-    for part in found[-1].split(", "):
-        key, _, value = part.partition(" ")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def last_scalars(tb: Path) -> dict:
@@ -98,7 +86,6 @@ def device_facts() -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True)
-    p.add_argument("--log", type=Path, required=True)
     p.add_argument("--weights", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--train-rc", type=int, required=True)
@@ -108,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
 
     facts = checkpoint_facts(a.run)
     cfg = facts.pop("config", {})
-    done = done_line(a.log)
+    done = run_summary(a.run)
     scalars = last_scalars(a.run / "tb")
     pack = {}
     manifest = Path(cfg.get("data", "")) / "MANIFEST.json"
     if cfg.get("data") and manifest.is_file():
         m = json.loads(manifest.read_text())
         pack = {k: m.get(k) for k in ("seed", "size", "quality", "count", "bytes")}
-    images = int(done["images"]) if isinstance(done.get("images"), float) else None
+    images = done.get("images")
     seconds = done.get("seconds")
     summary = {
         "ok": a.train_rc == 0 and a.export_rc == 0,

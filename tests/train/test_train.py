@@ -311,7 +311,7 @@ def finished_run(tmp_path_factory):
 def test_checkpoint_contents(finished_run):
     cfg, summary, out = finished_run
     assert summary["step"] == N_STEPS and np.isfinite(summary["loss"]) and np.isfinite(summary["psnr"])
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "tb"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "summary.json", "tb"]
     ck = load_checkpoint(out / "last.pt")  # weights_only=True: plain containers and tensors only
     for key in ("model", "ema", "optimizer", "scheduler", "scaler", "config", "epoch", "step", "rng"):
         assert key in ck, key
@@ -394,7 +394,7 @@ def test_ddp_two_processes(tmp_path):
     assert (report / "saves-rank0.txt").read_text().split() and "last.pt" in (report / "saves-rank0.txt").read_text()
     assert (report / "saves-rank1.txt").read_text() == ""
     out = Path(cfg.out_dir)
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "tb"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "last.pt", "summary.json", "tb"]
     assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
     assert [p for p in out.rglob("*") if p.name.endswith(".part")] == []
     ck = load_checkpoint(out / "last.pt")
@@ -568,9 +568,9 @@ def test_the_model_is_given_hints_of_the_colours_the_loss_asks_for(tmp_path, mon
         seen["truth"] = out[2].clone()
         return out
 
-    def spy_ab_loss(pred, target, *args):
+    def spy_ab_loss(pred, target, *args, **kwargs):
         seen["target"] = target.detach().clone()
-        return real_ab_loss(pred, target, *args)
+        return real_ab_loss(pred, target, *args, **kwargs)
 
     monkeypatch.setattr(loop, "lab_batch", spy_lab_batch)
     monkeypatch.setattr(loop, "ab_loss", spy_ab_loss)

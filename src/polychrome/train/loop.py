@@ -38,13 +38,13 @@ from polychrome.color.hints import (
 from polychrome.color.lab import ab_to_net, l_to_net, net_to_ab, rgb_to_lab
 from polychrome.data import ColorPhotoFolder
 from polychrome.eval.metrics import mean_chroma, psnr_per_image
-from polychrome.io import find_images, parts
+from polychrome.io import find_images, parts, write_json_atomic
 from polychrome.losses import ColorizationLoss, Lite0Features, ab_loss, load_vgg16_features
 from polychrome.models import create_model
 from polychrome.models.backbones.efficientnet import PretrainedWeightsUnavailable
 from polychrome.models.card import ModelCard
 from polychrome.pipeline.core import gray_rgb, render
-from polychrome.train.checkpoint import load_checkpoint, read_training_checkpoint, rng_state, save_atomic, set_rng_state
+from polychrome.train.checkpoint import read_training_checkpoint, rng_state, save_atomic, set_rng_state
 from polychrome.train.config import ConfigError, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -439,10 +439,8 @@ class Trainer:
                     hints = self._hints(ab_true, counts, gen)
             with sync:
                 pred = self._predict(self.ddp, L_net, hints)
-                if weight is not None and self.criterion is None:
+                if self.criterion is None:
                     loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta, weight=weight)
-                elif self.criterion is None:
-                    loss = ab_loss(pred.float(), ab_true, cfg.loss, cfg.smooth_l1_beta)
                 else:
                     loss, terms = self.criterion(pred.float(), ab_true, L)
                     for k, v in terms.items():
@@ -573,8 +571,12 @@ class Trainer:
             why = "the time budget" if self.out_of_time else f"step {self.step}" if self.step >= end else "a stop"
             log.info("stopped at %s: %d steps, %d images in %.1f s, %.1f images/s (validation and checkpoints "
                      "included)", why, self.step - first_step, images, seconds, rate)
-        return {"step": self.step, "epoch": self.epoch, "seconds": seconds, "images": images, "images_per_s": rate,
-                "loss": last_loss, **summary}
+        result = {"step": self.step, "epoch": self.epoch, "seconds": seconds, "images": images, "images_per_s": rate,
+                  "loss": last_loss, **summary}
+        if self.dist.main:  # what this session did, for scripts (scripts/gpu_summary.py): strict JSON, NaN as null
+            finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.items()}
+            write_json_atomic(finite, self.out / "summary.json")
+        return result
 
     def _log_train(self, loss: float, mark: tuple[float, int], per_step: int) -> tuple[float, int]:
         """TensorBoard's train/ scalars at this step: the loss, its terms, the LR and the images/s since ``mark``
