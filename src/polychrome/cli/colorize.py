@@ -293,7 +293,9 @@ def colorize(
 
 def _colorize_to_stdout(colorizer, jobs, on_job, **kw):
     """The one photo of ``jobs`` (or none) onto standard output, in the format its output file would have
-    (:func:`_stdout_format`), encoded whole before a byte is written, so a failure writes nothing there."""
+    (its output name's extension: the input's, or for standard input and a file named without one the format
+    its bytes hold, as ``plan`` names it), encoded whole before a byte is written, so a failure writes nothing."""
+    from polychrome.io import image_format
     from polychrome.pipeline.batch import BatchReport, Failure, colorize_file
 
     report = BatchReport()
@@ -301,7 +303,7 @@ def _colorize_to_stdout(colorizer, jobs, on_job, **kw):
         buf = io.BytesIO()
         buf.name = "<stdout>"
         try:
-            colorize_file(colorizer, job.source(), buf, fmt=_stdout_format(job), **kw)
+            colorize_file(colorizer, job.source(), buf, fmt=image_format(job.dst), **kw)
         except Exception as e:  # noqa: BLE001 -- one line, as a batch reports a failed photo
             failure = Failure(job.src, e.with_traceback(None))
         else:
@@ -312,14 +314,6 @@ def _colorize_to_stdout(colorizer, jobs, on_job, **kw):
         report.failed.append(failure)
         on_job(job, "failed", failure)
     return report
-
-
-def _stdout_format(job) -> str:
-    """The format of the file ``job`` would write into a folder: its output name's extension (the input's;
-    for standard input or a file named without one, the format its bytes hold, as :func:`plan` names it)."""
-    from polychrome.io import image_format
-
-    return image_format(job.dst)
 
 
 def _write_stdout(data) -> None:
