@@ -136,3 +136,38 @@ def test_explicit_card_overrides_the_working_size(tiny_model, photo):
     finally:
         hook.remove()
     assert calls == [(1, 1, 8, 16), (1, 1, 8, 16)]
+
+
+def test_flip_average_is_the_mean_of_the_photo_and_its_mirror(cic, photo):
+    arr = photo(40, 53, seed=3)  # an odd width: the half-resolution heads' grid is not symmetric
+    flip = Colorizer(cic.model, replace(cic.card, flip_average=True))
+    r = flip(arr, confidence=True, return_ab=True)
+    a = cic(arr, confidence=True, return_ab=True)
+    m = cic(np.ascontiguousarray(arr[:, ::-1]), confidence=True, return_ab=True)
+    assert (a.ab - m.ab.flip(-1)).abs().max() > 0.1  # the model alone is not mirror-symmetric
+    torch.testing.assert_close(r.ab, (a.ab + m.ab.flip(-1)) / 2, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(r.confidence, (a.confidence + m.confidence[:, ::-1]) / 2, atol=1e-4)
+    mirrored = flip(np.ascontiguousarray(arr[:, ::-1]), return_ab=True)
+    torch.testing.assert_close(mirrored.ab, r.ab.flip(-1), atol=1e-3, rtol=0)  # now it is
+    assert ModelCard.from_json(flip.card.to_json()).flip_average and "flip_average" not in cic.card.to_json()
+    with pytest.raises(ValueError, match="flip_average must be true or false"):
+        ModelCard.from_json({"model": "unet-32", "flip_average": "yes"})
+
+
+def test_flip_average_mirrors_the_hint_planes_too():
+    from polychrome.pipeline.core import predict
+
+    torch.manual_seed(0)
+    model = create_model("icolorit-tiny").eval()
+    L = torch.rand(1, 1, 32, 48) * 100
+    hint_ab, hint_mask = torch.zeros(1, 2, 32, 48), torch.zeros(1, 1, 32, 48)
+    hint_ab[..., 5:7, 3:5] = torch.tensor([60.0, 40.0])[:, None, None]
+    hint_mask[..., 5:7, 3:5] = 1
+
+    def run(L, ab, mask, flip=False):
+        return predict(model, L, takes_hints=True, hint_ab=ab, hint_mask=mask, flip_average=flip).ab
+
+    both = run(L, hint_ab, hint_mask, flip=True)
+    want = (run(L, hint_ab, hint_mask) + run(L.flip(-1), hint_ab.flip(-1), hint_mask.flip(-1)).flip(-1)) / 2
+    torch.testing.assert_close(both, want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(run(L.flip(-1), hint_ab.flip(-1), hint_mask.flip(-1), flip=True), both.flip(-1), atol=1e-5, rtol=0)

@@ -267,17 +267,26 @@ def _load_checkpoint(path: Path) -> tuple[nn.Module, ModelCard]:
 
 
 def export_checkpoint(
-    ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, half: bool = False, infer_size: int | None = None
+    ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, half: bool = False, infer_size: int | None = None,
+    flip_average: bool | None = None,
 ) -> Path:
     """Write ``model.safetensors`` (EMA weights, fp16 if ``half``) and ``config.json`` (the model card, with a
     classification model's default temperature, editable there) from a checkpoint.
 
-    ``infer_size`` replaces the working size recorded by the training config."""
+    ``infer_size`` replaces the working size recorded by the training config; ``flip_average`` (not None)
+    sets the card's flip averaging."""
     model, card = _load_checkpoint(Path(ckpt_path))
-    card = card.fitted_to(model)
+    card = _with_inference(card.fitted_to(model), infer_size, flip_average)
+    return save_weights(model, card, out_dir, half=half)
+
+
+def _with_inference(card: ModelCard, infer_size: int | None, flip_average: bool | None) -> ModelCard:
+    """``card`` with the inference settings an export was given (None: keep the card's)."""
     if infer_size is not None:
         card = replace(card, working_size=int(infer_size))
-    return save_weights(model, card, out_dir, half=half)
+    if flip_average is not None:
+        card = replace(card, flip_average=bool(flip_average))
+    return card
 
 
 def save_weights(
@@ -304,6 +313,7 @@ def export_onnx(
     infer_size: int | None = None,
     calibration_photos: int | None = None,
     fp32_tail: bool = True,
+    flip_average: bool | None = None,
 ) -> Path:
     """Write ``out_dir/model.onnx`` + ``config.json`` for a trained model (anything :func:`load` takes but an
     ONNX graph): dynamic batch, height and width; a classification model's default temperature baked in;
@@ -318,8 +328,7 @@ def export_onnx(
     if WeightSource.parse(spec).kind == "onnx":
         raise ModelLoadError(f"{spec}: already an ONNX graph; export from the PyTorch weights")
     model, card = load(spec)
-    if infer_size is not None:
-        card = replace(card, working_size=int(infer_size))
+    card = _with_inference(card, infer_size, flip_average)
     extra = {} if calibration_photos is None else {"calibration_photos": calibration_photos}
     try:
         return deploy.export_onnx(model, card, out_dir, int8=int8, calibration=calibration, fp32_tail=fp32_tail, **extra)

@@ -106,6 +106,9 @@ def export(
     calibration: Annotated[Path | None, typer.Option(help="onnx --int8: folder of calibration photos.", show_default=False)] = None,
     calibration_photos: Annotated[int, typer.Option(min=1, help="onnx --int8: how many calibration photos to read.")] = 32,
     infer_size: Annotated[int | None, typer.Option(min=8, help="Working size to record (longest side, px).")] = None,
+    flip_average: Annotated[bool | None, typer.Option(
+        "--flip-average/--no-flip-average", help="Record whether the model also colourises each photo's mirror image "
+        "and averages the two (twice the model time); default: as the source records it.", show_default=False)] = None,
 ) -> None:
     """Turn a trained model into release weights: safetensors + JSON (EMA weights of a checkpoint), or an
     ONNX graph (dynamic height and width; --int8: statically quantised) + JSON for onnxruntime."""
@@ -124,7 +127,7 @@ def export(
         if not path.is_file() or path.suffix not in CHECKPOINT_SUFFIXES:
             raise fail(f"{source}: no such checkpoint file (safetensors export reads a training checkpoint .pt)")
         try:
-            out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size)
+            out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size, flip_average=flip_average)
         except hub.ModelLoadError as e:
             raise fail(str(e)) from None
         import json
@@ -132,7 +135,8 @@ def export(
         meta = json.loads((out / "config.json").read_text())
         weights = out / "model.safetensors"
         typer.echo(f"{weights}  ({weights.stat().st_size / 1e6:.1f} MB, {'fp16' if half else 'fp32'})")
-        typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']})")
+        typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']}"
+                   + (", flip_average" if meta.get("flip_average") else "") + ")")
         typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
         return
     if half:
@@ -143,7 +147,7 @@ def export(
         raise fail("--calibration applies to --int8")
     try:
         out = hub.export_onnx(source, output, int8=int8, calibration=calibration, infer_size=infer_size,
-                              calibration_photos=calibration_photos)
+                              calibration_photos=calibration_photos, flip_average=flip_average)
     except hub.ModelLoadError as e:
         raise fail(str(e)) from None
     import json
@@ -153,6 +157,7 @@ def export(
     baked = meta["onnx"].get("temperature_baked")
     typer.echo(f"{graph}  ({graph.stat().st_size / 1e6:.1f} MB, {meta['onnx']['precision']}, dynamic height and width)")
     typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']}"
+               + (", flip_average" if meta.get("flip_average") else "")
                + (f", temperature {baked:g} baked in" if baked else "") + ")")
     typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
 

@@ -35,7 +35,9 @@ DEFAULT_WORKING_SIZE = 256
 INIT_ONLY_KWARGS = frozenset({"pretrained"})
 
 #: JSON keys the card itself reads and writes; every other key is provenance (``about``).
-CARD_KEYS = ("model", "model_kwargs", "infer_size", "takes_hints", "gives_confidence", "temperature", "decode_mode")
+CARD_KEYS = (
+    "model", "model_kwargs", "infer_size", "flip_average", "takes_hints", "gives_confidence", "temperature", "decode_mode",
+)
 
 
 class CardError(ValueError):
@@ -49,6 +51,7 @@ class ModelCard:
     architecture: str  # registry name: create_model(architecture, **kwargs) rebuilds the model
     kwargs: dict = field(default_factory=dict)  # architecture arguments (init-only ones dropped)
     working_size: int = DEFAULT_WORKING_SIZE  # longest side (px) of the grid the model colourises on
+    flip_average: bool = False  # colourise the mirror image too and average the two (pipeline.core.predict)
     takes_hints: bool = False  # forward(L_net, hint_ab_net, hint_mask): colour hints guide it
     gives_confidence: bool = False  # forward(L_net, return_all=True).confidence: a per-pixel confidence map
     temperature: float | None = None  # default annealed-mean temperature; None: the model regresses ab
@@ -81,6 +84,7 @@ class ModelCard:
             "model": self.architecture,
             "model_kwargs": dict(self.kwargs),
             "infer_size": self.working_size,
+            **({"flip_average": True} if self.flip_average else {}),
             "takes_hints": self.takes_hints,
             "gives_confidence": self.gives_confidence,
         }
@@ -102,6 +106,9 @@ class ModelCard:
         size = meta.get("infer_size", DEFAULT_WORKING_SIZE)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise CardError(f"weight metadata's infer_size is not valid: {size!r}")
+        flip = meta.get("flip_average", False)
+        if not isinstance(flip, bool):
+            raise CardError(f"weight metadata's flip_average must be true or false, got {flip!r}")
         temperature, mode = meta.get("temperature"), meta.get("decode_mode")
         if temperature is not None and (isinstance(temperature, bool) or not _positive(temperature)):
             raise CardError(f"weight metadata's temperature is not valid: {temperature!r}")
@@ -111,6 +118,7 @@ class ModelCard:
             architecture=str(meta["model"]),
             kwargs=architecture_kwargs(kwargs),
             working_size=size,
+            flip_average=flip,
             takes_hints=bool(meta.get("takes_hints", False)),
             gives_confidence=bool(meta.get("gives_confidence", False)),
             temperature=None if temperature is None else float(temperature),

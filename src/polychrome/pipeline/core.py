@@ -286,9 +286,10 @@ def predict(
     hint_mask: torch.Tensor | None = None,
     decoding: dict | None = None,
     confidence: bool = False,
+    flip_average: bool = False,
     timer: Timer = no_timer,
 ) -> Prediction:
-    """Run ``model`` once on L already at its working size.
+    """Run ``model`` on L already at its working size: once, or with ``flip_average`` twice.
 
     Args:
         model: forward(L_net (B,1,h,w), [hint_ab_net (B,2,h,w), hint_mask (B,1,h,w)], **decoding) -> ab_net;
@@ -302,6 +303,10 @@ def predict(
         hint_ab, hint_mask: (B or 1, 2|1, h, w) on the working grid, Lab units / {0, 1}; hint models only.
         decoding: keyword arguments for a classification model's forward (``temperature``, ``decode_mode``).
         confidence: also return the model's confidence map.
+        flip_average: also colourise the mirror image (L and hint planes flipped left-right) and return the mean
+            of the two predictions (ab and confidence), the second mirrored back: test-time augmentation
+            that cancels what the model gets wrong differently on a photo and its mirror image, at twice the
+            model time (a model card's ``flip_average``).
     Raises:
         HintError: a hint (any mask value) for a model without hint inputs.
         ValueError: hint planes of the wrong shape.
@@ -328,16 +333,21 @@ def predict(
         hint_mask = hint_mask.to(device, torch.float32).expand(B, 1, h, w)
         extra = (ab_to_net(hint_ab) * hint_mask, hint_mask.contiguous())  # ab 0 wherever there is no hint
     x = l_to_net(L_work.to(device))
+
+    def one_call(x: torch.Tensor, extra: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(ab_net (B, 2, h, w), confidence (B, 1, h, w) in [0, 1] or None) of one model call."""
+        if not confidence:
+            return call_model(model, x, precision, extra, **(decoding or {})).float().contiguous(), None
+        out = call_model(model, x, precision, extra, return_all=True, **(decoding or {}))
+        conf = torch.sigmoid(out.confidence.float()).contiguous().to(L_work.device)  # (B, 1, h', w')
+        return out.ab_net.float().contiguous(), _grid_up(conf, h, w)
+
     with timer("model"):
-        if confidence:
-            out = call_model(model, x, precision, extra, return_all=True, **(decoding or {}))
-            ab_net = out.ab_net.float().contiguous()
-            conf = torch.sigmoid(out.confidence.float()).contiguous().to(L_work.device)  # (B, 1, h', w')
-        else:
-            ab_net = call_model(model, x, precision, extra, **(decoding or {})).float().contiguous()
-            conf = None
-    if conf is not None:
-        conf = _grid_up(conf, h, w)
+        ab_net, conf = one_call(x, extra)
+        if flip_average:  # the mirror image's prediction, mirrored back: both on the same working grid
+            ab_m, conf_m = one_call(x.flip(-1), tuple(t.flip(-1) for t in extra))
+            ab_net = (ab_net + ab_m.flip(-1)) / 2
+            conf = None if conf is None else (conf + conf_m.flip(-1)) / 2
     return Prediction(net_to_ab(ab_net).to(L_work.device), conf)
 
 
