@@ -300,10 +300,11 @@ def test_train_then_export_then_colorize(tmp_path, photo, make_photo):
     assert r.exit_code == 0, r.output
     assert "model.safetensors" in r.stdout
     meta = json.loads((tmp_path / "export" / "config.json").read_text())
-    assert meta["model"] == "simple-unet" and meta["infer_size"] == 48
+    assert meta["model"] == "simple-unet" and meta["infer_size"] == 48 and "flip_average" not in meta
 
-    r = invoke("export", run, "-o", tmp_path / "half", "--half")  # a run folder: uses best.pt
+    r = invoke("export", run, "-o", tmp_path / "half", "--half", "--flip-average")  # a run folder: uses best.pt
     assert r.exit_code == 0, r.output
+    assert "flip_average" in r.stdout and json.loads((tmp_path / "half" / "config.json").read_text())["flip_average"] is True
     full, half = (tmp_path / d / "model.safetensors" for d in ("export", "half"))
     assert half.stat().st_size < 0.6 * full.stat().st_size
 
