@@ -8,6 +8,7 @@ seconds. The numeric checks run at sizes that are multiples of no stride (200x13
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime  # noqa: F401  (the test extra installs polychrome[onnx]: missing is a failure, not a skip)
@@ -308,3 +309,18 @@ def test_bench_compares_several_int8_graphs(unet, tmp_path, capsys):
     assert f"onnx int8 {out}" in printed and f"onnx int8 {second}" in printed
     res = json.loads((tmp_path / "b.json").read_text())["results"]
     assert set(res) == {"pytorch fp32", "pytorch bf16", "onnx fp32", f"onnx int8 {out}", f"onnx int8 {second}"}
+
+
+def test_flip_average_carries_into_the_graph_export(cic, tmp_path):
+    """An ONNX export of a flip-averaging card keeps it, and the Colorizer runs the graph on the mirror too."""
+    _, _, folder, _ = cic
+    out = hub.export_onnx(folder, tmp_path / "flip", flip_average=True)
+    onnx_c = Colorizer.from_pretrained(out)
+    assert onnx_c.card.flip_average
+    torch_c = Colorizer.from_pretrained(folder)
+    flip_c = Colorizer(torch_c.model, replace(torch_c.card, flip_average=True))
+    img = _photo(2, 90, 61)
+    r_onnx, r_flip, r_once = onnx_c(img, confidence=True), flip_c(img, confidence=True), torch_c(img, confidence=True)
+    assert np.abs(np.asarray(r_onnx.image, np.int16) - np.asarray(r_flip.image, np.int16)).max() <= 1
+    assert np.abs(r_onnx.confidence - r_flip.confidence).max() < 1e-4
+    assert np.abs(np.asarray(r_once.image, np.int16) - np.asarray(r_flip.image, np.int16)).max() > 1
