@@ -27,7 +27,7 @@ def cic() -> Colorizer:
 
 def test_from_pretrained_default_takes_pil_and_numpy(photo):
     c = polychrome.Colorizer.from_pretrained("default")
-    assert c.card.architecture == "effnet-cic" and c.card.working_size == 192 and c.card.flip_average
+    assert c.card.architecture == "effnet-cic" and c.card.working_size == 256 and not c.card.flip_average
     arr = photo(30, 41)
     out = c(arr)
     assert isinstance(out, ColorizeResult) and out.confidence is None and out.ab is None
@@ -98,7 +98,7 @@ def test_bundled_weights_load_with_their_cards():
     for name, arch, hints, decodes in bundled:
         card = Colorizer.from_pretrained(name).card
         assert (card.architecture, card.takes_hints, card.decodes) == (arch, hints, decodes), name
-    assert Colorizer.from_pretrained("default").card.temperature == 0.32
+    assert Colorizer.from_pretrained("default").card.temperature == 0.38
 
 
 def test_a_bare_name_is_the_bundled_model_even_with_a_folder_of_that_name(tmp_path, monkeypatch):
