@@ -108,6 +108,25 @@ def test_folders_are_mirrored_files_and_globs_named(tmp_path, make_photo, tiny_m
     assert written == ["2020/one.png", "2021/two.png", "single.webp", "top.jpg", "x/y/deep.png"]
 
 
+def test_flip_average_flag_overrides_the_card(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "p.png", 40, 57, seed=4)
+    flip_dir = tmp_path / "flip-model"
+    shutil.copytree(tiny_model_dir, flip_dir)
+    meta = json.loads((flip_dir / "config.json").read_text())
+    (flip_dir / "config.json").write_text(json.dumps({**meta, "flip_average": True}))
+
+    def run(name: str, model, *flags: str) -> bytes:
+        r = invoke("colorize", src, "-o", tmp_path / name, "--model", model, *flags)
+        assert r.exit_code == 0, r.output
+        return (tmp_path / name / "p.png").read_bytes()
+
+    plain, carded = run("plain", tiny_model_dir), run("carded", flip_dir)
+    assert plain != carded  # the untrained model is not mirror-symmetric
+    assert run("flag", tiny_model_dir, "--flip-average") == carded
+    assert run("off", flip_dir, "--no-flip-average") == plain
+    assert run("archive", tiny_model_dir, "--flip-average", "--manifest", tmp_path / "m.jsonl") == carded
+
+
 def test_compare_doubles_the_width(tmp_path, make_photo, tiny_model_dir):
     src = make_photo(tmp_path / "p.png", 45, 30)
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--compare")

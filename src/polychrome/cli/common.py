@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 
 import typer
@@ -154,8 +155,9 @@ def pick_device(device: str = "auto") -> str:
     return str(dev)
 
 
-def load_colorizer(spec: str, device: str, precision: str = "fp32"):
-    """A Colorizer for --model, with a one-line error (exit 2) for anything a person can get wrong."""
+def load_colorizer(spec: str, device: str, precision: str = "fp32", flip_average: bool | None = None):
+    """A Colorizer for --model, with a one-line error (exit 2) for anything a person can get wrong;
+    ``flip_average`` (not None) overrides the card's flip averaging (--flip-average/--no-flip-average)."""
     from polychrome import hub
     from polychrome.colorizer import Colorizer
 
@@ -165,11 +167,14 @@ def load_colorizer(spec: str, device: str, precision: str = "fp32"):
             "is missing); train one and pass --model PATH"
         )
     try:
-        return Colorizer.from_pretrained(spec, precision=precision, device=device)
+        colorizer = Colorizer.from_pretrained(spec, precision=precision, device=device)
     except hub.ModelLoadError as e:
         raise fail(f"--model {e}") from None
     except ValueError as e:  # a precision the model cannot run in (an ONNX graph in bf16)
         raise fail(f"--model {spec}: {e}") from None
+    if flip_average is not None:
+        colorizer.card = replace(colorizer.card, flip_average=flip_average)
+    return colorizer
 
 
 def out_console() -> Console:
