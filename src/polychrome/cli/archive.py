@@ -16,6 +16,7 @@ from polychrome.cli.common import (
     say_error,
     say_note,
     warnings_as_lines,
+    with_flip_average,
 )
 
 
@@ -58,7 +59,7 @@ def colorize_archive(
 
         # One device per worker on a node; more workers than devices share them round-robin.
         where = f"cuda:{world.local_rank % max(1, torch.cuda.device_count())}"
-    colorizer = load_colorizer(model, where, precision, flip_average) if share.jobs else None
+    colorizer = with_flip_average(load_colorizer(model, where, precision) if share.jobs else None, flip_average)
     if colorizer is not None:
         check_request(colorizer, model, temperature, confidence, bool(hint_list))
     try:

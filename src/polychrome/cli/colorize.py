@@ -24,6 +24,7 @@ from polychrome.cli.common import (
     say_error,
     say_note,
     warnings_as_lines,
+    with_flip_average,
 )
 
 #: Sample colour photos shipped inside scikit-image's wheel (no download needed) used by `demo`.
@@ -260,7 +261,7 @@ def colorize(
             )
     if confidence and hint_list:
         raise fail("--confidence is for automatic colourisation; use it without --hints")
-    colorizer = load_colorizer(model, where, precision.value, flip_average) if jobs else None
+    colorizer = with_flip_average(load_colorizer(model, where, precision.value) if jobs else None, flip_average)
     if colorizer is not None:
         check_request(colorizer, model, temperature, confidence, bool(hint_list))
         if base is not None:

@@ -155,9 +155,8 @@ def pick_device(device: str = "auto") -> str:
     return str(dev)
 
 
-def load_colorizer(spec: str, device: str, precision: str = "fp32", flip_average: bool | None = None):
-    """A Colorizer for --model, with a one-line error (exit 2) for anything a person can get wrong;
-    ``flip_average`` (not None) overrides the card's flip averaging (--flip-average/--no-flip-average)."""
+def load_colorizer(spec: str, device: str, precision: str = "fp32"):
+    """A Colorizer for --model, with a one-line error (exit 2) for anything a person can get wrong."""
     from polychrome import hub
     from polychrome.colorizer import Colorizer
 
@@ -167,12 +166,17 @@ def load_colorizer(spec: str, device: str, precision: str = "fp32", flip_average
             "is missing); train one and pass --model PATH"
         )
     try:
-        colorizer = Colorizer.from_pretrained(spec, precision=precision, device=device)
+        return Colorizer.from_pretrained(spec, precision=precision, device=device)
     except hub.ModelLoadError as e:
         raise fail(f"--model {e}") from None
     except ValueError as e:  # a precision the model cannot run in (an ONNX graph in bf16)
         raise fail(f"--model {spec}: {e}") from None
-    if flip_average is not None:
+
+
+def with_flip_average(colorizer, flip_average: bool | None):
+    """``colorizer`` with its card's flip averaging set to ``flip_average`` (--flip-average/--no-flip-average);
+    None or no colorizer: as it is."""
+    if colorizer is not None and flip_average is not None:
         colorizer.card = replace(colorizer.card, flip_average=flip_average)
     return colorizer
 
