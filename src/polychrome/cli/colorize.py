@@ -268,7 +268,8 @@ def colorize(
             from polychrome.colorizer import RefinedColorizer
 
             try:
-                colorizer = RefinedColorizer(colorizer, load_colorizer(base, where, precision.value))
+                base_colorizer = with_flip_average(load_colorizer(base, where, precision.value), flip_average)
+                colorizer = RefinedColorizer(colorizer, base_colorizer)
             except ValueError as e:
                 raise fail(f"--base {base}: {e}") from None
 
