@@ -123,6 +123,10 @@ def test_unknown_key_is_named(tmp_path):
         ('lr_scale={"patch_embed": 0}', "lr_scale"),
         ('lr_scale={"patch_embed": "fast"}', "lr_scale"),
         ("lr_scale=[1]", "lr_scale"),
+        ('data_repeat={"fashion": 0}', "data_repeat"),
+        ('data_repeat={"fashion": 1.5}', "data_repeat"),
+        ('data_repeat={"fashion": true}', "data_repeat"),
+        ("data_repeat=[1]", "data_repeat"),
     ],
 )
 def test_wrong_type_or_value_is_a_config_error(override, key):
@@ -282,6 +286,31 @@ def test_too_little_data_is_a_clear_error(tmp_path):
     save(grey_photo(0), tmp_path / "grey_val" / "g.png")
     with pytest.raises(ValueError, match="grey_val: no usable colour photos to validate on"):
         Trainer(tiny_train_config(tmp_path, val_data=str(tmp_path / "grey_val")), progress=False)
+
+
+def test_data_repeat_oversamples_a_source_after_the_hold_out(tmp_path):
+    from _helpers import colour_photo, save
+
+    for folder, n in (("streets", 10), ("fields", 30)):
+        for i in range(n):
+            save(colour_photo(i), tmp_path / "data" / folder / f"{i}.png")
+    data = str(tmp_path / "data")
+    cfg = TrainConfig(data=data, val_fraction=0.2, data_repeat={"streets": 3})
+    train_src, val_src = loop.split_train_val(cfg)
+    plain_train, plain_val = loop.split_train_val(dataclasses.replace(cfg, data_repeat={}))
+    assert val_src == plain_val and len(val_src) == 8  # the same hold-out, never repeated
+    assert not set(train_src) & set(val_src)
+    streets = [p for p in plain_train if p.parent.name == "streets"]
+    assert streets and sorted(train_src) == sorted(plain_train + streets + streets)
+    # With its own validation photos every photo of data trains, the named folder's three times.
+    train_src, _ = loop.split_train_val(dataclasses.replace(cfg, val_data=data))
+    assert len(train_src) == 30 + 3 * 10
+    # A folder with no photos, or data that is not a folder, is named.
+    with pytest.raises(ConfigError, match=r"^data_repeat: .*streest holds none of the training photos"):
+        loop.split_train_val(dataclasses.replace(cfg, data_repeat={"streest": 2}))
+    (tmp_path / "list.txt").write_text("data/fields/0.png\n")
+    with pytest.raises(ConfigError, match=r"^data_repeat: .*list.txt is not a folder"):
+        loop.split_train_val(dataclasses.replace(cfg, data=str(tmp_path / "list.txt"), val_data=data))
 
 
 def test_resume_without_checkpoint_or_with_another_model(tmp_path):

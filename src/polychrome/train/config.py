@@ -28,6 +28,10 @@ class TrainConfig:
     val_data: str = ""  # validation photos; empty = hold out val_fraction of `data`
     val_fraction: float = 0.02  # share of `data` held out when val_data is empty
     val_max_images: int = 256  # cap on validation photos per evaluation (speed)
+    # Oversampling by source: a sub-folder of `data` -> how many times each of its training photos is drawn per
+    # epoch (a whole number >= 1; each draw gets its own crop and flip), e.g. {fashion = 3}. The hold-out is
+    # split off first, so no held-out photo is trained on.
+    data_repeat: dict = field(default_factory=dict)
     limit_train_images: int = 0  # use a fixed random subset of this many training photos (0 = all)
     image_size: int = 128  # training crop size (px, square)
     infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
@@ -204,6 +208,9 @@ def make_config(
     for prefix, mult in cfg.lr_scale.items():
         if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not (math.isfinite(mult) and mult > 0):
             raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
+    for folder, times in cfg.data_repeat.items():
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ConfigError(f"data_repeat: the repeat count of {folder!r} must be a whole number >= 1, got {times!r}")
     if not (math.isfinite(cfg.hint_region_l_tol) and cfg.hint_region_l_tol >= 0):
         raise ConfigError(f"hint_region_l_tol: must be a finite number >= 0, got {cfg.hint_region_l_tol}")
     if not (math.isfinite(cfg.hint_region_weight) and cfg.hint_region_weight >= 1):

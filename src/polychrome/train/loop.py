@@ -101,11 +101,28 @@ def split_train_val(cfg: TrainConfig) -> tuple[list[Path] | str, list[Path] | st
     if not cfg.data:
         raise ConfigError("data: give the folder (or .txt list) of training photos")
     if cfg.val_data:
-        return cfg.data, cfg.val_data
+        return repeat_sources(cfg.data, cfg.data_repeat), cfg.val_data
     paths = find_images(cfg.data)
     random.Random(cfg.seed).shuffle(paths)
     n_val = max(1, int(round(len(paths) * cfg.val_fraction)))
-    return sorted(paths[n_val:]), sorted(paths[:n_val])
+    return repeat_sources(cfg.data, cfg.data_repeat, sorted(paths[n_val:])), sorted(paths[:n_val])
+
+
+def repeat_sources(data: str, repeat: dict, paths: list[Path] | None = None) -> list[Path] | str:
+    """The training photos with those under each sub-folder ``F`` of ``data`` listed ``repeat[F]`` times
+    (``data`` itself when nothing is repeated). ``paths``: the photos to draw from (default: all of ``data``).
+    Raises ConfigError when ``data`` is not a folder or a named sub-folder holds none of the photos."""
+    if not repeat:
+        return data if paths is None else paths
+    root = Path(data)
+    if not root.is_dir():
+        raise ConfigError(f"data_repeat: names sub-folders of data, and {data} is not a folder")
+    paths = find_images(root) if paths is None else paths
+    times = [repeat.get(p.relative_to(root).parts[0], 1) if p.is_relative_to(root) else 1 for p in paths]
+    for folder in repeat:
+        if not any(p.is_relative_to(root / folder) for p in paths):
+            raise ConfigError(f"data_repeat: {root / folder} holds none of the training photos")
+    return [p for p, n in zip(paths, times) for _ in range(n)]
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float, time_progress: float | None = None) -> float:
