@@ -123,6 +123,9 @@ def test_unknown_key_is_named(tmp_path):
         ('lr_scale={"patch_embed": 0}', "lr_scale"),
         ('lr_scale={"patch_embed": "fast"}', "lr_scale"),
         ("lr_scale=[1]", "lr_scale"),
+        ("l_noise=-1", "l_noise"),
+        ("l_noise=51", "l_noise"),
+        ("l_noise=nan", "l_noise"),
         ('data_repeat={"fashion": 0}', "data_repeat"),
         ('data_repeat={"fashion": 1.5}', "data_repeat"),
         ('data_repeat={"fashion": true}', "data_repeat"),
@@ -313,6 +316,33 @@ def test_data_repeat_oversamples_a_source_after_the_hold_out(tmp_path):
         loop.split_train_val(dataclasses.replace(cfg, data=str(tmp_path / "list.txt"), val_data=data))
 
 
+def test_l_noise_perturbs_the_model_input_per_photo_and_reproducibly():
+    from polychrome.color.lab import l_to_net
+
+    L = torch.full((64, 1, 24, 24), 50.0)
+    L[:, :, :2] = 0.0  # a black band: noise is clamped into L's range
+    assert torch.equal(loop.noisy_l_net(L, 0.0, 0, 3, 0, 0), l_to_net(L))
+    a = loop.noisy_l_net(L, 6.0, 0, 3, 0, 0)
+    assert torch.equal(a, loop.noisy_l_net(L, 6.0, 0, 3, 0, 0))  # (seed, step, micro, rank) fix the draw
+    assert not torch.equal(a, loop.noisy_l_net(L, 6.0, 0, 4, 0, 0))
+    assert not torch.equal(a, loop.noisy_l_net(L, 6.0, 0, 3, 0, 1))
+    assert a.min() >= l_to_net(torch.tensor(0.0)) and a.max() <= l_to_net(torch.tensor(100.0))
+    std = (a[:, :, 4:] - l_to_net(L)[:, :, 4:]).flatten(1).std(1) * 100 / (l_to_net(torch.tensor(100.0)) - l_to_net(torch.tensor(0.0)))
+    assert std.max() < 6.0 * 1.1 and std.min() < 1.5 and std.max() > 4.5  # stds spread over [0, l_noise] L units
+
+
+def test_the_trainer_feeds_the_noisy_l_to_the_model(tmp_path, monkeypatch):
+    seen = []
+    real = loop.noisy_l_net
+    monkeypatch.setattr(loop, "noisy_l_net", lambda L, *a: seen.append(a[0]) or real(L, *a))
+    train(tiny_train_config(tmp_path, max_steps=1, out_dir=str(tmp_path / "plain")), progress=False)
+    assert seen == []
+    train(tiny_train_config(tmp_path, max_steps=1, l_noise=20.0, out_dir=str(tmp_path / "noisy")), progress=False)
+    assert seen == [20.0]
+    plain, noisy = (load_checkpoint(tmp_path / d / "last.pt")["model"] for d in ("plain", "noisy"))
+    assert any(not torch.equal(plain[k], noisy[k]) for k in plain)
+
+
 def test_resume_without_checkpoint_or_with_another_model(tmp_path):
     cfg = tiny_train_config(tmp_path, max_steps=1)
     with pytest.raises(FileNotFoundError, match="nothing to resume from"):
@@ -486,6 +516,7 @@ TINY_VIT = {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 2, "h
 
 RESUME_CASES = {
     "composite-loss": {"loss": "composite"},
+    "input-noise": {"l_noise": 6.0},
     "hint-model": {**TINY_VIT, "hint_max": 8},
     "hint-model-off-truth": {**TINY_VIT, "hint_max": 8, "hint_recolor_fraction": 1.0, "hint_region_radius": 6},
 }

@@ -34,6 +34,10 @@ class TrainConfig:
     data_repeat: dict = field(default_factory=dict)
     limit_train_images: int = 0  # use a fixed random subset of this many training photos (0 = all)
     image_size: int = 128  # training crop size (px, square)
+    # Input augmentation: each training photo's L, as the model sees it (not the loss's), gets Gaussian noise of a
+    # std drawn uniformly in [0, l_noise] L units (0-100): grain and fine texture the small, compressed training
+    # photos lack (film grain, asphalt) stop reading as grass. 0 = off.
+    l_noise: float = 0.0
     infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
@@ -208,6 +212,8 @@ def make_config(
     for prefix, mult in cfg.lr_scale.items():
         if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not (math.isfinite(mult) and mult > 0):
             raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
+    if not (math.isfinite(cfg.l_noise) and 0 <= cfg.l_noise <= 50):
+        raise ConfigError(f"l_noise: must be a number in [0, 50] (L units), got {cfg.l_noise}")
     for folder, times in cfg.data_repeat.items():
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ConfigError(f"data_repeat: the repeat count of {folder!r} must be a whole number >= 1, got {times!r}")

@@ -46,7 +46,7 @@ from polychrome.losses import (
 from polychrome.models.patchgan import MultiScalePatchGAN
 from polychrome.train.config import ConfigError, TrainConfig, make_config
 from polychrome.train.checkpoint import read_training_checkpoint
-from polychrome.train.loop import Trainer, lab_batch
+from polychrome.train.loop import Trainer, lab_batch, noisy_l_net
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,9 @@ class GanTrainer(Trainer):
         self.disc.requires_grad_(False)  # the generator's step must not touch (or pay for) critic gradients
         total, terms_sum, pairs = 0.0, {}, []
         for i, rgb in enumerate(micro_batches):
-            _, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
+            L, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
+            if cfg.l_noise:
+                L_net = noisy_l_net(L, cfg.l_noise, cfg.seed, self.step, i, self.dist.rank)
             last = i == n - 1
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
             with sync:

@@ -207,6 +207,18 @@ def hint_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generat
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) * 1_013 + rank)
 
 
+def noisy_l_net(L: torch.Tensor, l_noise: float, seed: int, step: int, micro: int, rank: int) -> torch.Tensor:
+    """The model's input for L (B, 1, H, W) in [0, 100] under the ``l_noise`` augmentation: each photo's L plus
+    Gaussian noise of a std drawn in [0, l_noise], clamped to [0, 100], as network units. The draws are a
+    function of (seed, step, micro-batch, rank), like the hints (a resumed run draws the same)."""
+    if l_noise <= 0:
+        return l_to_net(L)
+    gen = hint_generator(seed + 7_919, step, micro, rank)
+    sigma = torch.rand(len(L), 1, 1, 1, generator=gen) * l_noise
+    noise = torch.randn(L.shape, generator=gen) * sigma
+    return l_to_net((L + noise.to(L.device, L.dtype)).clamp(0, 100))
+
+
 def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """RGB batch (B, 3, H, W) in [0, 1] -> (L real (B,1,H,W), L_net, ab_net (B,2,H,W))."""
     lab = rgb_to_lab(rgb)
@@ -439,6 +451,8 @@ class Trainer:
         terms_sum: dict[str, float] = {}
         for i, rgb in enumerate(micro_batches):
             L, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
+            if cfg.l_noise:
+                L_net = noisy_l_net(L, cfg.l_noise, cfg.seed, self.step, i, self.dist.rank)
             last = i == len(micro_batches) - 1
             # Gradients are all-reduced once per optimiser step, not per micro-batch.
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
