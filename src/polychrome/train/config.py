@@ -35,8 +35,8 @@ class TrainConfig:
     limit_train_images: int = 0  # use a fixed random subset of this many training photos (0 = all)
     image_size: int = 128  # training crop size (px, square)
     # Input augmentation: each training photo's L, as the model sees it (not the loss's), gets Gaussian noise of a
-    # std drawn uniformly in [0, l_noise] L units (0-100): grain and fine texture the small, compressed training
-    # photos lack (film grain, asphalt) stop reading as grass. 0 = off.
+    # std drawn uniformly in [0, l_noise] L units (0-100), for the grain and fine texture that the small, compressed
+    # training photos lack (film grain, asphalt, which the default reads as grass). 0 = off.
     l_noise: float = 0.0
     infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
     batch_size: int = 32  # per process, per micro-batch
