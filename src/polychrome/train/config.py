@@ -31,13 +31,13 @@ class TrainConfig:
     # Oversampling by source: a sub-folder of `data` -> how many times each of its training photos is drawn per
     # epoch (a whole number >= 1; each draw gets its own crop and flip), e.g. {fashion = 3}. The hold-out is
     # split off first, so no held-out photo is trained on.
-    data_repeat: dict = field(default_factory=dict)
+    data_repeat: dict = field(default_factory=dict)  # sub-folder of data -> draws per epoch ({} = each once)
     limit_train_images: int = 0  # use a fixed random subset of this many training photos (0 = all)
     image_size: int = 128  # training crop size (px, square)
     # Input augmentation: each training photo's L, as the model sees it (not the loss's), gets Gaussian noise of a
     # std drawn uniformly in [0, l_noise] L units (0-100), for the grain and fine texture that the small, compressed
     # training photos lack (film grain, asphalt, which the default reads as grass). 0 = off.
-    l_noise: float = 0.0
+    l_noise: float = 0.0  # most std of the grain on the model's L input (L units; 0 = off)
     infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
