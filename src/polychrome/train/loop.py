@@ -118,11 +118,10 @@ def repeat_sources(data: str, repeat: dict, paths: list[Path] | None = None) -> 
     if not root.is_dir():
         raise ConfigError(f"data_repeat: names sub-folders of data, and {data} is not a folder")
     paths = find_images(root) if paths is None else paths
-    times = [repeat.get(p.relative_to(root).parts[0], 1) if p.is_relative_to(root) else 1 for p in paths]
-    for folder in repeat:
-        if not any(p.is_relative_to(root / folder) for p in paths):
-            raise ConfigError(f"data_repeat: {root / folder} holds none of the training photos")
-    return [p for p, n in zip(paths, times) for _ in range(n)]
+    folders = [p.relative_to(root).parts[0] if p.is_relative_to(root) else None for p in paths]
+    for folder in set(repeat) - set(folders):
+        raise ConfigError(f"data_repeat: {root / folder} holds none of the training photos")
+    return [p for p, f in zip(paths, folders) for _ in range(repeat.get(f, 1))]
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float, time_progress: float | None = None) -> float:
