@@ -100,6 +100,19 @@ def test_decode_limits_on_synthetic_distributions():
     assert dists[0] > dists[1] > dists[2]
 
 
+@pytest.mark.parametrize("mode", ["mean", "annealed", "mode"])
+def test_decode_along_any_dimension(mode):
+    """The bins may lie along the last dimension ((B, N, Q) rows, the fast layout for a CPU softmax) or
+    any other: the same colours as the (B, Q, H, W) maps, with the 2 ab channels in the bins' place."""
+    g = torch.Generator().manual_seed(1)
+    bins = torch.randn(7, 2, generator=g) * 40
+    logits = torch.randn(3, 7, 4, 5, generator=g) * 2
+    maps = decode(logits, bins, mode, temperature=0.38)
+    rows = decode(logits.flatten(2).transpose(1, 2), bins, mode, temperature=0.38, dim=-1)  # (3, 20, 2)
+    torch.testing.assert_close(rows.transpose(1, 2).reshape(3, 2, 4, 5), maps)
+    torch.testing.assert_close(decode(logits.movedim(1, 3), bins, mode, temperature=0.38, dim=3), maps.movedim(1, 3))
+
+
 @pytest.mark.parametrize("mode", ["mean", "annealed"])
 def test_decode_gradcheck(mode):
     g = torch.Generator().manual_seed(0)

@@ -158,6 +158,25 @@ def test_a_border_runs_the_net_on_the_reflect_padded_photo_and_crops_every_outpu
     torch.testing.assert_close(out.hist_a, ref.hist_a)
 
 
+@pytest.mark.parametrize("mode", ["annealed", "mean", "mode"])
+@pytest.mark.parametrize("border", [0, 6])
+def test_ab_alone_is_computed_on_rows_and_equals_the_training_path(small, mode, border):
+    """model(L) runs the 1x1 head and the decoding on (B, N, C) rows of only the cells the photo's pixels
+    read (the fast inference path); model(L, return_all=True) on the whole (B, Q, h, w) maps. The same ab,
+    for every decoding mode, with and without a border, at odd sizes too."""
+    try:
+        small.border = border
+        for hw in ((32, 32), (37, 29), (8, 70)):
+            L = _L(*hw)
+            with torch.no_grad():
+                fast = small(L, decode_mode=mode, temperature=0.2)
+                full = small(L, return_all=True, decode_mode=mode, temperature=0.2)
+            assert fast.shape == full.ab_net.shape == (2, 2, *hw)
+            torch.testing.assert_close(fast, full.ab_net, atol=1e-5, rtol=1e-5)
+    finally:
+        small.border = 0
+
+
 def test_the_border_is_even_and_effnet_cic_has_one():
     with pytest.raises(ValueError, match="even"):
         create_model("cicgan-small", border=3)
@@ -208,3 +227,7 @@ def test_bf16_autocast_and_channels_last():
         a, b = getattr(ref, name), getattr(low, name)
         assert b.dtype == torch.float32 and b.shape == a.shape, name
     assert (low.ab_net - ref.ab_net).abs().max() < 0.05
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = model(x.contiguous(memory_format=torch.channels_last))
+    assert plain.dtype == torch.float32
+    torch.testing.assert_close(plain, low.ab_net, atol=1e-5, rtol=1e-5)

@@ -226,19 +226,26 @@ def rebalance_weights(prior: torch.Tensor, lam: float = REBALANCE_LAMBDA) -> tor
 
 # --------------------------------------------------------------------------- decoding
 def decode(
-    logits: torch.Tensor, bins: torch.Tensor, mode: str = "annealed", temperature: float = DEFAULT_TEMPERATURE
+    logits: torch.Tensor,
+    bins: torch.Tensor,
+    mode: str = "annealed",
+    temperature: float = DEFAULT_TEMPERATURE,
+    dim: int = 1,
 ) -> torch.Tensor:
     """Turn per-pixel bin logits into one ab.
 
     Args:
-        logits: (B, Q, H, W) unnormalised log-probabilities.
+        logits: (B, Q, H, W) unnormalised log-probabilities, or with the Q bins along ``dim``.
         bins: (Q, 2) bin centres, CIE units.
         mode: "mode" (the most likely bin: vivid, but patchy where two colours compete), "mean" (the
             expectation: smooth but greyish, like regression), or "annealed" (the mean of the distribution
             sharpened to p^(1/T): T -> 0 is the mode, T = 1 the mean).
         temperature: T for "annealed", > 0.
+        dim: the bins' dimension: 1 for (B, Q, H, W) maps, -1 for (..., Q) rows (a softmax over the
+            last, contiguous dimension is the fast one on a CPU).
     Returns:
-        (B, 2, H, W) ab in CIE units, in the logits' dtype promoted to at least float32.
+        ``logits``' shape with 2 (a, b) instead of Q along ``dim``: (B, 2, H, W) ab in CIE units, in the
+        logits' dtype promoted to at least float32.
     """
     if mode not in DECODE_MODES:
         raise ValueError(f"unknown decode mode {mode!r}; use one of {', '.join(DECODE_MODES)}")
@@ -246,15 +253,16 @@ def decode(
     bins = bins.to(device=logits.device, dtype=dtype)
     logits = logits.to(dtype)
     if mode == "mode":
-        idx = logits.argmax(1)  # (B, H, W)
-        return bins[idx].permute(0, 3, 1, 2)
+        return bins[logits.argmax(dim)].movedim(-1, dim)  # (..., 2) -> 2 along dim
     if mode == "annealed":
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         # p^(1/T) renormalised is softmax(log p / T), and log p = logits up to a per-pixel constant.
         logits = logits / temperature
-    p = torch.softmax(logits, dim=1)
-    return torch.einsum("bqhw,qc->bchw", p, bins)
+    p = torch.softmax(logits, dim=dim)
+    if dim in (-1, p.dim() - 1):
+        return p @ bins
+    return torch.einsum("bq...,qc->bc...", p.movedim(dim, 1), bins).movedim(1, dim)
 
 
 # --------------------------------------------------------------------------- global histograms

@@ -186,6 +186,21 @@ class Cicgan(nn.Module):
     def num_bins(self) -> int:
         return self.palette.num_bins
 
+    def _head_ab(self, x: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
+        """The final ab (decoded bins + residual, CIE units, (B, 2, h, w)) from the head's input x (B, C, h, w):
+        what ``forward`` returns when it is asked for ab alone. The same numbers as decoding the head's
+        (B, Q, h, w) logit maps (up to float rounding), computed on (B, h * w, C) rows so that the 1x1 head is
+        one matrix product and the softmax runs along the contiguous last dimension: several times faster
+        on a CPU, where the 262-bin decoding used to be a third of the model time."""
+        B, C, h, w = x.shape
+        q = self.num_bins
+        weight, bias = self.head.weight.reshape(-1, C).to(x.dtype), self.head.bias.to(x.dtype)
+        rows = x.flatten(2).transpose(1, 2)  # (B, h * w, C)
+        logits = F.linear(rows, weight[:q], bias[:q])  # (B, h * w, Q)
+        residual = RESIDUAL_SCALE * torch.tanh(F.linear(rows, weight[q : q + 2], bias[q : q + 2]))
+        ab = decode(logits, self.palette.bins, mode, temperature, dim=-1) + residual  # (B, h * w, 2)
+        return ab.transpose(1, 2).reshape(B, 2, h, w)
+
     def forward(
         self, L_net: torch.Tensor, return_all: bool = False, temperature: float | None = None, decode_mode: str | None = None
     ):
@@ -199,23 +214,37 @@ class Cicgan(nn.Module):
         cond = torch.cat([hist_a, hist_b], dim=1)  # (B, 2 * HIST_BINS)
         for stage, skip in zip(self.decoder, (feats[3], feats[2], feats[1], feats[0])):
             x = stage(x, skip, cond)
+        # The head (1x1) and the decoding run only on the half-resolution cells that the photo's pixels
+        # read when upsampled: the photo's own and one more on each side, not the reflected border (at
+        # 256 px with border 16: 130^2 cells instead of 144^2, and the 262-bin softmax is most of the
+        # decoding time). r0, c0: the first kept cell.
         H2, W2 = (H + 1) // 2, (W + 1) // 2
-        out = self.head(self.head_trunk(x))[..., :H2, :W2].float()  # (B, Q + 3, H2, W2); decoding in fp32
-        q = self.num_bins
-        logits, residual, confidence = out[:, :q], out[:, q : q + 2], out[:, q + 2 :]
-        residual = RESIDUAL_SCALE * torch.tanh(residual)
+        r0, c0 = max(p // 2 - 1, 0), max(p // 2 - 1, 0)
+        r1, c1 = min(H2, (p + h + 1) // 2 + 1), min(W2, (p + w + 1) // 2 + 1)
+        x = self.head_trunk(x)[..., r0:r1, c0:c1]
         mode, t = decode_mode or self.decode_mode, temperature or self.temperature  # per call; the model's own stay
-        ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, H2, W2) CIE
-        # Upsample at the padded-grid ratio (exactly 2x of the half-resolution map), then crop: pixel
-        # centres line up with the encoder's grid for odd sizes too.
-        ab_full = F.interpolate(ab, size=(2 * H2, 2 * W2), mode="bilinear", align_corners=False)
-        ab_net = ab_full[..., p : p + h, p : p + w] / AB_SCALE
+        # The 1x1 head and the decoding in fp32, also under bf16 autocast (the logits are divided by
+        # T < 1 before the softmax); converting the head's 32 input channels costs less than its 265 outputs.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float().contiguous()
+            if return_all:
+                out = self.head(x)  # (B, Q + 3, r1 - r0, c1 - c0)
+                q = self.num_bins
+                logits, residual, confidence = out[:, :q], out[:, q : q + 2], out[:, q + 2 :]
+                residual = RESIDUAL_SCALE * torch.tanh(residual)
+                ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, r1 - r0, c1 - c0) CIE
+            else:
+                ab = self._head_ab(x, mode, t)
+            # Upsample at the padded-grid ratio (exactly 2x of the half-resolution map), then crop: pixel
+            # centres line up with the encoder's grid for odd sizes too, and the cut cells are never read.
+            ab_full = F.interpolate(ab, size=(2 * (r1 - r0), 2 * (c1 - c0)), mode="bilinear", align_corners=False)
+        ab_net = ab_full[..., p - 2 * r0 : p - 2 * r0 + h, p - 2 * c0 : p - 2 * c0 + w] / AB_SCALE
         if not return_all:
             return ab_net
-        q, h2, w2 = p // 2, (h + 1) // 2, (w + 1) // 2  # the half-resolution maps, cropped to the photo
+        qr, qc, h2, w2 = p // 2 - r0, p // 2 - c0, (h + 1) // 2, (w + 1) // 2  # the maps, cropped to the photo
 
         def crop(t: torch.Tensor) -> torch.Tensor:
-            return t[..., q : q + h2, q : q + w2]
+            return t[..., qr : qr + h2, qc : qc + w2]
 
         return CicganOutput(ab_net, crop(ab), crop(logits), crop(residual), crop(confidence), hist_a, hist_b)
 
