@@ -218,34 +218,34 @@ class Cicgan(nn.Module):
         # The head (1x1) and the decoding run only on the half-resolution cells that the photo's pixels
         # read when upsampled: the photo's own and one more on each side, not the reflected border (at
         # 256 px with border 16: 130^2 cells instead of 144^2, and the 262-bin softmax is most of the
-        # decoding time). r0, c0: the first kept cell.
+        # decoding time). m: the first kept row and column (the border is the same on all four sides).
         H2, W2 = (H + 1) // 2, (W + 1) // 2
-        r0, c0 = max(p // 2 - 1, 0), max(p // 2 - 1, 0)
+        m = max(p // 2 - 1, 0)
         r1, c1 = min(H2, (p + h + 1) // 2 + 1), min(W2, (p + w + 1) // 2 + 1)
-        x = self.head_trunk(x)[..., r0:r1, c0:c1]
+        x = self.head_trunk(x)[..., m:r1, m:c1]
         mode, t = decode_mode or self.decode_mode, temperature or self.temperature  # per call; the model's own stay
         # The 1x1 head and the decoding in fp32, also under bf16 autocast (the logits are divided by
         # T < 1 before the softmax); converting the head's 32 input channels costs less than its 265 outputs.
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float().contiguous()
             if return_all:
-                out = self.head(x)  # (B, Q + 3, r1 - r0, c1 - c0)
+                out = self.head(x)  # (B, Q + 3, r1 - m, c1 - m)
                 q = self.num_bins
                 logits, residual, confidence = out[:, :q], out[:, q : q + 2], out[:, q + 2 :]
                 residual = RESIDUAL_SCALE * torch.tanh(residual)
-                ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, r1 - r0, c1 - c0) CIE
+                ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, r1 - m, c1 - m) CIE
             else:
                 ab = self._head_ab(x, mode, t)
             # Upsample at the padded-grid ratio (exactly 2x of the half-resolution map), then crop: pixel
             # centres line up with the encoder's grid for odd sizes too, and the cut cells are never read.
-            ab_full = F.interpolate(ab, size=(2 * (r1 - r0), 2 * (c1 - c0)), mode="bilinear", align_corners=False)
-        ab_net = ab_full[..., p - 2 * r0 : p - 2 * r0 + h, p - 2 * c0 : p - 2 * c0 + w] / AB_SCALE
+            ab_full = F.interpolate(ab, size=(2 * (r1 - m), 2 * (c1 - m)), mode="bilinear", align_corners=False)
+        ab_net = ab_full[..., p - 2 * m : p - 2 * m + h, p - 2 * m : p - 2 * m + w] / AB_SCALE
         if not return_all:
             return ab_net
-        qr, qc, h2, w2 = p // 2 - r0, p // 2 - c0, (h + 1) // 2, (w + 1) // 2  # the maps, cropped to the photo
+        q, h2, w2 = p // 2 - m, (h + 1) // 2, (w + 1) // 2  # the maps, cropped to the photo
 
         def crop(t: torch.Tensor) -> torch.Tensor:
-            return t[..., qr : qr + h2, qc : qc + w2]
+            return t[..., q : q + h2, q : q + w2]
 
         return CicganOutput(ab_net, crop(ab), crop(logits), crop(residual), crop(confidence), hist_a, hist_b)
 
