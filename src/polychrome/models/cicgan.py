@@ -191,8 +191,8 @@ class Cicgan(nn.Module):
         what ``forward`` returns when it is asked for ab alone. The same numbers as decoding the head's
         (B, Q, h, w) logit maps (up to float rounding), computed on (B, h * w, C) rows so that the 1x1 head is
         one matrix product and the softmax runs along the contiguous last dimension. On a CPU under bf16
-        that made the whole model call 16-18% faster than the same decoding on maps (README, "The bundled
-        default model"); in fp32 the two are level."""
+        that made the whole model call 16-18% faster than the same decoding on maps (docs/issue-12/README.md,
+        "Inference cost"); in fp32 the two are level."""
         B, C, h, w = x.shape
         q = self.num_bins
         weight, bias = self.head.weight.reshape(-1, C).to(x.dtype), self.head.bias.to(x.dtype)
