@@ -1,0 +1,93 @@
+"""Score models, and decodings of a classification model, on every photo of val/bsds500, val/people and SKIM
+(the five scikit-image photos, a folder of links: astronaut.png, chelsea.png, coffee.png, rocket.jpg,
+motorcycle_left.png) with the runner behind `polychrome benchmark`, at a 256-px working size; per-photo rows
+to a JSON file, summed up by summarize_variants.py.
+
+usage: PYTHONPATH=src python docs/issue-12/score_variants.py OUT.json SPEC [SPEC ...]
+SPEC = MODEL[@key=value...], MODEL a bundled name, export folder or .safetensors; keys:
+  label=NAME      the row's name (default: the SPEC)
+  T=0.38          the annealed mean's temperature (default: the model's)
+  beta=B          add B x log w (w the rebalancing weights) to the logits: a push towards rare colours
+  betaR=B         ... plus B x R, R = |E[ab]| / E[|ab|] per cell (1 when the mass lies in one hue direction)
+  sat=K satp=P    scale the decoded ab by 1 + K x R^P
+e.g. ... r.json default@label=shipped default@sat=0.3@label=sat.3 EXPORT_FOLDER@label=leg10
+"""
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from polychrome.colorizer import Colorizer
+from polychrome.color.quantize import decode
+from polychrome.eval.runner import photo_paths, score_photos
+from polychrome.models.cicgan import RESIDUAL_SCALE
+
+DATA = Path(os.environ.get("POLYCHROME_DATA", "../shared/data"))
+SETS = {
+    "bsds": DATA / "val/bsds500",
+    "people": DATA / "val/people",
+    "skim": Path(os.environ.get("SKIM", "SKIM")),
+}
+
+
+def variant_head(opts):
+    sat = float(opts.get("sat", 0))
+    satp = float(opts.get("satp", 1))
+    beta = float(opts.get("beta", 0))
+    betaR = float(opts.get("betaR", 0))
+
+    def _head_ab(self, x, mode, temperature):
+        B, C, h, w = x.shape
+        q = self.num_bins
+        weight, bias = self.head.weight.reshape(-1, C).to(x.dtype), self.head.bias.to(x.dtype)
+        rows = x.flatten(2).transpose(1, 2)
+        logits = F.linear(rows, weight[:q], bias[:q])
+        residual = RESIDUAL_SCALE * torch.tanh(F.linear(rows, weight[q : q + 2], bias[q : q + 2]))
+        bins = self.palette.bins
+        logw = self.palette.weights.log()
+        p = torch.softmax(logits / temperature, dim=-1)
+        mean = p @ bins
+        R = mean.norm(dim=-1, keepdim=True) / (p @ bins.norm(dim=-1, keepdim=True)).clamp_min(1e-6)
+        if beta or betaR:
+            b = beta + betaR * R
+            p = torch.softmax((logits + b * logw) / temperature, dim=-1)
+            mean = p @ bins
+        ab = mean
+        if sat:
+            ab = ab * (1 + sat * R.pow(satp))
+        ab = ab + residual
+        return ab.transpose(1, 2).reshape(B, 2, h, w)
+
+    return _head_ab
+
+
+def load(spec):
+    path, *kv = spec.split("@")
+    opts = dict(s.split("=", 1) for s in kv)
+    c = Colorizer.from_pretrained(path)
+    c.model._head_ab = types.MethodType(variant_head(opts), c.model)
+    label = opts.pop("label", spec)
+    T = float(opts["T"]) if "T" in opts else None
+    return label, (c, T)
+
+
+def main():
+    out = sys.argv[1]
+    models = dict(load(s) for s in sys.argv[2:])
+    res = {}
+    for name, root in SETS.items():
+        paths = photo_paths(root)
+        sizes = {k: 256 for k in models}
+        ps = score_photos(models, paths, root, sizes, progress=False)
+        for label, rows in ps.rows.items():
+            for r in rows:
+                res.setdefault(label, {}).setdefault(name, []).append(r)
+    Path(out).write_text(json.dumps(res, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Average the weights of exported models of one architecture ("a model soup"): fp16 tensors averaged in fp32,
+written as an fp16 export folder with the first model's config.json. Palette buffers (bins must agree) are the
+first model's.
+
+usage: python docs/issue-12/soup.py OUT_DIR A B [C ...]   (A, B: export folders or NAME.safetensors with NAME.json / config.json beside)
+"""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def weights_and_card(spec: str) -> tuple[dict, Path]:
+    p = Path(spec)
+    if p.is_dir():
+        return load_file(str(p / "model.safetensors")), p / "config.json"
+    card = p.with_suffix(".json")
+    return load_file(str(p)), card if card.exists() else p.parent / "config.json"
+
+
+def main() -> None:
+    out, specs = Path(sys.argv[1]), sys.argv[2:]
+    loaded = [weights_and_card(s) for s in specs]
+    first, card = loaded[0]
+    soup = {}
+    for k, v in first.items():
+        if k.startswith("palette.") or not v.is_floating_point():
+            others = [w[k] for w, _ in loaded[1:]]
+            if k == "palette.bins" and any(not torch.equal(o, v) for o in others):
+                raise SystemExit(f"{k}: the models' bins differ; they cannot be averaged")
+            soup[k] = v
+            continue
+        soup[k] = (sum(w[k].float() for w, _ in loaded) / len(loaded)).to(v.dtype).contiguous()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(soup, str(out / "model.safetensors"))
+    shutil.copy(card, out / "config.json")
+    print(json.dumps({"out": str(out), "models": specs, "tensors": len(soup)}))
+
+
+if __name__ == "__main__":
+    main()
