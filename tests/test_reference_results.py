@@ -1,6 +1,12 @@
 """Results pinned before the Colorizer refactor: evaluation figures, the hint curve and full-resolution files
 written by ``polychrome colorize`` (the bundled models, a seeded random cicgan-small at T = 0.1 with its
-confidence map). A refactor of the outer ring must leave every one of them unchanged."""
+confidence map). A refactor of the outer ring must leave every one of them unchanged.
+
+The pins were written on one x86 CPU (an AMD EPYC). Another CPU may pick other kernels: on an Intel Xeon with
+AMX the evaluation figures moved by 4e-7 of their value and the bf16 file changed, while the fp32 files
+pinned there came out byte for byte the same (unet-32's fp32 file was pinned later, on the Xeon). So the
+figures are compared to 1e-5 of their value (a change of the results moves them by far more), fp32 files by
+their digest, and the bf16 file against the same model's fp32 file written in the same test."""
 
 from __future__ import annotations
 
@@ -32,11 +38,15 @@ def photos(tmp_path_factory) -> Path:
     return root
 
 
+#: How far a pinned figure may move on another CPU (its kernels round differently; seen: 4e-7 of the value).
+FIGURE_REL = 1e-5
+
+
 def _close(got: dict, want: dict) -> None:
     # Every pinned figure is unchanged; metrics added since (e.g. green_cast) may appear beside them.
     assert got.keys() >= want.keys()
     for key, value in want.items():
-        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+        assert got[key] == pytest.approx(value, rel=FIGURE_REL, abs=1e-9), key
 
 
 @pytest.mark.parametrize("model", ["default", "unet-32"])
@@ -75,6 +85,8 @@ def test_colorize_files_are_unchanged(photos, tmp_path):
     runs = [
         ["colorize", str(photos), "-o", str(tmp_path / "o-default")],
         ["colorize", str(photos / "coffee.png"), "-o", str(tmp_path / "o-unet"), "--model", "unet-32",
+         "--precision", "fp32"],
+        ["colorize", str(photos / "coffee.png"), "-o", str(tmp_path / "bf16-unet"), "--model", "unet-32",
          "--precision", "bf16"],
         ["colorize", str(photos / "astronaut.png"), "-o", str(tmp_path / "o-hints"), "--hints", str(hints)],
         ["colorize", str(photos / "chelsea.png"), "-o", str(tmp_path / "o-cic"), "--model", str(tmp_path / "cic"),
@@ -93,3 +105,8 @@ def test_colorize_files_are_unchanged(photos, tmp_path):
     if os.environ.get("POLYCHROME_REPIN_FILES"):  # docs/issue-12/repin.py: an intended change writes new pins
         Path(os.environ["POLYCHROME_REPIN_FILES"]).write_text(json.dumps(got))
     assert got == want
+    # bf16 rounds differently from CPU to CPU: its file is held to the same model's fp32 file instead.
+    bf16 = np.asarray(Image.open(tmp_path / "bf16-unet" / "coffee.png")).astype(np.int16)
+    fp32 = np.asarray(Image.open(tmp_path / "o-unet" / "coffee.png")).astype(np.int16)
+    diff = np.abs(bf16 - fp32)
+    assert bf16.shape == fp32.shape and diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
