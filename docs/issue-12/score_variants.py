@@ -19,12 +19,9 @@ import types
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from polychrome.colorizer import Colorizer
-from polychrome.color.quantize import decode
 from polychrome.eval.runner import photo_paths, score_photos
-from polychrome.models.cicgan import RESIDUAL_SCALE
 
 DATA = Path(os.environ.get("POLYCHROME_DATA", "../shared/data"))
 SETS = {
@@ -35,32 +32,23 @@ SETS = {
 
 
 def variant_head(opts):
-    sat = float(opts.get("sat", 0))
-    satp = float(opts.get("satp", 1))
-    beta = float(opts.get("beta", 0))
-    betaR = float(opts.get("betaR", 0))
+    """A replacement for ``Cicgan._head_ab`` that decodes the model's own head outputs the variant's way."""
+    sat, satp = float(opts.get("sat", 0)), float(opts.get("satp", 1))
+    beta, betaR = float(opts.get("beta", 0)), float(opts.get("betaR", 0))
 
     def _head_ab(self, x, mode, temperature):
-        B, C, h, w = x.shape
-        q = self.num_bins
-        weight, bias = self.head.weight.reshape(-1, C).to(x.dtype), self.head.bias.to(x.dtype)
-        rows = x.flatten(2).transpose(1, 2)
-        logits = F.linear(rows, weight[:q], bias[:q])
-        residual = RESIDUAL_SCALE * torch.tanh(F.linear(rows, weight[q : q + 2], bias[q : q + 2]))
+        B, _, h, w = x.shape
+        logits, residual = self._head_rows(x)  # (B, h * w, Q), (B, h * w, 2)
         bins = self.palette.bins
-        logw = self.palette.weights.log()
         p = torch.softmax(logits / temperature, dim=-1)
-        mean = p @ bins
-        R = mean.norm(dim=-1, keepdim=True) / (p @ bins.norm(dim=-1, keepdim=True)).clamp_min(1e-6)
+        ab = p @ bins
+        R = ab.norm(dim=-1, keepdim=True) / (p @ bins.norm(dim=-1, keepdim=True)).clamp_min(1e-6)
         if beta or betaR:
             b = beta + betaR * R
-            p = torch.softmax((logits + b * logw) / temperature, dim=-1)
-            mean = p @ bins
-        ab = mean
+            ab = torch.softmax((logits + b * self.palette.weights.log()) / temperature, dim=-1) @ bins
         if sat:
             ab = ab * (1 + sat * R.pow(satp))
-        ab = ab + residual
-        return ab.transpose(1, 2).reshape(B, 2, h, w)
+        return (ab + residual).transpose(1, 2).reshape(B, 2, h, w)
 
     return _head_ab
 
@@ -69,7 +57,8 @@ def load(spec):
     path, *kv = spec.split("@")
     opts = dict(s.split("=", 1) for s in kv)
     c = Colorizer.from_pretrained(path)
-    c.model._head_ab = types.MethodType(variant_head(opts), c.model)
+    if any(k in opts for k in ("sat", "beta", "betaR")):  # else the model decodes as it ships
+        c.model._head_ab = types.MethodType(variant_head(opts), c.model)
     label = opts.pop("label", spec)
     T = float(opts["T"]) if "T" in opts else None
     return label, (c, T)

@@ -27,13 +27,12 @@ def main() -> None:
     first, card = loaded[0]
     soup = {}
     for k, v in first.items():
+        if k == "palette.bins" and any(not torch.equal(w[k], v) for w, _ in loaded[1:]):
+            raise SystemExit(f"{k}: the models' bins differ; they cannot be averaged")
         if k.startswith("palette.") or not v.is_floating_point():
-            others = [w[k] for w, _ in loaded[1:]]
-            if k == "palette.bins" and any(not torch.equal(o, v) for o in others):
-                raise SystemExit(f"{k}: the models' bins differ; they cannot be averaged")
-            soup[k] = v
-            continue
-        soup[k] = (sum(w[k].float() for w, _ in loaded) / len(loaded)).to(v.dtype).contiguous()
+            soup[k] = v  # the first model's palette and integer buffers
+        else:
+            soup[k] = (sum(w[k].float() for w, _ in loaded) / len(loaded)).to(v.dtype).contiguous()
     out.mkdir(parents=True, exist_ok=True)
     save_file(soup, str(out / "model.safetensors"))
     shutil.copy(card, out / "config.json")

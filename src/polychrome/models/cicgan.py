@@ -193,14 +193,20 @@ class Cicgan(nn.Module):
         one matrix product and the softmax runs along the contiguous last dimension. On a CPU under bf16
         that made the whole model call 16-18% faster than the same decoding on maps (docs/issue-12/README.md,
         "Inference cost"); in fp32 the two are level."""
-        B, C, h, w = x.shape
-        q = self.num_bins
+        B, _, h, w = x.shape
+        logits, residual = self._head_rows(x)
+        ab = decode(logits, self.palette.bins, mode, temperature, dim=-1) + residual  # (B, h * w, 2)
+        return ab.transpose(1, 2).reshape(B, 2, h, w)
+
+    def _head_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 1x1 head's bin logits (B, h * w, Q) and bounded ab residual (B, h * w, 2, CIE units) on the
+        rows of x (B, C, h, w); the confidence output is not computed."""
+        C, q = x.shape[1], self.num_bins
         weight, bias = self.head.weight.reshape(-1, C).to(x.dtype), self.head.bias.to(x.dtype)
         rows = x.flatten(2).transpose(1, 2)  # (B, h * w, C)
         logits = F.linear(rows, weight[:q], bias[:q])  # (B, h * w, Q)
         residual = RESIDUAL_SCALE * torch.tanh(F.linear(rows, weight[q : q + 2], bias[q : q + 2]))
-        ab = decode(logits, self.palette.bins, mode, temperature, dim=-1) + residual  # (B, h * w, 2)
-        return ab.transpose(1, 2).reshape(B, 2, h, w)
+        return logits, residual
 
     def forward(
         self, L_net: torch.Tensor, return_all: bool = False, temperature: float | None = None, decode_mode: str | None = None
