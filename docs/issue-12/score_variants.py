@@ -1,7 +1,7 @@
 """Score models, and decodings of a classification model, on every photo of val/bsds500, val/people and SKIM
 (the five scikit-image photos, a folder of links: astronaut.png, chelsea.png, coffee.png, rocket.jpg,
-motorcycle_left.png) with the runner behind `polychrome benchmark`, at a 256-px working size unless size= says; per-photo rows
-to a JSON file, summed up by summarize_variants.py.
+motorcycle_left.png) with the runner behind `polychrome benchmark`, at a 256-px working size unless size= says;
+per-photo rows to a JSON file, summed up by summarize_variants.py.
 
 usage: PYTHONPATH=src python docs/issue-12/score_variants.py OUT.json SPEC [SPEC ...]
 SPEC = MODEL[@key=value...], MODEL a bundled name, export folder or .safetensors; keys:
