@@ -1,13 +1,13 @@
 """Score models, and decodings of a classification model, on every photo of val/bsds500, val/people and SKIM
 (the five scikit-image photos, a folder of links: astronaut.png, chelsea.png, coffee.png, rocket.jpg,
-motorcycle_left.png) with the runner behind `polychrome benchmark`, at a 256-px working size unless size= says;
+motorcycle_left.png) with the runner behind `polychrome benchmark`, at the model's working size unless size= says;
 per-photo rows to a JSON file, summed up by summarize_variants.py.
 
 usage: PYTHONPATH=src python docs/issue-12/score_variants.py OUT.json SPEC [SPEC ...]
 SPEC = MODEL[@key=value...], MODEL a bundled name, export folder or .safetensors; keys:
   label=NAME      the row's name (default: the SPEC)
   T=0.38          the annealed mean's temperature (default: the model's)
-  size=256        the working size (the longest side of the model's grid; default 256)
+  size=256        the working size (the longest side of the model's grid; default: the model's, 256 for default)
   beta=B          add B x log w (w the rebalancing weights) to the logits: a push towards rare colours
   betaR=B         ... plus B x R, R = |E[ab]| / E[|ab|] per cell (1 when the mass lies in one hue direction)
   sat=K satp=P    scale the decoded ab by 1 + K x R^P
@@ -62,7 +62,7 @@ def load(spec):
         c.model._head_ab = types.MethodType(variant_head(opts), c.model)
     label = opts.pop("label", spec)
     T = float(opts["T"]) if "T" in opts else None
-    return label, (c, T), int(opts.get("size", 256))
+    return label, (c, T), int(opts.get("size", c.card.working_size))
 
 
 def main():
