@@ -171,3 +171,53 @@ def test_flip_average_mirrors_the_hint_planes_too():
     want = (run(L, hint_ab, hint_mask) + run(L.flip(-1), hint_ab.flip(-1), hint_mask.flip(-1)).flip(-1)) / 2
     torch.testing.assert_close(both, want, atol=1e-5, rtol=0)
     torch.testing.assert_close(run(L.flip(-1), hint_ab.flip(-1), hint_mask.flip(-1), flip=True), both.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_guided_filter_smooths_colour_within_regions_and_keeps_it_at_lightness_edges():
+    """The card's guided filter: speckled ab on two flat regions of different lightness comes out smooth
+    within each region (the speckle's spread falls) and the colour step between them stays where L steps."""
+    from polychrome.models.card import GuidedFilter
+    from polychrome.pipeline.core import guided_ab
+
+    g = torch.Generator().manual_seed(0)
+    L = torch.full((1, 1, 32, 48), 30.0)
+    L[..., 24:] = 70.0  # a lightness edge between columns 23 and 24
+    ab = torch.zeros(1, 2, 32, 48)
+    ab[:, 0, :, :24], ab[:, 0, :, 24:] = 40.0, -20.0  # red left, green right, stepping at the same edge
+    noisy = ab + 8 * torch.randn(ab.shape, generator=g)
+    out = guided_ab(L, noisy, GuidedFilter(4, 100.0))
+    assert out.shape == ab.shape and out.dtype == torch.float32
+    inner = (slice(None), slice(None), slice(None), [*range(0, 18), *range(30, 48)])  # away from the edge
+    assert (out - ab)[inner].std() < 0.35 * (noisy - ab)[inner].std()
+    assert out[0, 0, :, 22].mean() > 30 and out[0, 0, :, 25].mean() < -10  # the step did not bleed across
+    smeared = torch.nn.functional.avg_pool2d(noisy, 9, stride=1, padding=4, count_include_pad=False)
+    assert smeared[0, 0, :, 22].mean() < 30  # a plain 9 x 9 blur would have carried it across
+    assert torch.equal(guided_ab(L[..., :4, :4], noisy[..., :4, :4], GuidedFilter(4, 100.0)), noisy[..., :4, :4])
+    from kornia.filters import guided_blur  # the same filter as kornia's, on a batch of odd-sized grids
+
+    L2, ab2 = torch.rand(2, 1, 37, 29, generator=g) * 100, torch.randn(2, 2, 37, 29, generator=g) * 20
+    torch.testing.assert_close(guided_ab(L2, ab2, GuidedFilter(3, 50.0)),
+                               guided_blur(L2, ab2, 7, 50.0, border_type="reflect"), atol=1e-3, rtol=0)
+
+
+def test_guided_filter_on_the_card_filters_what_the_colorizer_gives(cic, photo):
+    from polychrome.models.card import CardError, GuidedFilter
+    from polychrome.pipeline.core import guided_ab, lightness
+
+    arr = photo(40, 53, seed=4)
+    gf = GuidedFilter(2, 50.0)
+    filtered = Colorizer(cic.model, replace(cic.card, guided_filter=gf))
+    plain = cic(arr, return_ab=True).ab
+    got = filtered(arr, return_ab=True).ab
+    L_work = cic.working_l(lightness(arr.astype(np.float32) / 255))
+    torch.testing.assert_close(got, guided_ab(L_work, plain, gf), atol=1e-4, rtol=0)
+    assert (got - plain).abs().max() > 0.5
+    card = ModelCard.from_json(filtered.card.to_json())
+    assert card.guided_filter == gf and "guided_filter" not in cic.card.to_json()
+    assert GuidedFilter.parse("5,100") == GuidedFilter(5, 100.0)
+    for bad, msg in (({"radius": 0, "eps": 1}, "radius must be"), ({"radius": 2, "eps": -1}, "eps must be"),
+                     ({"radius": 2}, "must be"), ([5, 100], "must be")):
+        with pytest.raises(CardError, match=msg):
+            ModelCard.from_json({"model": "unet-32", "guided_filter": bad})
+    with pytest.raises(CardError, match="RADIUS,EPS"):
+        GuidedFilter.parse("five")

@@ -11,18 +11,21 @@ SPEC = MODEL[@key=value...], MODEL a bundled name, export folder or .safetensors
   beta=B          add B x log w (w the rebalancing weights) to the logits: a push towards rare colours
   betaR=B         ... plus B x R, R = |E[ab]| / E[|ab|] per cell (1 when the mass lies in one hue direction)
   sat=K satp=P    scale the decoded ab by 1 + K x R^P
-e.g. ... r.json default@label=shipped default@sat=0.3@label=sat.3 EXPORT_FOLDER@label=leg10
+  gf=R,EPS        the guided filter of the model card (radius R, eps EPS), or gf=off for none
+e.g. ... r.json default@label=shipped default@sat=0.3@label=sat.3 EXPORT_FOLDER@label=leg10 default@T=0.3@gf=5,100
 """
 import json
 import os
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from polychrome.colorizer import Colorizer
 from polychrome.eval.runner import photo_paths, score_photos
+from polychrome.models.card import GuidedFilter
 
 DATA = Path(os.environ.get("POLYCHROME_DATA", "../shared/data"))
 SETS = {
@@ -60,6 +63,8 @@ def load(spec):
     c = Colorizer.from_pretrained(path)
     if any(k in opts for k in ("sat", "beta", "betaR")):  # else the model decodes as it ships
         c.model._head_ab = types.MethodType(variant_head(opts), c.model)
+    if "gf" in opts:
+        c.card = replace(c.card, guided_filter=None if opts["gf"] == "off" else GuidedFilter.parse(opts["gf"]))
     label = opts.pop("label", spec)
     T = float(opts["T"]) if "T" in opts else None
     return label, (c, T), int(opts.get("size", c.card.working_size))

@@ -1,8 +1,11 @@
 """Average the weights of exported models of one architecture ("a model soup"): fp16 tensors averaged in fp32,
-written as an fp16 export folder with the first model's config.json. Palette buffers (bins must agree) are the
-first model's.
+written as an fp16 export folder with the first model's config.json, its keys replaced by those of --card JSON if
+given. Palette buffers (bins must agree) are the first model's.
 
-usage: python docs/issue-12/soup.py OUT_DIR A B [C ...]   (A, B: export folders or NAME.safetensors with NAME.json / config.json beside)
+usage: python docs/issue-12/soup.py OUT_DIR A B [C ...] [--card JSON]
+       (A, B: export folders or NAME.safetensors with NAME.json / config.json beside)
+e.g.   python docs/issue-12/soup.py W LEG3 LEG11 --card '{"temperature": 0.3,
+           "guided_filter": {"radius": 5, "eps": 100}}'   (the shipped default)
 """
 import json
 import shutil
@@ -22,7 +25,13 @@ def weights_and_card(spec: str) -> tuple[dict, Path]:
 
 
 def main() -> None:
-    out, specs = Path(sys.argv[1]), sys.argv[2:]
+    args = sys.argv[1:]
+    extra = {}
+    if "--card" in args:
+        i = args.index("--card")
+        extra = json.loads(args[i + 1])
+        del args[i : i + 2]
+    out, specs = Path(args[0]), args[1:]
     loaded = [weights_and_card(s) for s in specs]
     first, card = loaded[0]
     soup = {}
@@ -35,7 +44,10 @@ def main() -> None:
             soup[k] = (sum(w[k].float() for w, _ in loaded) / len(loaded)).to(v.dtype).contiguous()
     out.mkdir(parents=True, exist_ok=True)
     save_file(soup, str(out / "model.safetensors"))
-    shutil.copy(card, out / "config.json")
+    if extra:
+        (out / "config.json").write_text(json.dumps({**json.loads(card.read_text()), **extra}, indent=2) + "\n")
+    else:
+        shutil.copy(card, out / "config.json")
     print(json.dumps({"out": str(out), "models": specs, "tensors": len(soup)}))
 
 

@@ -171,7 +171,7 @@ class Colorizer:
             return predict(
                 self.model, L_work, precision=self.precision, takes_hints=self.card.takes_hints, hints=hints,
                 full_hw=full_hw, hint_ab=hint_ab, hint_mask=hint_mask, decoding=decoding, confidence=confidence,
-                flip_average=self.card.flip_average, timer=timer,
+                flip_average=self.card.flip_average, guided_filter=self.card.guided_filter, timer=timer,
             )  # fmt: skip
         except HintError:
             if self.card.takes_hints:  # a hint outside the photo: its own message

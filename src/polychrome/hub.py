@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 from polychrome.io import default_file_mode
 from polychrome.models import create_model
-from polychrome.models.card import CardError, ModelCard
+from polychrome.models.card import CardError, GuidedFilter, ModelCard
 from polychrome.train.checkpoint import CHECKPOINT_SUFFIXES, checkpoint_card, ema_to_model_state, read_checkpoint
 #: An ONNX graph (``polychrome export --format onnx``), run with onnxruntime.
 ONNX_SUFFIX = ".onnx"
@@ -268,20 +268,25 @@ def _load_checkpoint(path: Path) -> tuple[nn.Module, ModelCard]:
 
 def export_checkpoint(
     ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, half: bool = False, infer_size: int | None = None,
-    flip_average: bool | None = None,
+    flip_average: bool | None = None, guided_filter: GuidedFilter | bool | None = None,
 ) -> Path:
     """Write ``model.safetensors`` (EMA weights, fp16 if ``half``) and ``config.json`` (the model card, with a
     classification model's default temperature, editable there) from a checkpoint.
 
     ``infer_size`` replaces the working size recorded by the training config; ``flip_average`` (not None)
-    sets the card's flip averaging."""
+    sets the card's flip averaging; ``guided_filter`` (not None) its guided filter (False: none)."""
     model, card = _load_checkpoint(Path(ckpt_path))
-    card = _with_inference(card.fitted_to(model), infer_size, flip_average)
+    card = _with_inference(card.fitted_to(model), infer_size, flip_average, guided_filter)
     return save_weights(model, card, out_dir, half=half)
 
 
-def _with_inference(card: ModelCard, infer_size: int | None, flip_average: bool | None) -> ModelCard:
-    """``card`` with the inference settings an export was given (None: keep the card's)."""
+def _with_inference(
+    card: ModelCard, infer_size: int | None, flip_average: bool | None, guided_filter: GuidedFilter | bool | None = None
+) -> ModelCard:
+    """``card`` with the inference settings an export was given (None: keep the card's; ``guided_filter``
+    False: drop the card's filter)."""
+    if guided_filter is not None:
+        card = replace(card, guided_filter=guided_filter or None)
     if infer_size is not None:
         card = replace(card, working_size=int(infer_size))
     if flip_average is not None:
@@ -314,6 +319,7 @@ def export_onnx(
     calibration_photos: int | None = None,
     fp32_tail: bool = True,
     flip_average: bool | None = None,
+    guided_filter: GuidedFilter | bool | None = None,
 ) -> Path:
     """Write ``out_dir/model.onnx`` + ``config.json`` for a trained model (anything :func:`load` takes but an
     ONNX graph): dynamic batch, height and width; a classification model's default temperature baked in;
@@ -328,7 +334,7 @@ def export_onnx(
     if WeightSource.parse(spec).kind == "onnx":
         raise ModelLoadError(f"{spec}: already an ONNX graph; export from the PyTorch weights")
     model, card = load(spec)
-    card = _with_inference(card, infer_size, flip_average)
+    card = _with_inference(card, infer_size, flip_average, guided_filter)
     extra = {} if calibration_photos is None else {"calibration_photos": calibration_photos}
     try:
         return deploy.export_onnx(model, card, out_dir, int8=int8, calibration=calibration, fp32_tail=fp32_tail, **extra)

@@ -324,6 +324,12 @@ def test_train_then_export_then_colorize(tmp_path, photo, make_photo):
     r = invoke("export", run, "-o", tmp_path / "half", "--half", "--flip-average")  # a run folder: uses best.pt
     assert r.exit_code == 0, r.output
     assert "flip_average" in r.stdout and json.loads((tmp_path / "half" / "config.json").read_text())["flip_average"] is True
+    r = invoke("export", run, "-o", tmp_path / "gf", "--guided-filter", "3,50")
+    assert r.exit_code == 0 and "guided filter radius 3 eps 50" in r.stdout, r.output
+    assert json.loads((tmp_path / "gf" / "config.json").read_text())["guided_filter"] == {"radius": 3, "eps": 50.0}
+    r = invoke("export", run, "-o", tmp_path / "gf-bad", "--guided-filter", "3")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "--guided-filter: a guided filter is RADIUS,EPS (e.g. 5,100), got '3'" in r.output
     full, half = (tmp_path / d / "model.safetensors" for d in ("export", "half"))
     assert half.stat().st_size < 0.6 * full.stat().st_size
 

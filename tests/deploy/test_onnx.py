@@ -324,3 +324,23 @@ def test_flip_average_carries_into_the_graph_export(cic, tmp_path):
     assert np.abs(np.asarray(r_onnx.image, np.int16) - np.asarray(r_flip.image, np.int16)).max() <= 1
     assert np.abs(r_onnx.confidence - r_flip.confidence).max() < 1e-4
     assert np.abs(np.asarray(r_once.image, np.int16) - np.asarray(r_flip.image, np.int16)).max() > 1
+
+
+def test_guided_filter_carries_into_the_graph_export_and_off_drops_it(cic, tmp_path):
+    """An ONNX export given a guided filter records it and the Colorizer filters the graph's colours the same
+    way as the PyTorch model's; guided_filter=False drops a card's filter, None keeps it."""
+    from polychrome.models.card import GuidedFilter
+
+    _, _, folder, _ = cic
+    gf = GuidedFilter(2, 50.0)
+    out = hub.export_onnx(folder, tmp_path / "gf", guided_filter=gf)
+    onnx_c = Colorizer.from_pretrained(out)
+    assert onnx_c.card.guided_filter == gf
+    torch_c = Colorizer.from_pretrained(folder)
+    gf_c = Colorizer(torch_c.model, replace(torch_c.card, guided_filter=gf))
+    img = _photo(3, 90, 61)
+    r_onnx, r_gf, r_plain = onnx_c(img), gf_c(img), torch_c(img)
+    assert np.abs(np.asarray(r_onnx.image, np.int16) - np.asarray(r_gf.image, np.int16)).max() <= 1
+    assert np.abs(np.asarray(r_plain.image, np.int16) - np.asarray(r_gf.image, np.int16)).max() > 1
+    assert hub._with_inference(onnx_c.card, None, None, False).guided_filter is None  # --guided-filter off
+    assert hub._with_inference(onnx_c.card, None, None, None).guided_filter == gf  # not given: kept

@@ -121,12 +121,17 @@ def export(
     flip_average: Annotated[bool | None, typer.Option(
         "--flip-average/--no-flip-average", help="Record whether the model also colourises each photo's mirror image "
         "and averages the two (twice the model time); default: as the source records it.", show_default=False)] = None,
+    guided_filter: Annotated[str | None, typer.Option(
+        "--guided-filter", metavar="RADIUS,EPS|off", help="Record the guided filter the model's colours go through "
+        "(radius in working-grid pixels, eps in squared L units; the bundled default's is 5,100), or 'off' for none; "
+        "default: as the source records it.", show_default=False)] = None,
 ) -> None:
     """Turn a trained model into release weights: safetensors + JSON (EMA weights of a checkpoint), or an
     ONNX graph (dynamic height and width; --int8: statically quantised) + JSON for onnxruntime."""
     from polychrome import hub
     from polychrome.train.checkpoint import CHECKPOINT_SUFFIXES
 
+    gf = _guided_filter_option(guided_filter)
     path = Path(source)
     if path.is_dir() and not any((path / n).exists() for n in ("model.safetensors", "model.onnx")):  # a run folder
         picked = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), None)
@@ -139,7 +144,8 @@ def export(
         if not path.is_file() or path.suffix not in CHECKPOINT_SUFFIXES:
             raise fail(f"{source}: no such checkpoint file (safetensors export reads a training checkpoint .pt)")
         try:
-            out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size, flip_average=flip_average)
+            out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size, flip_average=flip_average,
+                                        guided_filter=gf)
         except hub.ModelLoadError as e:
             raise fail(str(e)) from None
         import json
@@ -148,7 +154,7 @@ def export(
         weights = out / "model.safetensors"
         typer.echo(f"{weights}  ({weights.stat().st_size / 1e6:.1f} MB, {'fp16' if half else 'fp32'})")
         typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']}"
-                   + (", flip_average" if meta.get("flip_average") else "") + ")")
+                   + _inference_note(meta) + ")")
         typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
         return
     if half:
@@ -159,7 +165,7 @@ def export(
         raise fail("--calibration applies to --int8")
     try:
         out = hub.export_onnx(source, output, int8=int8, calibration=calibration, infer_size=infer_size,
-                              calibration_photos=calibration_photos, flip_average=flip_average)
+                              calibration_photos=calibration_photos, flip_average=flip_average, guided_filter=gf)
     except hub.ModelLoadError as e:
         raise fail(str(e)) from None
     import json
@@ -169,9 +175,31 @@ def export(
     baked = meta["onnx"].get("temperature_baked")
     typer.echo(f"{graph}  ({graph.stat().st_size / 1e6:.1f} MB, {meta['onnx']['precision']}, dynamic height and width)")
     typer.echo(f"{out / 'config.json'}  (model {meta['model']}, infer_size {meta['infer_size']}"
-               + (", flip_average" if meta.get("flip_average") else "")
+               + _inference_note(meta)
                + (f", temperature {baked:g} baked in" if baked else "") + ")")
     typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
+
+
+def _guided_filter_option(text: str | None):
+    """--guided-filter: None (keep the source's), False ('off'), or the GuidedFilter RADIUS,EPS names."""
+    from polychrome.models.card import CardError, GuidedFilter
+
+    if text is None:
+        return None
+    if text.strip().lower() == "off":
+        return False
+    try:
+        return GuidedFilter.parse(text)
+    except CardError as e:
+        raise fail(f"--guided-filter: {e}") from None
+
+
+def _inference_note(meta: dict) -> str:
+    """The inference settings of an exported card beyond its working size, for the export's summary line."""
+    gf = meta.get("guided_filter")
+    return (", flip_average" if meta.get("flip_average") else "") + (
+        f", guided filter radius {gf['radius']} eps {gf['eps']:g}" if gf else ""
+    )
 
 
 # --------------------------------------------------------------------------- models

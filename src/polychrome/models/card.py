@@ -5,7 +5,7 @@ release weights (``config.json`` / ``NAME.json``) and inside training checkpoint
 by the trainer, read by :func:`polychrome.train.checkpoint.checkpoint_card`), in the keys below, so a weight
 file written before the card existed reads the same way:
 
-    {"model": "cicgan", "model_kwargs": {...}, "infer_size": 256,
+    {"model": "cicgan", "model_kwargs": {...}, "infer_size": 256, "guided_filter": {"radius": 5, "eps": 100},
      "takes_hints": false, "gives_confidence": true, "temperature": 0.38, "decode_mode": "annealed",
      ...provenance: "train_config", "training", "epoch", "step", "best_val_psnr", ...}
 
@@ -36,12 +36,52 @@ INIT_ONLY_KWARGS = frozenset({"pretrained"})
 
 #: JSON keys the card itself reads and writes; every other key is provenance (``about``).
 CARD_KEYS = (
-    "model", "model_kwargs", "infer_size", "flip_average", "takes_hints", "gives_confidence", "temperature", "decode_mode",
+    "model", "model_kwargs", "infer_size", "flip_average", "guided_filter", "takes_hints", "gives_confidence",
+    "temperature", "decode_mode",
 )
 
 
 class CardError(ValueError):
     """A model card (weight metadata) that is missing something or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class GuidedFilter:
+    """The guided filter (He et al. 2010) a model's working-grid ab goes through, with the working-grid L as
+    the guide (:func:`polychrome.pipeline.core.guided_ab`): in each (2 radius + 1)^2 window, ab is fitted as
+    a linear function of L, so colour is smoothed within regions of even lightness and its edges follow the
+    lightness edges. ``radius`` in working-grid pixels; ``eps`` in squared L units (L in 0..100): where the
+    local variance of L is well below ``eps`` the window is smoothed flat, well above it the fit follows L."""
+
+    radius: int
+    eps: float
+
+    def __post_init__(self):
+        if isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 1:
+            raise CardError(f"guided_filter radius must be a whole number >= 1, got {self.radius!r}")
+        if isinstance(self.eps, bool) or not _positive(self.eps):
+            raise CardError(f"guided_filter eps must be a finite number > 0, got {self.eps!r}")
+
+    def to_json(self) -> dict:
+        return {"radius": self.radius, "eps": self.eps}
+
+    @classmethod
+    def from_json(cls, meta: Any) -> GuidedFilter:
+        """Read ``{"radius": R, "eps": E}``; CardError (one line) for anything else."""
+        if not isinstance(meta, dict) or set(meta) != {"radius", "eps"}:
+            raise CardError(f"weight metadata's guided_filter must be {{\"radius\": R, \"eps\": E}}, got {meta!r}")
+        return cls(meta["radius"], meta["eps"])
+
+    @classmethod
+    def parse(cls, text: str) -> GuidedFilter:
+        """``"R,EPS"`` (the command line's form, e.g. ``5,100``) -> GuidedFilter; CardError otherwise."""
+        try:
+            r, e = text.split(",")
+            return cls(int(r), float(e))
+        except ValueError as e:
+            if isinstance(e, CardError):
+                raise
+            raise CardError(f"a guided filter is RADIUS,EPS (e.g. 5,100), got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -52,6 +92,7 @@ class ModelCard:
     kwargs: dict = field(default_factory=dict)  # architecture arguments (init-only ones dropped)
     working_size: int = DEFAULT_WORKING_SIZE  # longest side (px) of the grid the model colourises on
     flip_average: bool = False  # colourise the mirror image too and average the two (pipeline.core.predict)
+    guided_filter: GuidedFilter | None = None  # edge-aware smoothing of the working-grid ab, guided by L
     takes_hints: bool = False  # forward(L_net, hint_ab_net, hint_mask): colour hints guide it
     gives_confidence: bool = False  # forward(L_net, return_all=True).confidence: a per-pixel confidence map
     temperature: float | None = None  # default annealed-mean temperature; None: the model regresses ab
@@ -85,6 +126,7 @@ class ModelCard:
             "model_kwargs": dict(self.kwargs),
             "infer_size": self.working_size,
             **({"flip_average": True} if self.flip_average else {}),
+            **({"guided_filter": self.guided_filter.to_json()} if self.guided_filter else {}),
             "takes_hints": self.takes_hints,
             "gives_confidence": self.gives_confidence,
         }
@@ -109,6 +151,7 @@ class ModelCard:
         flip = meta.get("flip_average", False)
         if not isinstance(flip, bool):
             raise CardError(f"weight metadata's flip_average must be true or false, got {flip!r}")
+        guided = meta.get("guided_filter")
         temperature, mode = meta.get("temperature"), meta.get("decode_mode")
         if temperature is not None and (isinstance(temperature, bool) or not _positive(temperature)):
             raise CardError(f"weight metadata's temperature is not valid: {temperature!r}")
@@ -119,6 +162,7 @@ class ModelCard:
             kwargs=architecture_kwargs(kwargs),
             working_size=size,
             flip_average=flip,
+            guided_filter=None if guided is None else GuidedFilter.from_json(guided),
             takes_hints=bool(meta.get("takes_hints", False)),
             gives_confidence=bool(meta.get("gives_confidence", False)),
             temperature=None if temperature is None else float(temperature),
