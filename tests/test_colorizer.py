@@ -98,7 +98,9 @@ def test_bundled_weights_load_with_their_cards():
     for name, arch, hints, decodes in bundled:
         card = Colorizer.from_pretrained(name).card
         assert (card.architecture, card.takes_hints, card.decodes) == (arch, hints, decodes), name
-    assert Colorizer.from_pretrained("default").card.temperature == 0.38
+    card = Colorizer.from_pretrained("default").card
+    assert card.temperature == 0.3 and (card.guided_filter.radius, card.guided_filter.eps) == (5, 100)
+    assert not Colorizer.from_pretrained("hints").card.guided_filter  # hints are not smoothed away
 
 
 def test_a_bare_name_is_the_bundled_model_even_with_a_folder_of_that_name(tmp_path, monkeypatch):

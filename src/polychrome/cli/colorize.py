@@ -113,7 +113,8 @@ def colorize(
         float | None,
         typer.Option(
             help="Classification models (cicgan): annealed-mean temperature T > 0; lower is more vivid and "
-            "patchier (-> the most likely colour), 1 is the plain mean (smooth, greyish). Default: the model's (0.38).",
+            "patchier (-> the most likely colour), 1 is the plain mean (smooth, greyish). Default: the model "
+            "card's (0.30 for the bundled default).",
             show_default=False,
         ),
     ] = None,
