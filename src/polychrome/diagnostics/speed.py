@@ -49,7 +49,7 @@ STAGES = (
     ("to_float", "8-bit image -> float RGB array"),
     ("rgb_to_l", "RGB -> L at full resolution (the lightness only)"),
     ("resize", "L down to the working size, ab up to full size"),
-    ("model", "the model (bf16: autocast + channels_last)"),
+    ("model", "the model (bf16: autocast + channels_last), and its card's guided filter"),
     ("lab_to_rgb", "join L + ab, Lab -> RGB at full resolution"),
     ("to_8bit", "float RGB -> 8-bit image"),
     ("encode", "encode + write the file"),

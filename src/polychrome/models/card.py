@@ -77,11 +77,10 @@ class GuidedFilter:
         """``"R,EPS"`` (the command line's form, e.g. ``5,100``) -> GuidedFilter; CardError otherwise."""
         try:
             r, e = text.split(",")
-            return cls(int(r), float(e))
-        except ValueError as e:
-            if isinstance(e, CardError):
-                raise
+            radius, eps = int(r), float(e)
+        except ValueError:
             raise CardError(f"a guided filter is RADIUS,EPS (e.g. 5,100), got {text!r}") from None
+        return cls(radius, eps)
 
 
 @dataclass(frozen=True)
