@@ -127,6 +127,29 @@ def test_flip_average_flag_overrides_the_card(tmp_path, make_photo, tiny_model_d
     assert run("archive", tiny_model_dir, "--flip-average", "--manifest", tmp_path / "m.jsonl") == carded
 
 
+def test_guided_filter_flag_overrides_the_card(tmp_path, make_photo, tiny_model_dir):
+    src = make_photo(tmp_path / "p.png", 40, 57, seed=4)
+    gf_dir = tmp_path / "gf-model"
+    shutil.copytree(tiny_model_dir, gf_dir)
+    meta = json.loads((gf_dir / "config.json").read_text())
+    (gf_dir / "config.json").write_text(json.dumps({**meta, "guided_filter": {"radius": 3, "eps": 50}}))
+
+    def run(name: str, model, *flags: str) -> bytes:
+        r = invoke("colorize", src, "-o", tmp_path / name, "--model", model, *flags)
+        assert r.exit_code == 0, r.output
+        return (tmp_path / name / "p.png").read_bytes()
+
+    plain, carded = run("plain", tiny_model_dir), run("carded", gf_dir)
+    assert plain != carded  # the filter smooths the untrained model's colours
+    assert run("flag", tiny_model_dir, "--guided-filter", "3,50") == carded
+    assert run("off", gf_dir, "--guided-filter", "off") == plain
+    assert run("other", gf_dir, "--guided-filter", "1,50") not in (plain, carded)
+    assert run("archive", tiny_model_dir, "--guided-filter", "3,50", "--manifest", tmp_path / "m.jsonl") == carded
+    r = invoke("colorize", src, "-o", tmp_path / "bad", "--model", tiny_model_dir, "--guided-filter", "3")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "--guided-filter: a guided filter is RADIUS,EPS (e.g. 5,100), got '3'" in r.output
+
+
 def test_compare_doubles_the_width(tmp_path, make_photo, tiny_model_dir):
     src = make_photo(tmp_path / "p.png", 45, 30)
     r = invoke("colorize", src, "-o", tmp_path / "out", "--model", tiny_model_dir, "--compare")

@@ -13,6 +13,7 @@ from test_train import _assert_same
 
 from polychrome.color.palette import ABPalette
 from polychrome.color.quantize import srgb_gamut_bins
+from polychrome.models import create_model
 from polychrome.train.checkpoint import load_checkpoint
 from polychrome.train.config import ConfigError
 from polychrome.train.gan import GanTrainConfig, GanTrainer, make_gan_config, train_gan
@@ -136,3 +137,40 @@ def test_a_gan_checkpoint_colourises_at_full_resolution_with_a_temperature(tmp_p
         out[t] = model.colorize_array(rgb, temperature=t)
         assert out[t].shape == (45, 70, 3) and np.isfinite(out[t]).all()
     assert not np.allclose(out[0.1], out[1.0])
+
+
+@pytest.mark.parametrize("through_bins", [True, False])
+def test_ab_loss_reaches_the_bin_logits_only_when_asked(tmp_path, through_bins):
+    # Only the smooth-L1 on the final ab is weighted; without weight decay a parameter that gets no gradient
+    # from it stays exactly where it was. The head's first Q output rows are the bin logits, the next two
+    # the residual.
+    cfg = gan_config(tmp_path, cic_class_weight=0.0, cic_hist_weight=0.0, cic_conf_weight=0.0, weight_decay=0.0,
+                     gan_start_step=10, max_steps=2, cic_ab_through_bins=through_bins)
+    trainer = GanTrainer(cfg, progress=False)
+    try:
+        q = trainer.model.num_bins
+        before = trainer.model.head.weight.detach().clone()
+        trainer.train_step([torch.stack([trainer.train_set[i] for i in range(4)])])
+        after = trainer.model.head.weight.detach()
+        assert not torch.equal(before[q : q + 2], after[q : q + 2])  # the residual learns either way
+        assert torch.equal(before[:q], after[:q]) is (not through_bins)
+    finally:
+        _close(trainer)
+
+
+def test_detach_bins_stops_the_final_ab_gradient_at_the_decoded_bins():
+    torch.manual_seed(0)
+    model = create_model("cicgan-small")
+    L = torch.rand(1, 1, 32, 32) * 2 - 1
+    q = model.num_bins
+    for detach, bins_grad in ((False, True), (True, False)):
+        model.zero_grad()
+        out = model(L, return_all=True, detach_bins=detach)
+        out.ab_net.square().sum().backward()
+        g = model.head.weight.grad
+        assert bool(g[:q].abs().sum() > 0) is bins_grad
+        assert g[q : q + 2].abs().sum() > 0
+    # The numbers themselves do not change.
+    with torch.no_grad():
+        a, b = model(L, return_all=True), model(L, return_all=True, detach_bins=True)
+    assert torch.equal(a.ab_net, b.ab_net)

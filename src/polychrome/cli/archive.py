@@ -16,7 +16,7 @@ from polychrome.cli.common import (
     say_error,
     say_note,
     warnings_as_lines,
-    with_flip_average,
+    with_inference,
 )
 
 
@@ -24,7 +24,7 @@ def colorize_archive(
     inputs: list[str], output: Path, model: str | None, size: int | None, compare: bool, hint_list,
     hint_labels: tuple[str, str], overwrite: bool, device, precision: str, temperature: float | None,
     confidence: bool, manifest: Path | None, world, workers: int = 1, batch_size: int = 1,
-    flip_average: bool | None = None,
+    flip_average: bool | None = None, guided_filter=None,
 ) -> None:  # fmt: skip
     """``device`` is a checked device string (:func:`~polychrome.cli.common.pick_device`); ``cuda`` is spread
     over the node's GPUs by local rank, ``cuda:N`` is that GPU for every worker."""
@@ -59,7 +59,8 @@ def colorize_archive(
 
         # One device per worker on a node; more workers than devices share them round-robin.
         where = f"cuda:{world.local_rank % max(1, torch.cuda.device_count())}"
-    colorizer = with_flip_average(load_colorizer(model, where, precision) if share.jobs else None, flip_average)
+    colorizer = with_inference(load_colorizer(model, where, precision) if share.jobs else None, flip_average,
+                               guided_filter)
     if colorizer is not None:
         check_request(colorizer, model, temperature, confidence, bool(hint_list))
     try:

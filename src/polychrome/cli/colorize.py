@@ -24,7 +24,8 @@ from polychrome.cli.common import (
     say_error,
     say_note,
     warnings_as_lines,
-    with_flip_average,
+    guided_filter_option,
+    with_inference,
 )
 
 #: Sample colour photos shipped inside scikit-image's wheel (no download needed) used by `demo`.
@@ -128,6 +129,17 @@ def colorize(
             show_default=False,
         ),
     ] = None,
+    guided_filter: Annotated[
+        str | None,
+        typer.Option(
+            "--guided-filter",
+            metavar="RADIUS,EPS|off",
+            help="Smooth the model's colours with a guided filter (the photo's lightness as the guide; radius in "
+            "working-grid pixels, eps in squared L units), or 'off'. Default: as the model's card says (radius 5, "
+            "eps 100 for the bundled default).",
+            show_default=False,
+        ),
+    ] = None,
     confidence: Annotated[
         bool,
         typer.Option(
@@ -217,6 +229,7 @@ def colorize(
         import torch
 
         torch.set_num_threads(threads)
+    gf = guided_filter_option(guided_filter)
     where = pick_device(device)  # before any work: --device banana, cuda:7 on a machine with two GPUs
     world = _world()
     if manifest is not None or world.size > 1:  # a worker of a launched run, or a run that keeps a manifest
@@ -231,7 +244,8 @@ def colorize(
 
         return colorize_archive(inputs, output, model, size, compare, hint_list, (hint_flag, hint_source), overwrite,
                                 where, precision.value, temperature, confidence, manifest, world,
-                                workers=workers, batch_size=batch_size, flip_average=flip_average)  # fmt: skip
+                                workers=workers, batch_size=batch_size, flip_average=flip_average,
+                                guided_filter=gf)  # fmt: skip
     notes: list[str] = []
     # Standard output has no folder: os.devnull stands in for one, which no input is or holds.
     out_dir = Path(os.devnull) if to_stdout else output.parent if to_file else output
@@ -262,14 +276,14 @@ def colorize(
             )
     if confidence and hint_list:
         raise fail("--confidence is for automatic colourisation; use it without --hints")
-    colorizer = with_flip_average(load_colorizer(model, where, precision.value) if jobs else None, flip_average)
+    colorizer = with_inference(load_colorizer(model, where, precision.value) if jobs else None, flip_average, gf)
     if colorizer is not None:
         check_request(colorizer, model, temperature, confidence, bool(hint_list))
         if base is not None:
             from polychrome.colorizer import RefinedColorizer
 
             try:
-                base_colorizer = with_flip_average(load_colorizer(base, where, precision.value), flip_average)
+                base_colorizer = with_inference(load_colorizer(base, where, precision.value), flip_average, gf)
                 colorizer = RefinedColorizer(colorizer, base_colorizer)
             except ValueError as e:
                 raise fail(f"--base {base}: {e}") from None

@@ -174,12 +174,29 @@ def load_colorizer(spec: str, device: str, precision: str = "fp32"):
         raise fail(f"--model {spec}: {e}") from None
 
 
-def with_flip_average(colorizer, flip_average: bool | None):
-    """``colorizer`` with its card's flip averaging set to ``flip_average`` (--flip-average/--no-flip-average);
-    None or no colorizer: as it is."""
+def with_inference(colorizer, flip_average: bool | None = None, guided_filter=None):
+    """``colorizer`` with its card's flip averaging set to ``flip_average`` (--flip-average/--no-flip-average)
+    and its guided filter to ``guided_filter`` (--guided-filter: a GuidedFilter, or False for none); None
+    or no colorizer: as it is."""
     if colorizer is not None and flip_average is not None:
         colorizer.card = replace(colorizer.card, flip_average=flip_average)
+    if colorizer is not None and guided_filter is not None:
+        colorizer.card = replace(colorizer.card, guided_filter=guided_filter or None)
     return colorizer
+
+
+def guided_filter_option(text: str | None):
+    """--guided-filter: None (keep the model card's), False ('off'), or the GuidedFilter RADIUS,EPS names."""
+    from polychrome.models.card import CardError, GuidedFilter
+
+    if text is None:
+        return None
+    if text.strip().lower() == "off":
+        return False
+    try:
+        return GuidedFilter.parse(text)
+    except CardError as e:
+        raise fail(f"--guided-filter: {e}") from None
 
 
 def out_console() -> Console:

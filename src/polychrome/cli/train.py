@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from polychrome.cli.common import app, fail, need_extra, out_console
+from polychrome.cli.common import app, fail, guided_filter_option, need_extra, out_console
 
 
 # --------------------------------------------------------------------------- train
@@ -131,7 +131,7 @@ def export(
     from polychrome import hub
     from polychrome.train.checkpoint import CHECKPOINT_SUFFIXES
 
-    gf = _guided_filter_option(guided_filter)
+    gf = guided_filter_option(guided_filter)
     path = Path(source)
     if path.is_dir() and not any((path / n).exists() for n in ("model.safetensors", "model.onnx")):  # a run folder
         picked = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), None)
@@ -178,20 +178,6 @@ def export(
                + _inference_note(meta)
                + (f", temperature {baked:g} baked in" if baked else "") + ")")
     typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
-
-
-def _guided_filter_option(text: str | None):
-    """--guided-filter: None (keep the source's), False ('off'), or the GuidedFilter RADIUS,EPS names."""
-    from polychrome.models.card import CardError, GuidedFilter
-
-    if text is None:
-        return None
-    if text.strip().lower() == "off":
-        return False
-    try:
-        return GuidedFilter.parse(text)
-    except CardError as e:
-        raise fail(f"--guided-filter: {e}") from None
 
 
 def _inference_note(meta: dict) -> str:

@@ -120,6 +120,8 @@ class Cicgan(nn.Module):
     inside (-1, 1), decoded with ``decode_mode`` / ``temperature`` when given, else the model's defaults
     ``self.decode_mode`` / ``self.temperature`` (read by its model card; front ends pass the call's own
     settings instead of changing them); ``return_all=True`` returns a :class:`CicganOutput` with every head.
+    ``detach_bins=True`` (training, with ``return_all``) stops gradients of the final ab at the decoded bins:
+    a loss on ``ab``/``ab_net`` then trains the residual (and the trunk through it), never the bin logits.
 
     Args:
         layers, widths, stem_width: the ResNet encoder (ResNet34 by default).
@@ -209,7 +211,12 @@ class Cicgan(nn.Module):
         return logits, residual
 
     def forward(
-        self, L_net: torch.Tensor, return_all: bool = False, temperature: float | None = None, decode_mode: str | None = None
+        self,
+        L_net: torch.Tensor,
+        return_all: bool = False,
+        temperature: float | None = None,
+        decode_mode: str | None = None,
+        detach_bins: bool = False,
     ):
         h, w = L_net.shape[-2:]
         p = self.border
@@ -239,7 +246,9 @@ class Cicgan(nn.Module):
                 q = self.num_bins
                 logits, residual, confidence = out[:, :q], out[:, q : q + 2], out[:, q + 2 :]
                 residual = RESIDUAL_SCALE * torch.tanh(residual)
-                ab = decode(logits, self.palette.bins, mode, t) + residual  # (B, 2, r1 - m, c1 - m) CIE
+                decoded = decode(logits, self.palette.bins, mode, t)  # (B, 2, r1 - m, c1 - m) CIE
+                # detach_bins (training): a loss on the final ab reaches the residual, not the bin logits
+                ab = (decoded.detach() if detach_bins else decoded) + residual
             else:
                 ab = self._head_ab(x, mode, t)
             # Upsample at the padded-grid ratio (exactly 2x of the half-resolution map), then crop: pixel

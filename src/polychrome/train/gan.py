@@ -63,6 +63,10 @@ class GanTrainConfig(TrainConfig):
     focal_gamma: float = 0.0  # focal exponent of the class loss (0 = cross-entropy; the alternative to rebalancing)
     cic_class_weight: float = 1.0  # weight of the soft-encoded classification loss on ab_class
     cic_ab_weight: float = 10.0  # weight of smooth-L1 on the final ab (network units, beta = smooth_l1_beta)
+    # Whether that smooth-L1 also trains the bin logits, through the annealed mean. True pulls the decoded
+    # colour toward the average of the plausible ones (a regression loss); False leaves the logits to the
+    # class loss alone (Zhang et al.) and the smooth-L1 trains the residual only.
+    cic_ab_through_bins: bool = True
     cic_hist_weight: float = 0.1  # weight of the histogram EMD (bins) of the global colour head, a and b summed
     cic_conf_weight: float = 0.1  # weight of the confidence map's BCE against exp(-|ab error| / 10)
     gan_start_step: int = 1000  # generator-only pre-training steps before the critic joins (0 = adversarial at once)
@@ -195,7 +199,7 @@ class GanTrainer(Trainer):
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
             with sync:
                 with self._autocast():
-                    out = self.ddp(self._to_input(L_net), return_all=True)
+                    out = self.ddp(self._to_input(L_net), return_all=True, detach_bins=not cfg.cic_ab_through_bins)
                 terms = self.generator_losses(out, ab_true)
                 if adversarial:
                     real = torch.cat([L_net, ab_true], 1)
