@@ -65,7 +65,8 @@ class GanTrainConfig(TrainConfig):
     cic_ab_weight: float = 10.0  # weight of smooth-L1 on the final ab (network units, beta = smooth_l1_beta)
     # Whether that smooth-L1 also trains the bin logits, through the annealed mean. True pulls the decoded
     # colour toward the average of the plausible ones (a regression loss); False leaves the logits to the
-    # class loss alone (Zhang et al.) and the smooth-L1 trains the residual only.
+    # class loss alone (Zhang et al.): the smooth-L1 (and the adversarial terms, which read the same final ab)
+    # then train the residual and the layers beneath it, not the 1x1 head's bin rows.
     cic_ab_through_bins: bool = True
     cic_hist_weight: float = 0.1  # weight of the histogram EMD (bins) of the global colour head, a and b summed
     cic_conf_weight: float = 0.1  # weight of the confidence map's BCE against exp(-|ab error| / 10)
