@@ -276,15 +276,15 @@ def export_checkpoint(
     ``infer_size`` replaces the working size recorded by the training config; ``flip_average`` (not None)
     sets the card's flip averaging; ``guided_filter`` (not None) its guided filter (False: none)."""
     model, card = _load_checkpoint(Path(ckpt_path))
-    card = _with_inference(card.fitted_to(model), infer_size, flip_average, guided_filter)
+    card = card_with_inference(card.fitted_to(model), infer_size, flip_average, guided_filter)
     return save_weights(model, card, out_dir, half=half)
 
 
-def _with_inference(
+def card_with_inference(
     card: ModelCard, infer_size: int | None, flip_average: bool | None, guided_filter: GuidedFilter | bool | None = None
 ) -> ModelCard:
-    """``card`` with the inference settings an export was given (None: keep the card's; ``guided_filter``
-    False: drop the card's filter)."""
+    """``card`` with the inference settings an export or a ``colorize`` call was given (None: keep the card's;
+    ``guided_filter`` False: drop the card's filter)."""
     if guided_filter is not None:
         card = replace(card, guided_filter=guided_filter or None)
     if infer_size is not None:
@@ -334,7 +334,7 @@ def export_onnx(
     if WeightSource.parse(spec).kind == "onnx":
         raise ModelLoadError(f"{spec}: already an ONNX graph; export from the PyTorch weights")
     model, card = load(spec)
-    card = _with_inference(card, infer_size, flip_average, guided_filter)
+    card = card_with_inference(card, infer_size, flip_average, guided_filter)
     extra = {} if calibration_photos is None else {"calibration_photos": calibration_photos}
     try:
         return deploy.export_onnx(model, card, out_dir, int8=int8, calibration=calibration, fp32_tail=fp32_tail, **extra)

@@ -342,5 +342,5 @@ def test_guided_filter_carries_into_the_graph_export_and_off_drops_it(cic, tmp_p
     r_onnx, r_gf, r_plain = onnx_c(img), gf_c(img), torch_c(img)
     assert np.abs(np.asarray(r_onnx.image, np.int16) - np.asarray(r_gf.image, np.int16)).max() <= 1
     assert np.abs(np.asarray(r_plain.image, np.int16) - np.asarray(r_gf.image, np.int16)).max() > 1
-    assert hub._with_inference(onnx_c.card, None, None, False).guided_filter is None  # --guided-filter off
-    assert hub._with_inference(onnx_c.card, None, None, None).guided_filter == gf  # not given: kept
+    assert hub.card_with_inference(onnx_c.card, None, None, False).guided_filter is None  # --guided-filter off
+    assert hub.card_with_inference(onnx_c.card, None, None, None).guided_filter == gf  # not given: kept

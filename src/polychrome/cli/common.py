@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from dataclasses import replace
 from enum import Enum
 
 import typer
@@ -178,10 +177,10 @@ def with_inference(colorizer, flip_average: bool | None = None, guided_filter=No
     """``colorizer`` with its card's flip averaging set to ``flip_average`` (--flip-average/--no-flip-average)
     and its guided filter to ``guided_filter`` (--guided-filter: a GuidedFilter, or False for none); None
     or no colorizer: as it is."""
-    if colorizer is not None and flip_average is not None:
-        colorizer.card = replace(colorizer.card, flip_average=flip_average)
-    if colorizer is not None and guided_filter is not None:
-        colorizer.card = replace(colorizer.card, guided_filter=guided_filter or None)
+    if colorizer is not None:
+        from polychrome import hub
+
+        colorizer.card = hub.card_with_inference(colorizer.card, None, flip_average, guided_filter)
     return colorizer
 
 
