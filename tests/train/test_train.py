@@ -126,6 +126,9 @@ def test_unknown_key_is_named(tmp_path):
         ("l_noise=-1", "l_noise"),
         ("l_noise=51", "l_noise"),
         ("l_noise=nan", "l_noise"),
+        ("l_sharpen=-0.5", "l_sharpen"),
+        ("l_sharpen=11", "l_sharpen"),
+        ("l_sharpen=inf", "l_sharpen"),
         ('data_repeat={"fashion": 0}', "data_repeat"),
         ('data_repeat={"fashion": 1.5}', "data_repeat"),
         ('data_repeat={"fashion": true}', "data_repeat"),
@@ -331,6 +334,47 @@ def test_l_noise_perturbs_the_model_input_per_photo_and_reproducibly():
     assert std.max() < 6.0 * 1.1 and std.min() < 1.5 and std.max() > 4.5  # stds spread over [0, l_noise] L units
 
 
+def test_l_sharpen_raises_the_fine_contrast_of_each_photo_by_its_own_amount_and_reproducibly():
+    from kornia.filters import gaussian_blur2d
+
+    torch.manual_seed(0)
+    L = gaussian_blur2d(torch.rand(64, 1, 32, 32) * 60 + 20, (5, 5), (1.0, 1.0))  # a soft texture, inside [0, 100]
+    assert torch.equal(loop.sharpened_l(L, 0.0, 0, 3, 0, 0), L)
+    a = loop.sharpened_l(L, 1.5, 0, 3, 0, 0)
+    assert torch.equal(a, loop.sharpened_l(L, 1.5, 0, 3, 0, 0))  # (seed, step, micro, rank) fix the draw
+    assert not torch.equal(a, loop.sharpened_l(L, 1.5, 0, 4, 0, 0))
+    assert not torch.equal(a, loop.sharpened_l(L, 1.5, 0, 3, 0, 1))
+    assert a.min() >= 0 and a.max() <= 100 and a.shape == L.shape
+    # an unsharp mask keeps each photo's mean (up to the clamp) and raises its detail: the difference from a
+    # blur grows, by a factor that differs from photo to photo (amounts drawn in [0, l_sharpen])
+    assert torch.allclose(a.mean((1, 2, 3)), L.mean((1, 2, 3)), atol=0.5)
+
+    def detail(x):
+        return (x - gaussian_blur2d(x, (5, 5), (1.0, 1.0))).flatten(1).std(1)
+
+    gain = detail(a) / detail(L)
+    assert gain.min() >= 0.99 and gain.max() > 1.8 and gain.min() < 1.2
+
+
+def test_the_trainer_feeds_the_sharpened_l_then_the_grain_to_the_model(tmp_path, monkeypatch):
+    seen = []
+    sharpen, noise = loop.sharpened_l, loop.noisy_l_net
+    monkeypatch.setattr(loop, "sharpened_l", lambda L, *a: seen.append(("sharpen", a[0])) or sharpen(L, *a))
+    monkeypatch.setattr(loop, "noisy_l_net", lambda L, *a: seen.append(("noise", a[0])) or noise(L, *a))
+    train(tiny_train_config(tmp_path, max_steps=1, l_sharpen=1.0, l_noise=2.0, out_dir=str(tmp_path / "both")),
+          progress=False)
+    assert seen == [("sharpen", 1.0), ("noise", 2.0)]
+    seen.clear()
+    train(tiny_train_config(tmp_path, max_steps=1, l_sharpen=1.0, out_dir=str(tmp_path / "sharp")), progress=False)
+    assert seen == [("sharpen", 1.0)]
+    plain = tiny_train_config(tmp_path, max_steps=1, out_dir=str(tmp_path / "plain"))
+    seen.clear()
+    train(plain, progress=False)
+    assert seen == []
+    a, b = (load_checkpoint(tmp_path / d / "last.pt")["model"] for d in ("plain", "sharp"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_the_trainer_feeds_the_noisy_l_to_the_model(tmp_path, monkeypatch):
     seen = []
     real = loop.noisy_l_net
@@ -517,6 +561,7 @@ TINY_VIT = {"model": "icolorit-tiny", "model_kwargs": {"dim": 32, "depth": 2, "h
 RESUME_CASES = {
     "composite-loss": {"loss": "composite"},
     "input-noise": {"l_noise": 6.0},
+    "input-sharpen": {"l_sharpen": 1.5},
     "hint-model": {**TINY_VIT, "hint_max": 8},
     "hint-model-off-truth": {**TINY_VIT, "hint_max": 8, "hint_recolor_fraction": 1.0, "hint_region_radius": 6},
 }

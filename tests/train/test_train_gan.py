@@ -40,9 +40,9 @@ def _close(trainer: GanTrainer) -> None:
 
 def test_two_gan_steps_then_resume_exactly(tmp_path):
     # Step 0 pre-trains; steps 1-3 are adversarial. The broken run stops after two steps (one of each).
-    # The input-noise augmentation is on: its draws must resume exactly too.
-    straight = gan_config(tmp_path, max_steps=4, l_noise=6.0, out_dir=str(tmp_path / "a"))
-    broken = gan_config(tmp_path, max_steps=4, l_noise=6.0, out_dir=str(tmp_path / "b"))
+    # The input augmentations (sharpening, grain) are on: their draws must resume exactly too.
+    straight = gan_config(tmp_path, max_steps=4, l_noise=6.0, l_sharpen=1.0, out_dir=str(tmp_path / "a"))
+    broken = gan_config(tmp_path, max_steps=4, l_noise=6.0, l_sharpen=1.0, out_dir=str(tmp_path / "b"))
     train_gan(straight, progress=False)
 
     first = GanTrainer(broken, progress=False)

@@ -38,6 +38,11 @@ class TrainConfig:
     # std drawn uniformly in [0, l_noise] L units (0-100), for the grain and fine texture that the small, compressed
     # training photos lack (film grain, asphalt, which the default reads as grass). 0 = off.
     l_noise: float = 0.0  # most std of the grain on the model's L input (L units; 0 = off)
+    # Input augmentation: each training photo's L, as the model sees it, is sharpened by an unsharp mask,
+    # L + a (L - G_s * L), a drawn uniformly in [0, l_sharpen] and the Gaussian's s in [0.5, 1.5] px, so that
+    # how sharp a photo is (the small WebP street photos are soft, the sport photos sharp) is no cue to its
+    # colours: the sharp, detailed pavement of a large photo is not grass. Before the grain. 0 = off.
+    l_sharpen: float = 0.0  # most amount of the unsharp mask on the model's L input (0 = off)
     infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
     batch_size: int = 32  # per process, per micro-batch
     grad_accum: int = 1  # micro-batches per optimiser step
@@ -214,6 +219,8 @@ def make_config(
             raise ConfigError(f"lr_scale: the multiplier of {prefix!r} must be a number > 0, got {mult!r}")
     if not (math.isfinite(cfg.l_noise) and 0 <= cfg.l_noise <= 50):
         raise ConfigError(f"l_noise: must be a number in [0, 50] (L units), got {cfg.l_noise}")
+    if not (math.isfinite(cfg.l_sharpen) and 0 <= cfg.l_sharpen <= 10):
+        raise ConfigError(f"l_sharpen: must be a number in [0, 10], got {cfg.l_sharpen}")
     for folder, times in cfg.data_repeat.items():
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ConfigError(f"data_repeat: the repeat count of {folder!r} must be a whole number >= 1, got {times!r}")

@@ -46,7 +46,7 @@ from polychrome.losses import (
 from polychrome.models.patchgan import MultiScalePatchGAN
 from polychrome.train.config import ConfigError, TrainConfig, make_config
 from polychrome.train.checkpoint import read_training_checkpoint
-from polychrome.train.loop import Trainer, lab_batch, noisy_l_net
+from polychrome.train.loop import Trainer, lab_batch, model_l_net
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,8 @@ class GanTrainer(Trainer):
         total, terms_sum, pairs = 0.0, {}, []
         for i, rgb in enumerate(micro_batches):
             L, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
-            if cfg.l_noise:
-                L_net = noisy_l_net(L, cfg.l_noise, cfg.seed, self.step, i, self.dist.rank)
+            if cfg.l_noise or cfg.l_sharpen:
+                L_net = model_l_net(L, cfg, self.step, i, self.dist.rank)
             last = i == n - 1
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
             with sync:

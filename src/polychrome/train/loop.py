@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from kornia.filters import gaussian_blur2d
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
@@ -216,6 +217,31 @@ def noisy_l_net(L: torch.Tensor, l_noise: float, seed: int, step: int, micro: in
     sigma = torch.rand(len(L), 1, 1, 1, generator=gen) * l_noise
     noise = torch.randn(L.shape, generator=gen) * sigma
     return l_to_net((L + noise.to(L.device, L.dtype)).clamp(0, 100))
+
+
+def sharpened_l(L: torch.Tensor, l_sharpen: float, seed: int, step: int, micro: int, rank: int) -> torch.Tensor:
+    """L (B, 1, H, W) in [0, 100] under the ``l_sharpen`` augmentation: each photo through an unsharp mask,
+    L + a (L - G_s * L) clamped to [0, 100], with its amount a drawn in [0, l_sharpen] and the Gaussian's s in
+    [0.5, 1.5] px (kornia's ``gaussian_blur2d``, reflected borders). The draws are a function of (seed, step,
+    micro-batch, rank), like the grain's."""
+    if l_sharpen <= 0:
+        return L
+    gen = hint_generator(seed + 15_013, step, micro, rank)
+    amount = torch.rand(len(L), 1, 1, 1, generator=gen) * l_sharpen
+    s = 0.5 + torch.rand(len(L), 1, generator=gen)
+    x = L.float()
+    blurred = gaussian_blur2d(x, (7, 7), s.expand(-1, 2).to(L.device), border_type="reflect")
+    return (x + amount.to(L.device) * (x - blurred)).clamp(0, 100).to(L.dtype)
+
+
+def model_l_net(L: torch.Tensor, cfg: TrainConfig, step: int, micro: int, rank: int) -> torch.Tensor:
+    """The model's L input (network units) for a training micro-batch's L in [0, 100]: sharpened
+    (``l_sharpen``), then grained (``l_noise``), each only when its key is set."""
+    if cfg.l_sharpen:
+        L = sharpened_l(L, cfg.l_sharpen, cfg.seed, step, micro, rank)
+    if cfg.l_noise:
+        return noisy_l_net(L, cfg.l_noise, cfg.seed, step, micro, rank)
+    return l_to_net(L)
 
 
 def lab_batch(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -450,8 +476,8 @@ class Trainer:
         terms_sum: dict[str, float] = {}
         for i, rgb in enumerate(micro_batches):
             L, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
-            if cfg.l_noise:
-                L_net = noisy_l_net(L, cfg.l_noise, cfg.seed, self.step, i, self.dist.rank)
+            if cfg.l_noise or cfg.l_sharpen:
+                L_net = model_l_net(L, cfg, self.step, i, self.dist.rank)
             last = i == len(micro_batches) - 1
             # Gradients are all-reduced once per optimiser step, not per micro-batch.
             sync = contextlib.nullcontext() if (last or self.dist.world == 1) else self.ddp.no_sync()
