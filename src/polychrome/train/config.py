@@ -39,9 +39,9 @@ class TrainConfig:
     # training photos lack (film grain, asphalt, which the default reads as grass). 0 = off.
     l_noise: float = 0.0  # most std of the grain on the model's L input (L units; 0 = off)
     # Input augmentation: each training photo's L, as the model sees it, is sharpened by an unsharp mask,
-    # L + a (L - G_s * L), a drawn uniformly in [0, l_sharpen] and the Gaussian's s in [0.5, 1.5] px, so that
-    # how sharp a photo is (the small WebP street photos are soft, the sport photos sharp) is no cue to its
-    # colours: the sharp, detailed pavement of a large photo is not grass. Before the grain. 0 = off.
+    # L + a (L - G_s * L), a drawn uniformly in [0, l_sharpen] and the Gaussian's s in [0.5, 1.5] px (7 x 7
+    # kernel), so that how sharp a photo is (the small WebP street photos are soft, the sport photos and large
+    # photos sharp) is less of a cue to its colours (leg 18 in docs/issue-12/README.md). Before the grain. 0 = off.
     l_sharpen: float = 0.0  # most amount of the unsharp mask on the model's L input (0 = off)
     infer_size: int = DEFAULT_WORKING_SIZE  # working size (longest side, px) written into the model card
     batch_size: int = 32  # per process, per micro-batch
