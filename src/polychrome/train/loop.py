@@ -222,8 +222,8 @@ def noisy_l_net(L: torch.Tensor, l_noise: float, seed: int, step: int, micro: in
 def sharpened_l(L: torch.Tensor, l_sharpen: float, seed: int, step: int, micro: int, rank: int) -> torch.Tensor:
     """L (B, 1, H, W) in [0, 100] under the ``l_sharpen`` augmentation: each photo through an unsharp mask,
     L + a (L - G_s * L) clamped to [0, 100], with its amount a drawn in [0, l_sharpen] and the Gaussian's s in
-    [0.5, 1.5] px (kornia's ``gaussian_blur2d``, a 7 x 7 kernel, reflected borders). The draws are a function of (seed, step,
-    micro-batch, rank), like the grain's."""
+    [0.5, 1.5] px (kornia's ``gaussian_blur2d``, a 7 x 7 kernel, reflected borders). The draws are a function
+    of (seed, step, micro-batch, rank), like the grain's."""
     if l_sharpen <= 0:
         return L
     gen = hint_generator(seed + 15_013, step, micro, rank)
