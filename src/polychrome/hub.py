@@ -163,9 +163,17 @@ class _AllocationBudget(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def build_model(card: ModelCard) -> nn.Module:
-    """The architecture ``card`` names, randomly initialised (for a strict load). ModelLoadError when its
-    metadata asks for a model over :data:`MAX_MODEL_ELEMENTS` (found before that memory is allocated)."""
+def build_model(card: ModelCard, origin: str | os.PathLike | None = None) -> nn.Module:
+    """The architecture ``card`` names, randomly initialised (for a strict load). ModelLoadError (naming
+    ``origin``, the file the card came from, when given) when its metadata names no registered model, arguments
+    it does not take, or a model over :data:`MAX_MODEL_ELEMENTS` (found before that memory is allocated)."""
+    try:
+        return _build_model(card)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{origin}: {e}" if origin is not None else str(e)) from None
+
+
+def _build_model(card: ModelCard) -> nn.Module:
     try:
         with _AllocationBudget(MAX_MODEL_ELEMENTS):
             return create_model(card.architecture, **card.kwargs)
@@ -180,12 +188,12 @@ def build_model(card: ModelCard) -> nn.Module:
         raise ModelLoadError(f"weight metadata does not fit {card.architecture}: {e}") from None
 
 
-def read_card(meta: dict) -> ModelCard:
-    """:meth:`ModelCard.from_json` with its errors as :class:`ModelLoadError`."""
+def read_card(meta: dict, origin: str | os.PathLike | None = None) -> ModelCard:
+    """:meth:`ModelCard.from_json` with its errors as :class:`ModelLoadError` (naming ``origin`` when given)."""
     try:
         return ModelCard.from_json(meta)
     except CardError as e:
-        raise ModelLoadError(str(e)) from None
+        raise ModelLoadError(f"{origin}: {e}" if origin is not None else str(e)) from None
 
 
 def load(spec: str | os.PathLike = "default", device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
@@ -209,8 +217,8 @@ def load(spec: str | os.PathLike = "default", device: str | torch.device = "cpu"
             meta = json.loads(js.read_text())
         except json.JSONDecodeError as e:
             raise ModelLoadError(f"{js}: not valid JSON ({e})") from None
-        card = read_card(meta)
-        model = build_model(card)
+        card = read_card(meta, js)
+        model = build_model(card, js)
         try:
             model.load_state_dict(load_file(st), strict=True)
         except Exception as e:  # safetensors header errors and strict-load mismatches alike
@@ -239,7 +247,7 @@ def _load_onnx(source: WeightSource, device: str | torch.device) -> tuple[nn.Mod
     if torch.device(device).type != "cpu":
         raise ModelLoadError(f"{source.path}: ONNX models run on the CPU here (onnxruntime), not {device}")
     onnx_file, js = source.files()
-    card = read_card(_read_meta(js, onnx_file, source))
+    card = read_card(_read_meta(js, onnx_file, source), js)
     try:
         return OnnxModel(onnx_file, card).eval(), card
     except OnnxError as e:
@@ -255,10 +263,13 @@ def _load_checkpoint(path: Path) -> tuple[nn.Module, ModelCard]:
     """The EMA weights of a training checkpoint in the architecture its card names, and the card."""
     try:
         ckpt = read_checkpoint(path)
-        card = checkpoint_card(ckpt)
-    except (ValueError, CardError) as e:
+    except ValueError as e:  # names the file
         raise ModelLoadError(str(e)) from None
-    model = build_model(card)
+    try:
+        card = checkpoint_card(ckpt)
+    except CardError as e:
+        raise ModelLoadError(f"{path}: {e}") from None
+    model = build_model(card, path)
     try:
         model.load_state_dict(ema_to_model_state(ckpt["ema"]), strict=True)
     except RuntimeError as e:

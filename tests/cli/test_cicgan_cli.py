@@ -250,3 +250,27 @@ def test_evaluate_temperature_errors_are_one_line(checkpoint, tiny_model_dir, tm
     r = invoke(*base, "--model", checkpoint, "--temperature", "0.38", "--hints", "0,1")
     assert_one_line_error(r, "--temperature", "--hints", code=2)
     assert not (tmp_path / "s.json").exists()
+
+
+def test_export_critic_then_a_new_leg_starts_from_it(checkpoint, tiny_model_dir, tmp_path):
+    # `export --critic` writes the run's critic beside the model; `train ... init_critic=` starts the next leg's
+    # critic from it (or from the checkpoint itself) instead of a random one.
+    r = invoke("export", checkpoint, "-o", tmp_path / "leg", "--half", "--critic")
+    assert r.exit_code == 0, r.output
+    assert "critic.safetensors" in r.stdout
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "leg" / "critic.safetensors"))
+    disc = torch.load(checkpoint, map_location="cpu", weights_only=True)["disc"]
+    assert saved.keys() == disc.keys()
+    for k, v in disc.items():
+        assert saved[k].dtype == (torch.float16 if v.is_floating_point() else v.dtype), k
+        assert torch.equal(saved[k], v.half() if v.is_floating_point() else v), k
+    # The exported folder still loads as a model.
+    assert hub.load_model(tmp_path / "leg") is not None
+    # Not a GAN checkpoint (the tiny regression model's export has no critic), and --critic with onnx: one line.
+    plain = tmp_path / "plain.pt"
+    torch.save({"model_name": "x", "ema": {}}, plain)
+    assert_one_line_error(invoke("export", plain, "-o", tmp_path / "p", "--critic"), "plain.pt", code=2)
+    assert_one_line_error(invoke("export", tiny_model_dir, "--format", "onnx", "-o", tmp_path / "o", "--critic"),
+                          "--critic", code=2)

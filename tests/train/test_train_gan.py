@@ -174,3 +174,53 @@ def test_detach_bins_stops_the_final_ab_gradient_at_the_decoded_bins():
     with torch.no_grad():
         a, b = model(L, return_all=True), model(L, return_all=True, detach_bins=True)
     assert torch.equal(a.ab_net, b.ab_net)
+
+
+def test_a_new_leg_starts_its_critic_from_an_earlier_run(tmp_path):
+    from safetensors.torch import save_file
+
+    from polychrome.train.gan import export_critic
+
+    first = gan_config(tmp_path, max_steps=2, gan_start_step=0, out_dir=str(tmp_path / "leg1"))
+    train_gan(first, progress=False)
+    ck = load_checkpoint(tmp_path / "leg1" / "last.pt")
+    half = export_critic(tmp_path / "leg1" / "last.pt", tmp_path / "critic.safetensors", half=True)
+
+    fresh = GanTrainer(gan_config(tmp_path, out_dir=str(tmp_path / "fresh")), progress=False)
+    try:
+        random_disc = {k: v.clone() for k, v in fresh.disc.state_dict().items()}
+    finally:
+        fresh.close()
+    for source, tol in ((tmp_path / "leg1" / "last.pt", 0.0), (half, 1e-3)):
+        t = GanTrainer(gan_config(tmp_path, init_critic=str(source), out_dir=str(tmp_path / f"leg2-{tol}")),
+                       progress=False)
+        try:
+            got = t.disc.state_dict()
+            for k, v in ck["disc"].items():
+                assert got[k].dtype == v.dtype, k
+                torch.testing.assert_close(got[k], v, rtol=tol, atol=tol, msg=k)
+            moved = [k for k, v in got.items() if v.is_floating_point() and not torch.equal(v, random_disc[k])]
+            assert moved, "the critic is still the random one"
+            assert not t.d_opt.state  # a fresh critic optimiser, as init_weights gives a fresh generator one
+            t.fit(stop_at_step=1)  # and it trains from there
+        finally:
+            t.close()
+
+    with pytest.raises(ConfigError, match="init_critic: .*nope.pt: no such file"):
+        GanTrainer(gan_config(tmp_path, init_critic=str(tmp_path / "nope.pt"), out_dir=str(tmp_path / "e1")),
+                   progress=False)
+    plain = tmp_path / "plain.pt"
+    torch.save({"model_name": "cicgan-small", "ema": {}}, plain)
+    with pytest.raises(ConfigError, match="plain.pt.*not a GAN run's checkpoint"):
+        GanTrainer(gan_config(tmp_path, init_critic=str(plain), out_dir=str(tmp_path / "e2")), progress=False)
+    with pytest.raises(ConfigError, match="critic.safetensors does not fit this critic"):
+        GanTrainer(gan_config(tmp_path, init_critic=str(half), d_base=16, out_dir=str(tmp_path / "e3")),
+                   progress=False)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not safetensors")
+    with pytest.raises(ConfigError, match="junk.safetensors: not a readable"):
+        GanTrainer(gan_config(tmp_path, init_critic=str(junk), out_dir=str(tmp_path / "e4")), progress=False)
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ConfigError, match="other.safetensors does not fit"):
+        GanTrainer(gan_config(tmp_path, init_critic=str(tmp_path / "other.safetensors"), out_dir=str(tmp_path / "e5")),
+                   progress=False)

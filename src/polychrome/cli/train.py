@@ -114,6 +114,8 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the model + config.json.", show_default=False)],
     format: Annotated[ExportFormat, typer.Option("--format", help="safetensors (PyTorch) or onnx (onnxruntime).")] = ExportFormat.safetensors,
     half: Annotated[bool, typer.Option("--half", help="safetensors: store the weights as fp16 (half the size).")] = False,
+    critic: Annotated[bool, typer.Option("--critic", help="safetensors, a GAN run's checkpoint: also write its critic "
+                                         "as critic.safetensors, for a later leg's init_critic=.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="onnx: static int8 quantisation (needs --calibration).")] = False,
     calibration: Annotated[Path | None, typer.Option(help="onnx --int8: folder of calibration photos.", show_default=False)] = None,
     calibration_photos: Annotated[int, typer.Option(min=1, help="onnx --int8: how many calibration photos to read.")] = 32,
@@ -148,6 +150,14 @@ def export(
                                         guided_filter=gf)
         except hub.ModelLoadError as e:
             raise fail(str(e)) from None
+        if critic:
+            from polychrome.train.gan import export_critic
+
+            try:
+                written = export_critic(path, out / "critic.safetensors", half=half)
+            except ValueError as e:
+                raise fail(str(e).replace("(no disc)", "(no critic: not a GAN run's checkpoint)")) from None
+            typer.echo(f"{written}  ({written.stat().st_size / 1e6:.1f} MB, the critic, for init_critic=)")
         import json
 
         meta = json.loads((out / "config.json").read_text())
@@ -157,6 +167,8 @@ def export(
                    + _inference_note(meta) + ")")
         typer.echo(f"use it with: polychrome colorize PHOTOS -o OUT --model {out}")
         return
+    if critic:
+        raise fail("--critic applies to --format safetensors")
     if half:
         raise fail("--half applies to --format safetensors (use --int8 for a smaller ONNX graph)")
     if int8 and calibration is None:

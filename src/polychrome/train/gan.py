@@ -45,7 +45,7 @@ from polychrome.losses import (
 )
 from polychrome.models.patchgan import MultiScalePatchGAN
 from polychrome.train.config import ConfigError, TrainConfig, make_config
-from polychrome.train.checkpoint import read_training_checkpoint
+from polychrome.train.checkpoint import read_checkpoint, read_training_checkpoint
 from polychrome.train.loop import Trainer, lab_batch, model_l_net
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ class GanTrainConfig(TrainConfig):
     d_betas: tuple = (0.5, 0.999)  # critic AdamW betas (beta1 0.5, the usual GAN choice)
     d_base: int = 64  # critic base width
     d_scales: int = 3  # critic scales (each needs 24 * 2**(scale) px of image_size)
+    # A leg that continues an earlier GAN run: start the critic from that run's critic (a training checkpoint .pt
+    # with its ``disc``, or a .safetensors of the critic's weights, e.g. ``polychrome export --critic``), loaded
+    # strictly, with a fresh critic optimiser; "" = a new random critic. Ignored by --resume (it has its own).
+    init_critic: str = ""
 
 
 def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> GanTrainConfig:
@@ -94,6 +98,53 @@ def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict 
     if cfg.image_size < need:
         raise ConfigError(f"image_size: a {cfg.d_scales}-scale critic needs at least {need} px, got {cfg.image_size}")
     return cfg
+
+
+def read_critic_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The critic's weights in a GAN training checkpoint (``disc``) or a .safetensors file; ConfigError naming
+    the file when it cannot be read or holds no critic."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"init_critic: {path}: no such file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ConfigError(f"init_critic: {path}: not a readable .safetensors file ({str(e)[:160]})") from None
+    try:
+        ck = read_checkpoint(path, needs=("disc",))
+    except ValueError as e:
+        raise ConfigError(f"init_critic: {e}".replace("(no disc)", "(no critic weights: not a GAN run's checkpoint)")) from None
+    return ck["disc"]
+
+
+def load_init_critic(disc: torch.nn.Module, spec: str) -> None:
+    """Copy the critic weights of ``spec`` (see :func:`read_critic_state`) into ``disc``, strictly, in its dtype."""
+    state = read_critic_state(spec)
+    own = disc.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in state.items()}
+    try:
+        disc.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"init_critic: {spec} does not fit this critic (d_base, d_scales: {first})") from None
+
+
+def export_critic(ckpt_path: str | Path, out: str | Path, half: bool = False) -> Path:
+    """Write the critic of a GAN training checkpoint as ``out`` (.safetensors, fp16 if ``half``), the file a later
+    leg's ``init_critic`` reads. ValueError naming the checkpoint when it holds no critic."""
+    from safetensors.torch import save_file
+
+    ck = read_checkpoint(ckpt_path, needs=("disc",))
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in ck["disc"].items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out), metadata={"what": "polychrome GAN critic (MultiScalePatchGAN)", "source": Path(ckpt_path).name,
+                                         "step": str(ck.get("step", ""))})
+    return out
 
 
 class GanTrainer(Trainer):
@@ -133,6 +184,9 @@ class GanTrainer(Trainer):
             self.disc.load_state_dict(self._disc_checkpoint["disc"], strict=True)
             self.d_opt.load_state_dict(self._disc_checkpoint["disc_optimizer"])
             self._disc_checkpoint = None
+        elif cfg.init_critic:
+            load_init_critic(disc, cfg.init_critic)
+            log.info("critic: started from %s", cfg.init_critic)
 
     def _data_palette(self) -> ABPalette:
         """The model's own bins with the prior and rebalancing weights of (a seeded subset of) the training
