@@ -268,9 +268,12 @@ def test_export_critic_then_a_new_leg_starts_from_it(checkpoint, tiny_model_dir,
         assert torch.equal(saved[k], v.half() if v.is_floating_point() else v), k
     # The exported folder still loads as a model.
     assert hub.load_model(tmp_path / "leg") is not None
-    # Not a GAN checkpoint (the tiny regression model's export has no critic), and --critic with onnx: one line.
+    # A checkpoint without a critic, and --critic with onnx: one line each.
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     plain = tmp_path / "plain.pt"
-    torch.save({"model_name": "x", "ema": {}}, plain)
-    assert_one_line_error(invoke("export", plain, "-o", tmp_path / "p", "--critic"), "plain.pt", code=2)
+    torch.save({k: v for k, v in ck.items() if k not in ("disc", "disc_optimizer")}, plain)  # exports as a model
+    assert_one_line_error(invoke("export", plain, "-o", tmp_path / "p", "--critic"), "plain.pt", "no critic weights",
+                          code=2)
+    assert not (tmp_path / "p").exists()  # nothing half-written
     assert_one_line_error(invoke("export", tiny_model_dir, "--format", "onnx", "-o", tmp_path / "o", "--critic"),
                           "--critic", code=2)

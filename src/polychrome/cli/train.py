@@ -145,18 +145,20 @@ def export(
             raise fail("--int8 and --calibration apply to --format onnx")
         if not path.is_file() or path.suffix not in CHECKPOINT_SUFFIXES:
             raise fail(f"{source}: no such checkpoint file (safetensors export reads a training checkpoint .pt)")
+        written = None
+        if critic:  # first: a checkpoint without a critic fails before any file is written
+            from polychrome.train.gan import export_critic
+
+            try:
+                written = export_critic(path, output / "critic.safetensors", half=half)
+            except ValueError as e:
+                raise fail(str(e)) from None
         try:
             out = hub.export_checkpoint(path, output, half=half, infer_size=infer_size, flip_average=flip_average,
                                         guided_filter=gf)
         except hub.ModelLoadError as e:
             raise fail(str(e)) from None
-        if critic:
-            from polychrome.train.gan import export_critic
-
-            try:
-                written = export_critic(path, out / "critic.safetensors", half=half)
-            except ValueError as e:
-                raise fail(str(e).replace("(no disc)", "(no critic: not a GAN run's checkpoint)")) from None
+        if written is not None:
             typer.echo(f"{written}  ({written.stat().st_size / 1e6:.1f} MB, the critic, for init_critic=)")
         import json
 

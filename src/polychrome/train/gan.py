@@ -100,6 +100,15 @@ def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict 
     return cfg
 
 
+def gan_checkpoint(path: str | Path) -> dict:
+    """A GAN run's training checkpoint (:func:`read_checkpoint`); ValueError naming the file when it is not readable
+    or holds no critic weights."""
+    ck = read_checkpoint(path, needs=())
+    if not isinstance(ck, dict) or "disc" not in ck:
+        raise ValueError(f"{path}: no critic weights (not a GAN run's checkpoint)")
+    return ck
+
+
 def read_critic_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The critic's weights in a GAN training checkpoint (``disc``) or a .safetensors file; ConfigError naming
     the file when it cannot be read or holds no critic."""
@@ -115,10 +124,9 @@ def read_critic_state(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as e:
             raise ConfigError(f"init_critic: {path}: not a readable .safetensors file ({str(e)[:160]})") from None
     try:
-        ck = read_checkpoint(path, needs=("disc",))
+        return gan_checkpoint(path)["disc"]
     except ValueError as e:
-        raise ConfigError(f"init_critic: {e}".replace("(no disc)", "(no critic weights: not a GAN run's checkpoint)")) from None
-    return ck["disc"]
+        raise ConfigError(f"init_critic: {e}") from None
 
 
 def load_init_critic(disc: torch.nn.Module, spec: str) -> None:
@@ -138,7 +146,7 @@ def export_critic(ckpt_path: str | Path, out: str | Path, half: bool = False) ->
     leg's ``init_critic`` reads. ValueError naming the checkpoint when it holds no critic."""
     from safetensors.torch import save_file
 
-    ck = read_checkpoint(ckpt_path, needs=("disc",))
+    ck = gan_checkpoint(ckpt_path)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in ck["disc"].items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
