@@ -224,3 +224,72 @@ def test_a_new_leg_starts_its_critic_from_an_earlier_run(tmp_path):
     with pytest.raises(ConfigError, match="other.safetensors does not fit"):
         GanTrainer(gan_config(tmp_path, init_critic=str(tmp_path / "other.safetensors"), out_dir=str(tmp_path / "e5")),
                    progress=False)
+
+
+def test_distillation_teaches_the_flip_averaged_teacher(tmp_path):
+    """A student trained by the distillation terms alone moves toward its teachers' mean prediction (each teacher
+    flip-averaged), the targets are what the teachers predict, and the config says clearly what is wrong."""
+    first = gan_config(tmp_path, max_steps=2, gan_start_step=10, out_dir=str(tmp_path / "t1"), seed=1)
+    second = gan_config(tmp_path, max_steps=2, gan_start_step=10, out_dir=str(tmp_path / "t2"), seed=2)
+    train_gan(first, progress=False)
+    train_gan(second, progress=False)
+    teachers = [str(tmp_path / "t1" / "last.pt"), str(tmp_path / "t2" / "last.pt")]
+    only_distill = {"cic_class_weight": 0, "cic_ab_weight": 0, "cic_hist_weight": 0, "cic_conf_weight": 0,
+                    "gan_start_step": 1000, "teachers": teachers, "distill_class_weight": 1.0,
+                    "distill_ab_weight": 10.0, "lr": 3e-3, "warmup_steps": 1, "ema_decay": 0.0}
+    trainer = GanTrainer(gan_config(tmp_path, out_dir=str(tmp_path / "s"), seed=3, **only_distill), progress=False)
+    try:
+        assert len(trainer.teachers) == 2 and not any(p.requires_grad for p in trainer.teachers[0].parameters())
+        micro = [torch.stack([trainer.train_set[i] for i in range(4)])]
+        from polychrome.train.loop import lab_batch
+
+        _, L_net, _ = lab_batch(micro[0])
+        probs, ab = trainer.teacher_targets(L_net)
+        # The targets: the mean over both teachers and both mirror images, mirrored back.
+        want_ab = 0
+        for t in trainer.teachers:
+            for flip in (False, True):
+                x = L_net.flip(-1) if flip else L_net
+                a = t(x, temperature=trainer.model.temperature)
+                want_ab = want_ab + (a.flip(-1) if flip else a) / 4
+        torch.testing.assert_close(ab, want_ab, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ab.flip(-1), trainer.teacher_targets(L_net.flip(-1))[1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(probs.sum(1), torch.ones_like(probs[:, 0]))
+
+        def gap() -> float:
+            with torch.no_grad():
+                return (trainer.model(L_net, temperature=trainer.model.temperature) - ab).abs().mean().item()
+
+        before = gap()
+        for _ in range(15):
+            trainer.train_step(micro)
+        assert set(trainer.last_terms) == {"class", "ab", "hist", "conf", "distill_class", "distill_ab"}
+        assert gap() < 0.6 * before, (before, gap())
+    finally:
+        trainer.close()
+
+    with pytest.raises(ConfigError, match="teachers and distill"):
+        gan_config(tmp_path, teachers=teachers)  # no weight
+    with pytest.raises(ConfigError, match="teachers and distill"):
+        gan_config(tmp_path, distill_ab_weight=1.0)  # no teacher
+    with pytest.raises(ConfigError, match="teacher_flip: needs an even image_size"):
+        gan_config(tmp_path, teachers=teachers, distill_ab_weight=1.0, image_size=49)
+    with pytest.raises(ConfigError, match="teachers: .*nope.safetensors"):
+        GanTrainer(gan_config(tmp_path, teachers=[str(tmp_path / "nope.safetensors")], distill_ab_weight=1.0,
+                              out_dir=str(tmp_path / "e1")), progress=False)
+    from polychrome.train.loop import train
+
+    train(regression_config(tmp_path, tmp_path / "reg"), progress=False)
+    with pytest.raises(ConfigError, match="reg/last.pt is not a classification colouriser"):
+        GanTrainer(gan_config(tmp_path, teachers=[str(tmp_path / "reg" / "last.pt")], distill_ab_weight=1.0,
+                              out_dir=str(tmp_path / "e2")), progress=False)
+
+
+def regression_config(tmp_path, out):
+    """A one-step simple-unet run on gan_config's photos: a model with no ab bins."""
+    from polychrome.train.config import make_config
+
+    return make_config(overrides={
+        "model": "simple-unet", "data": str(tmp_path / "data"), "val_fraction": 0.2, "val_max_images": 4,
+        "image_size": 48, "infer_size": 48, "batch_size": 4, "max_steps": 1, "precision": "fp32",
+        "channels_last": False, "workers": 0, "ckpt_every_steps": 0, "out_dir": str(out)})

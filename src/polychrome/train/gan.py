@@ -81,19 +81,37 @@ class GanTrainConfig(TrainConfig):
     # with its ``disc``, or a .safetensors of the critic's weights, e.g. ``polychrome export --critic``), loaded
     # strictly, with a fresh critic optimiser; "" = a new random critic. Ignored by --resume (it has its own).
     init_critic: str = ""
+    # Distillation: the model also learns the predictions of trained teachers (bundled names, export folders or
+    # .safetensors of classification colourisers with the same bins), averaged over the teachers and, with
+    # teacher_flip, over each photo and its mirror image (mirrored back): an ensemble and test-time flip averaging
+    # taught to one network that costs one pass at inference. The teachers see the clean photo (no l_noise or
+    # l_sharpen), decode at the model's own training temperature and are never trained.
+    teachers: tuple = ()
+    teacher_flip: bool = True
+    distill_class_weight: float = 0.0  # cross-entropy of the bin logits against the teachers' mean bin probabilities
+    distill_ab_weight: float = 0.0  # smooth-L1 of the final ab against the teachers' mean final ab (network units)
 
 
 def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> GanTrainConfig:
     """A :class:`GanTrainConfig` from defaults <- file <- overrides, checked like make_config plus its own fields."""
     cfg = make_config(file, overrides, cls=GanTrainConfig)
     for k in ("cic_class_weight", "cic_ab_weight", "cic_hist_weight", "cic_conf_weight", "adv_weight", "fm_weight",
-              "focal_gamma"):
+              "focal_gamma", "distill_class_weight", "distill_ab_weight"):
         if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0):
             raise ConfigError(f"{k}: must be a finite number >= 0, got {getattr(cfg, k)}")
     if cfg.palette_photos < 0:
         raise ConfigError(f"palette_photos: must be >= 0, got {cfg.palette_photos}")
     if cfg.gan_start_step < 0 or cfg.d_scales < 1 or cfg.d_base < 1:
         raise ConfigError("gan_start_step must be >= 0, d_scales and d_base >= 1")
+    distilling = cfg.distill_class_weight > 0 or cfg.distill_ab_weight > 0
+    if not all(isinstance(t, str) and t for t in cfg.teachers):
+        raise ConfigError(f"teachers: must be a list of model names or paths, got {list(cfg.teachers)!r}")
+    if distilling != bool(cfg.teachers):
+        raise ConfigError("teachers and distill_class_weight / distill_ab_weight go together: give teachers and a "
+                          "distillation weight above 0, or neither")
+    if cfg.teachers and cfg.teacher_flip and cfg.image_size % 2:
+        raise ConfigError(f"teacher_flip: needs an even image_size (the heads' half-resolution grid mirrored onto "
+                          f"itself), got {cfg.image_size}")
     need = 24 * 2 ** (cfg.d_scales - 1)
     if cfg.image_size < need:
         raise ConfigError(f"image_size: a {cfg.d_scales}-scale critic needs at least {need} px, got {cfg.image_size}")
@@ -155,6 +173,25 @@ def export_critic(ckpt_path: str | Path, out: str | Path, half: bool = False) ->
     return out
 
 
+def load_teacher(spec: str, student: torch.nn.Module, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """A teacher for distillation (see GanTrainConfig.teachers): the model ``spec`` names, frozen, in eval mode.
+    ConfigError naming it when it cannot be loaded or is not a classification colouriser with the student's bins."""
+    from polychrome.hub import ModelLoadError, load_model
+
+    try:
+        teacher = load_model(spec, device)
+    except ModelLoadError as e:
+        raise ConfigError(f"teachers: {e}") from None
+    bins = getattr(getattr(teacher, "palette", None), "bins", None)
+    own = student.palette.bins
+    if bins is None or bins.shape != own.shape or not torch.allclose(bins.to(own), own):
+        raise ConfigError(f"teachers: {spec} is not a classification colouriser with this model's "
+                          f"{own.shape[0]} ab bins")
+    if channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher.eval().requires_grad_(False)
+
+
 class GanTrainer(Trainer):
     """Trainer for cicgan models (see the module docstring). Same interface: ``fit()``, ``validate()``, ``close()``."""
 
@@ -195,6 +232,9 @@ class GanTrainer(Trainer):
         elif cfg.init_critic:
             load_init_critic(disc, cfg.init_critic)
             log.info("critic: started from %s", cfg.init_critic)
+        self.teachers = [load_teacher(t, self.model, self.device, cfg.channels_last) for t in cfg.teachers]
+        if self.teachers:
+            log.info("distillation: %d teacher(s)%s", len(self.teachers), ", flip-averaged" if cfg.teacher_flip else "")
 
     def _data_palette(self) -> ABPalette:
         """The model's own bins with the prior and rebalancing weights of (a seeded subset of) the training
@@ -243,19 +283,41 @@ class GanTrainer(Trainer):
             "conf": confidence_loss(out.confidence, out.ab.detach(), ab_half),
         }
 
+    @torch.no_grad()
+    def teacher_targets(self, L_net: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teachers' mean prediction for L_net (B, 1, H, W): bin probabilities (B, Q, ceil(H/2), ceil(W/2)) and
+        final ab (B, 2, H, W, network units), each teacher once and, with ``teacher_flip``, on the mirror image too
+        (mirrored back), decoded at the model's own temperature."""
+        flips = (False, True) if self.cfg.teacher_flip else (False,)
+        probs = ab = None
+        for teacher in self.teachers:
+            for flip in flips:
+                x = L_net.flip(-1) if flip else L_net
+                with self._autocast():
+                    out = teacher(self._to_input(x), return_all=True, temperature=self.model.temperature,
+                                  decode_mode=self.model.decode_mode)
+                p, a = torch.softmax(out.ab_class.float(), 1), out.ab_net.float()
+                if flip:
+                    p, a = p.flip(-1), a.flip(-1)
+                probs, ab = (p, a) if probs is None else (probs + p, ab + a)
+        n = len(self.teachers) * len(flips)
+        return probs / n, ab / n
+
     def train_step(self, micro_batches: list[torch.Tensor]) -> float:
         """One generator step (and, once adversarial, one critic step) over ``grad_accum`` micro-batches."""
         cfg = self.cfg
         n = len(micro_batches)
         adversarial = self.adversarial
         weights = {"class": cfg.cic_class_weight, "ab": cfg.cic_ab_weight, "hist": cfg.cic_hist_weight,
-                   "conf": cfg.cic_conf_weight, "adv": cfg.adv_weight, "fm": cfg.fm_weight}
+                   "conf": cfg.cic_conf_weight, "adv": cfg.adv_weight, "fm": cfg.fm_weight,
+                   "distill_class": cfg.distill_class_weight, "distill_ab": cfg.distill_ab_weight}
         self.ddp.train()
         self.disc.train()
         self.disc.requires_grad_(False)  # the generator's step must not touch (or pay for) critic gradients
         total, terms_sum, pairs = 0.0, {}, []
         for i, rgb in enumerate(micro_batches):
             L, L_net, ab_true = lab_batch(rgb.to(self.device, non_blocking=True))
+            taught = self.teacher_targets(L_net) if self.teachers else None  # from the clean photo
             if cfg.l_noise or cfg.l_sharpen:
                 L_net = model_l_net(L, cfg, self.step, i, self.dist.rank)
             last = i == n - 1
@@ -264,6 +326,9 @@ class GanTrainer(Trainer):
                 with self._autocast():
                     out = self.ddp(self._to_input(L_net), return_all=True, detach_bins=not cfg.cic_ab_through_bins)
                 terms = self.generator_losses(out, ab_true)
+                if taught is not None:
+                    terms["distill_class"] = class_loss(out.ab_class.float(), taught[0])
+                    terms["distill_ab"] = F.smooth_l1_loss(out.ab_net.float(), taught[1], beta=cfg.smooth_l1_beta)
                 if adversarial:
                     real = torch.cat([L_net, ab_true], 1)
                     fake = torch.cat([L_net, out.ab_net.float()], 1)
