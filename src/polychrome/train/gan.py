@@ -10,6 +10,9 @@ TensorBoard, DDP, exact resume) with its own :meth:`train_step` and a second net
 2. Adversarial fine-tuning (from ``gan_start_step``): the same terms plus ``adv_weight * hinge G`` and
    ``fm_weight * feature matching`` from the 3-scale PatchGAN (models/patchgan.py), which gets its own
    AdamW and one hinge step per generator step on the same photos (fakes detached).
+3. Distillation (in either phase, with ``teachers``): ``+ distill_class_weight * CE(bin logits, the teachers'
+   mean bin probabilities)`` ``+ distill_ab_weight * smooth-L1(ab_net, the teachers' mean ab_net)``, the mean over
+   the frozen teachers and, with ``teacher_flip``, each photo's mirror image (:meth:`GanTrainer.teacher_targets`).
 
 The critic is built under a forked RNG with its own seed, so adding it leaves the generator's
 random stream exactly as the plain trainer would draw it; its weights and optimiser travel in the
