@@ -3,6 +3,7 @@ the critic, the palette file, and the config's own checks."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -255,6 +256,15 @@ def test_distillation_teaches_the_flip_averaged_teacher(tmp_path):
         torch.testing.assert_close(ab, want_ab, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(ab.flip(-1), trainer.teacher_targets(L_net.flip(-1))[1], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(probs.sum(1), torch.ones_like(probs[:, 0]))
+        # teacher_sharpen: the same mean probabilities squared and renormalised, a sharper (lower-entropy) target;
+        # the ab target unchanged.
+        trainer.cfg = dataclasses.replace(trainer.cfg, teacher_sharpen=2.0)
+        sharp, sharp_ab = trainer.teacher_targets(L_net)
+        trainer.cfg = dataclasses.replace(trainer.cfg, teacher_sharpen=1.0)
+        torch.testing.assert_close(sharp, probs ** 2 / (probs ** 2).sum(1, keepdim=True), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(sharp_ab, ab)
+        entropy = lambda p: -(p * p.clamp_min(1e-12).log()).sum(1).mean()  # noqa: E731
+        assert entropy(sharp) < entropy(probs) - 0.1, (entropy(sharp), entropy(probs))
 
         def gap() -> float:
             with torch.no_grad():
@@ -272,6 +282,8 @@ def test_distillation_teaches_the_flip_averaged_teacher(tmp_path):
         gan_config(tmp_path, teachers=teachers)  # no weight
     with pytest.raises(ConfigError, match="teachers and distill"):
         gan_config(tmp_path, distill_ab_weight=1.0)  # no teacher
+    with pytest.raises(ConfigError, match="teacher_sharpen: must be a finite number > 0"):
+        gan_config(tmp_path, teachers=teachers, distill_ab_weight=1.0, teacher_sharpen=0)
     with pytest.raises(ConfigError, match="teacher_flip: needs an even image_size"):
         gan_config(tmp_path, teachers=teachers, distill_ab_weight=1.0, image_size=49)
     with pytest.raises(ConfigError, match="teachers: .*nope.safetensors"):

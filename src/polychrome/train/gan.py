@@ -93,6 +93,10 @@ class GanTrainConfig(TrainConfig):
     teacher_flip: bool = True
     distill_class_weight: float = 0.0  # cross-entropy of the bin logits against the teachers' mean bin probabilities
     distill_ab_weight: float = 0.0  # smooth-L1 of the final ab against the teachers' mean final ab (network units)
+    # The class target's sharpness: the teachers' mean bin probabilities raised to this power and renormalised (> 1
+    # sharper, keeping the chroma that averaging over mirror images flattens; 1 = the mean as it is). The ab target
+    # stays the teachers' mean final ab: with distill_ab_weight=0 the sharpened class target alone sets the colour.
+    teacher_sharpen: float = 1.0
 
 
 def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict | None = None) -> GanTrainConfig:
@@ -106,6 +110,8 @@ def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict 
         raise ConfigError(f"palette_photos: must be >= 0, got {cfg.palette_photos}")
     if cfg.gan_start_step < 0 or cfg.d_scales < 1 or cfg.d_base < 1:
         raise ConfigError("gan_start_step must be >= 0, d_scales and d_base >= 1")
+    if not (math.isfinite(cfg.teacher_sharpen) and cfg.teacher_sharpen > 0):
+        raise ConfigError(f"teacher_sharpen: must be a finite number > 0, got {cfg.teacher_sharpen}")
     distilling = cfg.distill_class_weight > 0 or cfg.distill_ab_weight > 0
     if not all(isinstance(t, str) and t for t in cfg.teachers):
         raise ConfigError(f"teachers: must be a list of model names or paths, got {list(cfg.teachers)!r}")
@@ -290,7 +296,7 @@ class GanTrainer(Trainer):
     def teacher_targets(self, L_net: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The teachers' mean prediction for L_net (B, 1, H, W): bin probabilities (B, Q, ceil(H/2), ceil(W/2)) and
         final ab (B, 2, H, W, network units), each teacher once and, with ``teacher_flip``, on the mirror image too
-        (mirrored back), decoded at the model's own temperature."""
+        (mirrored back), decoded at the model's own temperature; the probabilities sharpened by ``teacher_sharpen``."""
         flips = (False, True) if self.cfg.teacher_flip else (False,)
         probs = ab = None
         for teacher in self.teachers:
@@ -304,7 +310,11 @@ class GanTrainer(Trainer):
                     p, a = p.flip(-1), a.flip(-1)
                 probs, ab = (p, a) if probs is None else (probs + p, ab + a)
         n = len(self.teachers) * len(flips)
-        return probs / n, ab / n
+        probs = probs / n
+        if self.cfg.teacher_sharpen != 1:
+            probs = probs.clamp_min(1e-12).pow(self.cfg.teacher_sharpen)
+            probs = probs / probs.sum(1, keepdim=True)
+        return probs, ab / n
 
     def train_step(self, micro_batches: list[torch.Tensor]) -> float:
         """One generator step (and, once adversarial, one critic step) over ``grad_accum`` micro-batches."""
