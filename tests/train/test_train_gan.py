@@ -284,6 +284,8 @@ def test_distillation_teaches_the_flip_averaged_teacher(tmp_path):
         gan_config(tmp_path, distill_ab_weight=1.0)  # no teacher
     with pytest.raises(ConfigError, match="teacher_sharpen: must be a finite number > 0"):
         gan_config(tmp_path, teachers=teachers, distill_ab_weight=1.0, teacher_sharpen=0)
+    with pytest.raises(ConfigError, match="teacher_sharpen: sharpens the class target only"):
+        gan_config(tmp_path, teachers=teachers, distill_ab_weight=1.0, teacher_sharpen=1.5)  # no class term
     with pytest.raises(ConfigError, match="teacher_flip: needs an even image_size"):
         gan_config(tmp_path, teachers=teachers, distill_ab_weight=1.0, image_size=49)
     with pytest.raises(ConfigError, match="teachers: .*nope.safetensors"):

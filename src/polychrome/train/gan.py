@@ -118,6 +118,8 @@ def make_gan_config(file: str | Path | None = None, overrides: list[str] | dict 
     if distilling != bool(cfg.teachers):
         raise ConfigError("teachers and distill_class_weight / distill_ab_weight go together: give teachers and a "
                           "distillation weight above 0, or neither")
+    if cfg.teacher_sharpen != 1 and not cfg.distill_class_weight:
+        raise ConfigError("teacher_sharpen: sharpens the class target only, so it needs distill_class_weight > 0")
     if cfg.teachers and cfg.teacher_flip and cfg.image_size % 2:
         raise ConfigError(f"teacher_flip: needs an even image_size (the heads' half-resolution grid mirrored onto "
                           f"itself), got {cfg.image_size}")
